@@ -1,0 +1,272 @@
+"""Sensor batches of many devices in, every window that became ready out. No model, no I/O.
+
+`Pipeline.process` runs in two parts:
+  1. per device, in message order, the sequence checks (pure Python, per message, never
+     per sample): duplicates are dropped, small gaps are filled by holding the last value,
+     large gaps and rewinds restart the device's stream. The result is one or more
+     segments of consecutive samples per device;
+  2. vectorised across devices, one round per segment index: restart the streams that
+     need it, then filter and window every group of segments of equal length at once.
+
+Training, offline evaluation and the live service all cut windows with this code, so a
+model is trained on exactly what it will be served (`replay` runs a whole recording).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from har_stream.records import (
+    CHANNELS,
+    SAMPLE_PERIOD_MS,
+    WINDOW,
+    SensorBatch,
+    WindowBatch,
+)
+from har_stream.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
+from har_stream.state import DeviceRegistry, Field
+from har_stream.windowing import emit_windows
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """How streams are conditioned and how sequence faults are handled."""
+
+    signal: SignalSettings = field(default_factory=SignalSettings)
+    max_gap: int = 5
+    """Missing samples up to this many are filled by holding the last value."""
+    max_rewind: int = 3000
+    """A message starting at most this far behind the expected seq holds duplicates (dropped);
+    further back means the device restarted its counter, so its stream restarts."""
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """What the sequence checks did in one step (exported as metrics)."""
+
+    duplicate_samples: int = 0
+    gap_samples_filled: int = 0
+    stream_resets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStep:
+    windows: WindowBatch
+    stats: PipelineStats
+
+
+def pipeline_fields(settings: SignalSettings) -> dict[str, Field]:
+    """The per-device state the pipeline keeps in the registry."""
+    sections = FilterBank(settings).sections
+    return {
+        "median": Field((MEDIAN_HISTORY, RAW), "<f4"),
+        "noise_zi": Field((sections, 2, RAW), "<f4"),
+        "gravity_zi": Field((sections, 2, 3), "<f4"),
+        "ring": Field((WINDOW, len(CHANNELS)), "<f4"),
+        "n": Field((), "<i8"),  # samples in the current stream
+        "origin": Field((), "<i8"),  # seq of the current stream's first sample
+    }
+
+
+@dataclass(slots=True)
+class _Segment:
+    """Consecutive samples of one device within one step, ready to filter."""
+
+    device_id: str
+    restart: bool  # the stream (re)starts at this segment's first sample
+    seq: int  # seq of the first sample
+    parts: list[np.ndarray] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)  # seq after each message's last sample
+    record_ts: list[int] = field(default_factory=list)
+    anchor_seq: int = 0  # (seq, time) of the latest message: window times derive from it
+    anchor_ms: int = 0
+
+    @property
+    def length(self) -> int:
+        return self.ends[-1] - self.seq
+
+    def add(self, samples: np.ndarray, batch: SensorBatch) -> None:
+        self.parts.append(samples)
+        self.ends.append(self.ends[-1] + len(samples) if self.ends else self.seq + len(samples))
+        self.record_ts.append(batch.record_ts_ms)
+        self.anchor_seq, self.anchor_ms = batch.seq, batch.t0_ms
+
+
+class Pipeline:
+    """Per-device conditioning and windowing, with all state in a `DeviceRegistry`."""
+
+    def __init__(
+        self,
+        config: PipelineConfig = PipelineConfig(),
+        registry: DeviceRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.filters = FilterBank(config.signal)
+        self.registry = registry or DeviceRegistry(pipeline_fields(config.signal))
+        self.clock = clock
+
+    def process(self, batches: Iterable[SensorBatch]) -> PipelineStep:
+        """Sequence-check each device's batches, then filter and window them, vectorised."""
+        by_device: dict[str, list[SensorBatch]] = defaultdict(list)
+        for batch in batches:
+            by_device[batch.device_id].append(batch)
+        stats = PipelineStats()
+        plans = [self._plan(d, bs, stats) for d, bs in by_device.items()]
+        pieces: list[WindowBatch] = []
+        for round_index in range(max((len(p) for p in plans), default=0)):
+            segments = [p[round_index] for p in plans if len(p) > round_index]
+            self._restart([s for s in segments if s.restart])
+            by_length: dict[int, list[_Segment]] = defaultdict(list)
+            for segment in segments:
+                by_length[segment.length].append(segment)
+            pieces.extend(self._advance(group) for group in by_length.values())
+        touched = [d for d in by_device if d in self.registry]
+        self.registry.touch(self.registry.slots(touched), self.clock())
+        return PipelineStep(_concat(pieces), stats)
+
+    def _plan(self, device_id: str, batches: list[SensorBatch], stats: PipelineStats
+              ) -> list[_Segment]:
+        """Split one device's batches into segments of consecutive samples."""
+        reg, cfg = self.registry, self.config
+        slot = reg.get(device_id)
+        expected: int | None = None
+        last_raw: np.ndarray | None = None
+        if slot is not None:
+            expected = int(reg.arrays["origin"][slot] + reg.arrays["n"][slot])
+            last_raw = reg.arrays["median"][slot, -1]
+        segments: list[_Segment] = []
+        for batch in batches:
+            samples, seq = batch.samples, batch.seq
+            gap = 0 if expected is None else seq - expected
+            if expected is None or gap > cfg.max_gap or gap < -cfg.max_rewind:
+                stats.stream_resets += expected is not None
+                segments.append(_Segment(device_id, restart=True, seq=seq))
+            else:
+                if not segments:
+                    segments.append(_Segment(device_id, restart=False, seq=expected))
+                if gap > 0:
+                    assert last_raw is not None
+                    samples = np.concatenate([np.repeat(last_raw[None], gap, axis=0), samples])
+                    stats.gap_samples_filled += gap
+                elif gap < 0:
+                    dropped = min(-gap, len(samples))
+                    stats.duplicate_samples += dropped
+                    samples = samples[dropped:]
+                    if not len(samples):
+                        continue
+            segments[-1].add(samples, batch)
+            expected = segments[-1].ends[-1]
+            last_raw = samples[-1]
+        return segments
+
+    def _restart(self, segments: list[_Segment]) -> None:
+        """Start fresh streams: filters settled on the first sample, empty buffer, n = 0."""
+        if not segments:
+            return
+        reg = self.registry
+        slots = np.array([reg.slot(s.device_id) for s in segments], np.int64)
+        first = np.stack([s.parts[0][0] for s in segments])
+        self._store(slots, self.filters.initial_state(first))
+        reg.arrays["ring"][slots] = 0
+        reg.arrays["n"][slots] = 0
+        reg.arrays["origin"][slots] = [s.seq for s in segments]
+
+    def _advance(self, group: list[_Segment]) -> WindowBatch:
+        """Filter and window segments of equal length (one vectorised step)."""
+        reg = self.registry
+        slots = reg.slots(s.device_id for s in group)
+        raw = np.stack([s.parts[0] if len(s.parts) == 1 else np.concatenate(s.parts)
+                        for s in group])
+        filtered, state = self.filters.apply(raw, self._load(slots))
+        self._store(slots, state)
+        n = reg.arrays["n"][slots]
+        emitted, reg.arrays["ring"][slots] = emit_windows(reg.arrays["ring"][slots], n, filtered)
+        reg.arrays["n"][slots] = n + raw.shape[1]
+        if not len(emitted.rows):
+            return WindowBatch.empty()
+        rows = emitted.rows
+        seqs = reg.arrays["origin"][slots][rows] + emitted.starts
+        anchor_seq = np.array([s.anchor_seq for s in group], np.int64)[rows]
+        anchor_ms = np.array([s.anchor_ms for s in group], np.int64)[rows]
+        t_start = anchor_ms + np.rint((seqs - anchor_seq) * SAMPLE_PERIOD_MS).astype(np.int64)
+        last_seqs = seqs + WINDOW - 1
+        record_ts = np.array(
+            [_record_ts(group[r], int(e)) for r, e in zip(rows, last_seqs, strict=True)], np.int64
+        )
+        return WindowBatch(
+            device_ids=[group[r].device_id for r in rows],
+            seqs=seqs,
+            t_start_ms=t_start,
+            t_end_ms=t_start + round((WINDOW - 1) * SAMPLE_PERIOD_MS),
+            record_ts_ms=record_ts,
+            fresh=emitted.starts == 0,
+            data=emitted.data,
+        )
+
+    def _load(self, slots: np.ndarray) -> FilterState:
+        a = self.registry.arrays
+        return FilterState(
+            a["median"][slots],
+            a["noise_zi"][slots].swapaxes(0, 1),
+            a["gravity_zi"][slots].swapaxes(0, 1),
+        )
+
+    def _store(self, slots: np.ndarray, state: FilterState) -> None:
+        a = self.registry.arrays
+        a["median"][slots] = state.median
+        a["noise_zi"][slots] = state.noise_zi.swapaxes(0, 1)
+        a["gravity_zi"][slots] = state.gravity_zi.swapaxes(0, 1)
+
+
+def _record_ts(segment: _Segment, last_seq: int) -> int:
+    """Broker timestamp of the message that delivered sample `last_seq`."""
+    if len(segment.ends) == 1:
+        return segment.record_ts[0]
+    return segment.record_ts[int(np.searchsorted(segment.ends, last_seq, side="right"))]
+
+
+def _concat(pieces: list[WindowBatch]) -> WindowBatch:
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        return WindowBatch.empty()
+    if len(pieces) == 1:
+        return pieces[0]
+    return WindowBatch(
+        device_ids=[d for p in pieces for d in p.device_ids],
+        seqs=np.concatenate([p.seqs for p in pieces]),
+        t_start_ms=np.concatenate([p.t_start_ms for p in pieces]),
+        t_end_ms=np.concatenate([p.t_end_ms for p in pieces]),
+        record_ts_ms=np.concatenate([p.record_ts_ms for p in pieces]),
+        fresh=np.concatenate([p.fresh for p in pieces]),
+        data=np.concatenate([p.data for p in pieces]),
+    )
+
+
+def replay(
+    acc: np.ndarray,
+    gyro: np.ndarray,
+    device_id: str = "recording",
+    chunk: int | None = None,
+    t0_ms: int = 0,
+    config: PipelineConfig = PipelineConfig(),
+) -> WindowBatch:
+    """Windows of one whole recording, through exactly the service's code path.
+
+    `chunk` splits the recording into messages of that many samples (None: one message);
+    the windows are the same either way. Window seqs are sample indices in the recording.
+    """
+    samples = np.concatenate([acc, gyro], axis=1).astype(np.float32)
+    step = chunk or max(len(samples), 1)
+    pipeline = Pipeline(config)
+    pieces = [
+        pipeline.process([SensorBatch(device_id, start, t0_ms + round(start * SAMPLE_PERIOD_MS),
+                                      samples[start:start + step])]).windows
+        for start in range(0, len(samples), step)
+    ]
+    return _concat(pieces)

@@ -1,0 +1,144 @@
+"""Per-device state held in slot arrays, so a step can gather and scatter many devices at once.
+
+Each device owns one slot (row) in every field array. Fields are declared by the stages
+that use them (filters, ring buffer, model state, counts), so this registry knows nothing
+about signal processing or models. A device's state serialises to bytes with `snapshot`
+and comes back with `restore`: that one mechanism serves crash recovery, rebalances
+(state moves with partitions) and idle eviction.
+
+Snapshot format: b"HARS" | u32 header length | JSON header (field name, dtype, shape) |
+the fields' raw little-endian bytes in header order. No pickle: restoring foreign bytes
+can fail with `StateFormatError` but cannot execute anything.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"HARS"
+_GROWTH = 1.5
+
+
+class StateFormatError(ValueError):
+    """A snapshot does not match this registry's fields (other version or corrupt bytes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One per-device array: its shape per device and its dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype string, little-endian, e.g. "<f4"
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+class DeviceRegistry:
+    """Slot arrays for every device, a name → slot map, and a last-seen clock for eviction."""
+
+    def __init__(self, fields: Mapping[str, Field], capacity: int = 256) -> None:
+        self.fields = dict(fields)
+        self._header = self._encode_header()
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._capacity = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self.last_seen = np.zeros(0, np.float64)
+        self._grow(max(capacity, 1))
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, device_id: object) -> bool:
+        return device_id in self._slots
+
+    def device_ids(self) -> list[str]:
+        return list(self._slots)
+
+    def get(self, device_id: str) -> int | None:
+        """The device's slot, or None for a device without state."""
+        return self._slots.get(device_id)
+
+    def slot(self, device_id: str) -> int:
+        """The device's slot, allocating a zeroed one for a new device."""
+        slot = self._slots.get(device_id)
+        if slot is None:
+            if not self._free:
+                self._grow(int(self._capacity * _GROWTH) + 1)
+            slot = self._free.pop()
+            for array in self.arrays.values():
+                array[slot] = 0
+            self._slots[device_id] = slot
+        return slot
+
+    def slots(self, device_ids: Iterable[str]) -> np.ndarray:
+        return np.fromiter((self._slots[d] for d in device_ids), np.int64)
+
+    def remove(self, device_id: str) -> None:
+        slot = self._slots.pop(device_id, None)
+        if slot is not None:
+            self._free.append(slot)
+
+    def touch(self, slots: np.ndarray, now_s: float) -> None:
+        self.last_seen[slots] = now_s
+
+    def idle(self, now_s: float, ttl_s: float) -> list[str]:
+        """Devices not touched for more than `ttl_s` seconds."""
+        limit = now_s - ttl_s
+        return [d for d, s in self._slots.items() if self.last_seen[s] < limit]
+
+    def snapshot(self, device_id: str) -> bytes:
+        slot = self._slots[device_id]
+        body = b"".join(self.arrays[name][slot].tobytes() for name in self.fields)
+        return MAGIC + struct.pack("<I", len(self._header)) + self._header + body
+
+    def restore(self, device_id: str, data: bytes, now_s: float = 0.0) -> None:
+        """Replace the device's state with a snapshot; raises StateFormatError if foreign."""
+        header, body = self._split(data)
+        if header != self._header:
+            raise StateFormatError("snapshot fields differ from this registry's fields")
+        expected = sum(f.nbytes for f in self.fields.values())
+        if len(body) != expected:
+            raise StateFormatError(f"snapshot body has {len(body)} bytes, expected {expected}")
+        slot = self.slot(device_id)
+        offset = 0
+        for name, spec in self.fields.items():
+            chunk = body[offset:offset + spec.nbytes]
+            self.arrays[name][slot] = np.frombuffer(chunk, spec.dtype).reshape(spec.shape)
+            offset += spec.nbytes
+        self.last_seen[slot] = now_s
+
+    def nbytes_per_device(self) -> int:
+        return sum(f.nbytes for f in self.fields.values()) + self.last_seen.itemsize
+
+    def _encode_header(self) -> bytes:
+        spec = [[n, np.dtype(f.dtype).str, list(f.shape)] for n, f in self.fields.items()]
+        return json.dumps(spec, separators=(",", ":")).encode()
+
+    @staticmethod
+    def _split(data: bytes) -> tuple[bytes, bytes]:
+        if len(data) < 8 or data[:4] != MAGIC:
+            raise StateFormatError("not a har-stream state snapshot")
+        (size,) = struct.unpack_from("<I", data, 4)
+        if 8 + size > len(data):
+            raise StateFormatError("truncated snapshot header")
+        return bytes(data[8:8 + size]), bytes(data[8 + size:])
+
+    def _grow(self, capacity: int) -> None:
+        for name, spec in self.fields.items():
+            grown = np.zeros((capacity, *spec.shape), spec.dtype)
+            if name in self.arrays:
+                grown[: self._capacity] = self.arrays[name]
+            self.arrays[name] = grown
+        seen = np.zeros(capacity, np.float64)
+        seen[: self._capacity] = self.last_seen
+        self.last_seen = seen
+        self._free.extend(range(capacity - 1, self._capacity - 1, -1))
+        self._capacity = capacity
