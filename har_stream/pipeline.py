@@ -108,7 +108,8 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.filters = FilterBank(config.signal)
-        self.registry = registry or DeviceRegistry(pipeline_fields(config.signal))
+        self.registry = (DeviceRegistry(pipeline_fields(config.signal)) if registry is None
+                         else registry)
         self.clock = clock
 
     def process(self, batches: Iterable[SensorBatch]) -> PipelineStep:
