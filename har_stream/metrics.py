@@ -227,14 +227,14 @@ BROKER_UP = Gauge(
 
 MODEL_INFO = Info(
     "har_model",
-    "The model being served: version and inference engine (always 1).",
+    "The model being served: version and inference engine (unit: none, always 1).",
     registry=REGISTRY,
 )
 """Exposed as `har_model_info{version,engine} 1`; set it with `set_model_info`."""
 
 BUILD_INFO = Info(
     "har_build",
-    "The har-stream build: package version and Python version (always 1).",
+    "The har-stream build: package version and Python version (unit: none, always 1).",
     registry=REGISTRY,
 )
 """Exposed as `har_build_info{version,python} 1`; set it with `set_build_info`."""
