@@ -144,13 +144,13 @@ class Pipeline:
         segments: list[_Segment] = []
         for batch in batches:
             samples, seq = batch.samples, batch.seq
+            if not len(samples):
+                continue
             gap = 0 if expected is None else seq - expected
             if expected is None or gap > cfg.max_gap or gap < -cfg.max_rewind:
                 stats.stream_resets += expected is not None
                 segments.append(_Segment(device_id, restart=True, seq=seq))
             else:
-                if not segments:
-                    segments.append(_Segment(device_id, restart=False, seq=expected))
                 if gap > 0:
                     assert last_raw is not None
                     samples = np.concatenate([np.repeat(last_raw[None], gap, axis=0), samples])
@@ -159,8 +159,10 @@ class Pipeline:
                     dropped = min(-gap, len(samples))
                     stats.duplicate_samples += dropped
                     samples = samples[dropped:]
-                    if not len(samples):
-                        continue
+                if not len(samples):
+                    continue
+                if not segments:
+                    segments.append(_Segment(device_id, restart=False, seq=expected))
             segments[-1].add(samples, batch)
             expected = segments[-1].ends[-1]
             last_raw = samples[-1]
