@@ -150,7 +150,7 @@ def status_panels() -> list[Panel]:
              query('sum(up{job="har-stream"})', instant=True)),
         stat("Broker connected", "0 when any recognizer has lost Kafka.",
              query("min(har_broker_connected)", instant=True)),
-        stat("Active devices", "Devices with live state across all replicas.",
+        stat("Devices", "Devices with live state across all replicas.",
              query("sum(har_active_devices)", instant=True)),
         stat("Windows / s", "Windows classified per second, all replicas.",
              query(f"sum(rate(har_windows_classified_total[{RATE}]))", instant=True), "wps"),

@@ -89,9 +89,11 @@ def test_every_target_uses_the_provisioned_datasource(dashboard: dict) -> None:
             assert target["datasource"]["uid"] == source["uid"], panel["title"]
 
 
-def test_panel_and_target_ids_are_unique(dashboard: dict) -> None:
+def test_panel_ids_titles_and_target_ids_are_unique(dashboard: dict) -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    titles = [p["title"] for p in dashboard["panels"]]
+    assert len(titles) == len(set(titles)), "panels are named in test failures and in the UI"
     for panel in panels(dashboard):
         ref_ids = [t["refId"] for t in panel["targets"]]
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
