@@ -46,10 +46,10 @@ def touch_every_metric() -> None:
     """Give every metric and label a sample, as a busy recognizer would."""
     metrics.set_build_info()
     metrics.set_model_info(version="test-1", engine="litert")
-    metrics.declare_label_values(ACTIVITIES, ("invalid_json", "bad_shape"), ("har.activity",))
+    metrics.declare_label_values(ACTIVITIES, ("not_json", "bad_sample_width"), ("har.activity",))
     metrics.MESSAGES_CONSUMED.inc(3)
     metrics.SAMPLES_CONSUMED.inc(150)
-    metrics.MESSAGES_REJECTED.labels(reason="invalid_json").inc()
+    metrics.MESSAGES_REJECTED.labels(reason="not_json").inc()
     metrics.PIPELINE_EVENTS.labels(event="duplicate_samples").inc(2)
     metrics.WINDOWS_CLASSIFIED.labels(activity="WALKING").inc()
     metrics.RESULTS_PUBLISHED.inc()
