@@ -1,0 +1,83 @@
+"""`har-stream run`: the recognizer service, configured by flags and HAR_* variables.
+
+This module is the only place (with the other subcommands) that reads the environment,
+installs signal handlers and maps failures to exit codes:
+0 clean stop (SIGTERM/SIGINT), 1 output not acknowledged, 2 bad settings,
+3 Kafka unreachable or topics unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from har_stream.config import Settings, add_options, settings_from
+
+EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
+log = logging.getLogger("har_stream")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run the recognizer service (Kafka in, activities and counts out)",
+        description="Consume sensor batches, recognise activities, publish results and "
+        "per-activity counts, keep per-device state in a changelog topic. Stops cleanly on "
+        "SIGTERM/SIGINT. Flags override HAR_* environment variables, which override defaults.",
+    )
+    add_options(parser, Settings)
+    parser.set_defaults(func=main)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT; the previous handlers come back afterwards."""
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("%s received: finishing the batch, checkpointing, leaving the group",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args, os.environ)
+    except ValueError as exc:
+        print(f"har-stream run: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    configure_logging(settings.log_level)
+    log.info("settings: %r", settings)
+    from har_stream.app import ServiceError, run
+    from har_stream.changelog import RestoreError
+    from har_stream.kafka_io import BrokerUnavailable, TopicError
+
+    with stop_on_signals() as stop:
+        try:
+            run(settings, stop)
+        except (BrokerUnavailable, TopicError) as exc:
+            log.error("%s", exc)
+            return EXIT_KAFKA
+        except (ServiceError, RestoreError) as exc:
+            log.error("%s", exc)
+            return EXIT_FAILED
+    return EXIT_OK

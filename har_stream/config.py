@@ -1,0 +1,281 @@
+"""Settings of the service, as frozen dataclasses built once from flags and `HAR_*` variables.
+
+Every field is declared with `option(...)`: its default, its help text and whether it is a
+secret. From that one declaration come the command-line flag (`--field-name`), the
+environment variable (`HAR_FIELD_NAME`) and the `--help` line showing both. Precedence:
+flag, then environment, then default. Only the command line passes `os.environ` in; the
+rest of the code receives a finished, immutable object.
+
+Secrets (passwords) never appear in `repr`, in logs or in `--help` output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+ENV_PREFIX = "HAR_"
+MASK = "***"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+COMPRESSION_TYPES = ("none", "gzip", "lz4", "zstd", "snappy")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off", ""))
+
+T = TypeVar("T")
+
+
+def option(default: Any, help: str, *, kind: type | None = None, secret: bool = False,
+           choices: tuple[str, ...] | None = None) -> Any:
+    """A settings field: default, help, value type (inferred from the default) and secrecy."""
+    kind = kind or type(default)
+    return field(default=default, metadata={
+        "help": help, "kind": kind, "secret": secret, "choices": choices})
+
+
+def _mask(value: object) -> str:
+    return repr(None) if value is None else repr(MASK)
+
+
+def masked_repr(obj: object) -> str:
+    """`Class(field=value, ...)` with every secret field's value replaced by '***'."""
+    parts = []
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        shown = _mask(value) if f.metadata.get("secret") else repr(value)
+        parts.append(f"{f.name}={shown}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class KafkaSettings:
+    """How to reach the Kafka cluster, including TLS and SASL."""
+
+    bootstrap_servers: str = option("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,...]")
+    client_id: str = option("har-stream", "client id reported to the brokers")
+    connect_timeout_s: float = option(
+        15.0, "give up with an error when no broker answers within this many seconds")
+    security_protocol: str = option("PLAINTEXT", "protocol to talk to the brokers",
+                                    choices=SECURITY_PROTOCOLS)
+    ssl_cafile: str | None = option(None, "CA bundle (PEM) to verify the brokers", kind=str)
+    ssl_certfile: str | None = option(None, "client certificate (PEM) for mutual TLS", kind=str)
+    ssl_keyfile: str | None = option(None, "client private key (PEM) for mutual TLS", kind=str)
+    ssl_password: str | None = option(None, "password of the client private key", kind=str,
+                                      secret=True)
+    ssl_check_hostname: bool = option(True, "verify that broker certificates match host names")
+    sasl_mechanism: str | None = option(None, "SASL mechanism (with SASL_* protocols)",
+                                        kind=str, choices=SASL_MECHANISMS)
+    sasl_username: str | None = option(None, "SASL user name", kind=str)
+    sasl_password: str | None = option(None, "SASL password", kind=str, secret=True)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise ValueError("bootstrap_servers is empty")
+        if self.connect_timeout_s <= 0:
+            raise ValueError("connect_timeout_s must be positive")
+        if self.security_protocol.startswith("SASL"):
+            if not self.sasl_mechanism:
+                raise ValueError(f"security_protocol {self.security_protocol} needs "
+                                 "sasl_mechanism (HAR_SASL_MECHANISM)")
+            if not (self.sasl_username and self.sasl_password):
+                raise ValueError(f"security_protocol {self.security_protocol} needs "
+                                 "sasl_username and sasl_password")
+        elif self.sasl_mechanism:
+            raise ValueError(f"sasl_mechanism is set but security_protocol is "
+                             f"{self.security_protocol}; use SASL_PLAINTEXT or SASL_SSL")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+
+    __repr__ = masked_repr
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class TopicSettings:
+    """Names of the topics the service reads and writes, and how to create missing ones."""
+
+    sensor_topic: str = option("har.sensor", "input: raw sensor batches (key = device id)")
+    dlq_topic: str = option("har.sensor.dlq", "dead letters: rejected sensor messages")
+    activity_topic: str = option("har.activity", "output: one result per window")
+    counts_topic: str = option("har.activity-counts", "output: running per-activity counts")
+    changelog_topic: str = option("har.state-changelog",
+                                  "per-device state snapshots (compacted; same partition "
+                                  "count as the sensor topic)")
+    create_topics: bool = option(True, "create missing topics at start")
+    partitions: int = option(6, "partitions of topics created at start")
+    replication_factor: int = option(1, "replication factor of topics created at start")
+
+    def __post_init__(self) -> None:
+        names = [self.sensor_topic, self.dlq_topic, self.activity_topic, self.counts_topic,
+                 self.changelog_topic]
+        if len(set(names)) != len(names):
+            raise ValueError(f"topic names must differ: {names}")
+        if self.partitions < 1 or self.replication_factor < 1:
+            raise ValueError("partitions and replication_factor must be at least 1")
+
+    __repr__ = masked_repr
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Settings:
+    """Service: consumer group, checkpoints, device state, model, metrics.
+
+    Everything `har-stream run` needs, with the Kafka and topic settings nested; built by
+    `settings_from` (flags, then environment, then defaults).
+    """
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    group_id: str = option("har-stream", "consumer group: processes with the same group share "
+                                         "the partitions")
+    max_poll_records: int = option(500, "sensor messages per poll (one model call per poll)")
+    poll_timeout_ms: int = option(200, "longest wait for messages in one poll")
+    session_timeout_ms: int = option(10000, "consumer group session timeout")
+    heartbeat_interval_ms: int = option(3000, "consumer group heartbeat interval")
+    max_poll_interval_ms: int = option(300000, "longest time between polls before the group "
+                                               "considers this member dead")
+    linger_ms: int = option(5, "producer batching delay")
+    compression_type: str = option("none", "compression of produced records",
+                                   choices=COMPRESSION_TYPES)
+    commit_interval_s: float = option(1.0, "checkpoint period: flush output, snapshot touched "
+                                           "devices, commit offsets (0 = after every poll)")
+    produce_timeout_s: float = option(30.0, "longest wait for the broker to acknowledge the "
+                                            "output of a checkpoint before the service stops")
+    restore_timeout_s: float = option(120.0, "longest time to read the state changelog after "
+                                             "an assignment")
+    idle_ttl_s: float = option(3600.0, "evict a device's state after this many idle seconds "
+                                       "(0 = never)")
+    eviction_interval_s: float = option(30.0, "how often to look for idle devices")
+    model: str = option("", "model directory, or module:function returning a model "
+                            "(empty: the shipped model)")
+    metrics_address: str = option("127.0.0.1:9108", "host:port of the Prometheus /metrics "
+                                                    "endpoint (empty: no endpoint)")
+    log_level: str = option("INFO", "log level", choices=LOG_LEVELS)
+
+    def __post_init__(self) -> None:
+        if self.max_poll_records < 1:
+            raise ValueError("max_poll_records must be at least 1")
+        if self.commit_interval_s < 0:
+            raise ValueError("commit_interval_s must be >= 0")
+        if self.idle_ttl_s < 0 or self.eviction_interval_s <= 0:
+            raise ValueError("idle_ttl_s must be >= 0 and eviction_interval_s > 0")
+        if self.metrics_address:
+            metrics_host_port(self.metrics_address)
+
+    @property
+    def metrics_host(self) -> str:
+        return metrics_host_port(self.metrics_address)[0]
+
+    @property
+    def metrics_port(self) -> int:
+        return metrics_host_port(self.metrics_address)[1]
+
+    __repr__ = masked_repr
+
+
+def metrics_host_port(address: str) -> tuple[str, int]:
+    """Split 'host:port' (port 0 lets the OS choose); ValueError with the reason otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"metrics_address {address!r} is not host:port")
+    return host, int(port)
+
+
+# ---------------------------------------------------------------------------------------------
+# flags and environment variables, derived from the declarations above
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _nested(f: dataclasses.Field[Any]) -> type | None:
+    """The settings class of a nested-settings field (declared with a default_factory)."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type,
+                overrides: Mapping[str, Any] | None = None) -> None:
+    """Add one flag per field of `cls` and of its nested settings, a group per class.
+
+    Flags default to None so that `options_from` can tell a given flag from an absent one;
+    the help line shows the real default and the environment variable. `overrides` replaces
+    defaults for one command (e.g. the demo's own group id).
+    """
+    for f in dataclasses.fields(cls):
+        sub = _nested(f)
+        if sub is not None:
+            add_options(parser, sub, overrides)
+    title = (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
+    group = parser.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        if "kind" in f.metadata:
+            _add_flag(group, f, (overrides or {}).get(f.name, f.default))
+
+
+def _add_flag(group: Any, f: dataclasses.Field[Any], default: Any) -> None:
+    meta = f.metadata
+    shown = "" if default is None or default == "" or meta["secret"] else f"; default: {default}"
+    hint = " (prefer the variable: flags are visible to other users)" if meta["secret"] else ""
+    help_text = f"{meta['help']}{hint} [env {env_name(f.name)}{shown}]".replace("%", "%%")
+    if meta["kind"] is bool:
+        group.add_argument(flag_name(f.name), dest=f.name, default=None,
+                           action=argparse.BooleanOptionalAction, help=help_text)
+    else:
+        group.add_argument(flag_name(f.name), dest=f.name, default=None, type=meta["kind"],
+                           choices=meta["choices"], help=help_text,
+                           metavar=None if meta["choices"] else f.name.split("_")[-1].upper())
+
+
+def _parse(f: dataclasses.Field[Any], text: str) -> Any:
+    kind, name = f.metadata["kind"], env_name(f.name)
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ValueError(f"{name}={text!r} is not a boolean (use true/false)")
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        raise ValueError(f"{name}={text!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def options_from(cls: type[T], args: argparse.Namespace | None, env: Mapping[str, str],
+                 overrides: Mapping[str, Any] | None = None) -> T:
+    """Build `cls` from parsed flags, then environment variables, then defaults.
+
+    Raises ValueError with the offending variable or field in the message.
+    """
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        sub = _nested(f)
+        if sub is not None:
+            values[f.name] = options_from(sub, args, env, overrides)
+            continue
+        if "kind" not in f.metadata:
+            continue
+        given = getattr(args, f.name, None) if args is not None else None
+        if given is not None:
+            values[f.name] = given
+        elif env.get(env_name(f.name)) not in (None, ""):
+            values[f.name] = _parse(f, env[env_name(f.name)])
+        elif overrides and f.name in overrides:
+            values[f.name] = overrides[f.name]
+    return cls(**values)
+
+
+def settings_from(args: argparse.Namespace | None, env: Mapping[str, str]) -> Settings:
+    """The service settings from parsed `run` flags and an environment mapping."""
+    return options_from(Settings, args, env)

@@ -1,0 +1,184 @@
+"""Kafka clients configured from settings: consumer, producer, admin, and topic creation.
+
+One place maps `KafkaSettings` (bootstrap, TLS, SASL) to kafka-python's keyword arguments,
+so every client of the service connects the same way. Constructing a client blocks until a
+broker answers or `connect_timeout_s` passes; the latter becomes `BrokerUnavailable` with a
+message that says what to check, instead of a retry loop that hangs forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from har_stream.config import KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+UNKNOWN_TOPIC = 3  # Kafka error code UNKNOWN_TOPIC_OR_PARTITION
+C = TypeVar("C")
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker answered within the connect timeout (the message says what to check)."""
+
+
+class TopicError(RuntimeError):
+    """A topic is missing or shaped wrong and the service cannot fix it."""
+
+
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """kafka-python keyword arguments shared by every client: address, TLS, SASL, timeouts."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()],
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
+    }
+    if "SSL" in kafka.security_protocol:
+        config.update(ssl_cafile=kafka.ssl_cafile, ssl_certfile=kafka.ssl_certfile,
+                      ssl_keyfile=kafka.ssl_keyfile, ssl_password=kafka.ssl_password,
+                      ssl_check_hostname=kafka.ssl_check_hostname)
+    if kafka.security_protocol.startswith("SASL"):
+        config.update(sasl_mechanism=kafka.sasl_mechanism,
+                      sasl_plain_username=kafka.sasl_username,
+                      sasl_plain_password=kafka.sasl_password)
+    return config
+
+
+@contextmanager
+def _connecting(kafka: KafkaSettings, what: str) -> Iterator[None]:
+    try:
+        yield
+    except KafkaTimeoutError as exc:
+        raise BrokerUnavailable(
+            f"cannot reach Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}) "
+            f"within {kafka.connect_timeout_s:g} s while creating the {what}: {exc}. Check "
+            "--bootstrap-servers / HAR_BOOTSTRAP_SERVERS, that the brokers are running, and "
+            "the security settings.") from None
+
+
+def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config: Any) -> C:
+    with _connecting(kafka, what):
+        return factory(**(client_config(kafka) | config))
+
+
+def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:
+    return _build(kafka, "admin client", KafkaAdminClient)
+
+
+def make_producer(kafka: KafkaSettings, **config: Any) -> KafkaProducer:
+    """A producer that waits for all in-sync replicas (`acks='all'`) unless told otherwise."""
+    return _build(kafka, "producer", KafkaProducer, **({"acks": "all"} | config))
+
+
+def make_consumer(kafka: KafkaSettings, group_id: str | None = None,
+                  **config: Any) -> KafkaConsumer:
+    """A consumer with manual commits that starts from the earliest offset when it has none."""
+    defaults = {"group_id": group_id, "enable_auto_commit": False,
+                "auto_offset_reset": "earliest"}
+    return _build(kafka, "consumer", KafkaConsumer, **(defaults | config))
+
+
+# ---------------------------------------------------------------------------------------------
+# topics
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """How to create one topic when it is missing."""
+
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition count of each topic that exists (absent topics are left out)."""
+    counts = {}
+    for topic in admin.describe_topics(names):
+        if topic["error_code"] == 0 and topic["partitions"]:
+            counts[topic["name"]] = len(topic["partitions"])
+    return counts
+
+
+def ensure_topics(admin: KafkaAdminClient, specs: Mapping[str, TopicSpec],
+                  timeout_s: float = 10.0) -> dict[str, int]:
+    """Create the missing topics of `specs`, wait until all are visible; their partition counts.
+
+    A topic that another process creates at the same moment counts as existing.
+    """
+    existing = partition_counts(admin, list(specs))
+    missing = {name: spec for name, spec in specs.items() if name not in existing}
+    if missing:
+        response = admin.create_topics(
+            {name: {"num_partitions": s.partitions, "replication_factor": s.replication_factor,
+                    "configs": dict(s.configs)} for name, s in missing.items()},
+            raise_errors=False)
+        for topic in response["topics"]:
+            if topic["error_code"] not in (0, TOPIC_EXISTS):
+                raise TopicError(f"cannot create topic {topic['name']}: error "
+                                 f"{topic['error_code']} {topic.get('error_message') or ''}")
+            if topic["error_code"] == 0:
+                log.info("created topic %s (%d partitions)", topic["name"],
+                         missing[topic["name"]].partitions)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = partition_counts(admin, list(specs))
+        if len(counts) == len(specs):
+            return counts
+        if time.monotonic() > deadline:
+            raise TopicError(f"topics {sorted(set(specs) - set(counts))} not visible after "
+                             f"{timeout_s:g} s")
+        time.sleep(0.1)
+
+
+def prepare_service_topics(admin: KafkaAdminClient, topics: TopicSettings) -> int:
+    """Make sure every topic of the service exists; the sensor topic's partition count.
+
+    The changelog must have exactly as many partitions as the sensor topic: a device's
+    state lives in the changelog partition with the number of its input partition, so a
+    member restores exactly the partitions it was assigned. It is created compacted.
+    """
+    names = [topics.sensor_topic, topics.dlq_topic, topics.activity_topic,
+             topics.counts_topic, topics.changelog_topic]
+    if not topics.create_topics:
+        counts = partition_counts(admin, names)
+        absent = [n for n in names if n not in counts]
+        if absent:
+            raise TopicError(f"topics {absent} do not exist; create them or pass "
+                             "--create-topics (HAR_CREATE_TOPICS=true)")
+    else:
+        plain = TopicSpec(topics.partitions, topics.replication_factor)
+        sensor = ensure_topics(admin, {topics.sensor_topic: plain})[topics.sensor_topic]
+        changelog = TopicSpec(sensor, topics.replication_factor, {"cleanup.policy": "compact"})
+        counts = ensure_topics(admin, {topics.dlq_topic: plain, topics.activity_topic: plain,
+                                       topics.counts_topic: plain,
+                                       topics.changelog_topic: changelog})
+        counts[topics.sensor_topic] = sensor
+    sensor_partitions = counts[topics.sensor_topic]
+    if counts[topics.changelog_topic] != sensor_partitions:
+        raise TopicError(
+            f"the changelog topic {topics.changelog_topic} has {counts[topics.changelog_topic]} "
+            f"partitions but the sensor topic {topics.sensor_topic} has {sensor_partitions}; "
+            "they must match (state partition = input partition)")
+    return sensor_partitions
+
+
+def close_quietly(*clients: Any) -> None:
+    """Close clients, logging instead of raising (used on shutdown paths)."""
+    for client in clients:
+        if client is None:
+            continue
+        try:
+            client.close()
+        except (KafkaError, OSError, RuntimeError) as exc:
+            log.warning("closing %s: %s", type(client).__name__, exc)
