@@ -15,7 +15,7 @@ model is trained on exactly what it will be served (`replay` runs a whole record
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -113,23 +113,45 @@ class Pipeline:
         self.clock = clock
 
     def process(self, batches: Iterable[SensorBatch]) -> PipelineStep:
-        """Sequence-check each device's batches, then filter and window them, vectorised."""
-        by_device: dict[str, list[SensorBatch]] = defaultdict(list)
-        for batch in batches:
-            by_device[batch.device_id].append(batch)
+        """Sequence-check each device's batches, then filter and window them, vectorised.
+
+        Steps: (1) devices with one batch that continues their stream exactly (the usual
+        case) skip the per-device checks; (2) the others are planned into segments one
+        device at a time; (3) every group of equal-length runs is filtered and windowed
+        in one vectorised call, segment round by segment round.
+        """
+        batches = list(batches)
         stats = PipelineStats()
+        steady, others = self._split_steady(batches)
+        pieces = [self._advance(g) for g in _groups(steady, self.registry)]
+        by_device: dict[str, list[SensorBatch]] = defaultdict(list)
+        for batch in others:
+            by_device[batch.device_id].append(batch)
         plans = [self._plan(d, bs, stats) for d, bs in by_device.items()]
-        pieces: list[WindowBatch] = []
         for round_index in range(max((len(p) for p in plans), default=0)):
             segments = [p[round_index] for p in plans if len(p) > round_index]
             self._restart([s for s in segments if s.restart])
-            by_length: dict[int, list[_Segment]] = defaultdict(list)
-            for segment in segments:
-                by_length[segment.length].append(segment)
-            pieces.extend(self._advance(group) for group in by_length.values())
-        touched = [d for d in by_device if d in self.registry]
+            pieces.extend(self._advance(g) for g in _groups(segments, self.registry))
+        touched = {b.device_id for b in batches if b.device_id in self.registry}
         self.registry.touch(self.registry.slots(touched), self.clock())
         return PipelineStep(_concat(pieces), stats)
+
+    def _split_steady(self, batches: list[SensorBatch]
+                      ) -> tuple[list[SensorBatch], list[SensorBatch]]:
+        """Batches that exactly continue a known device's stream (its only batch this step)."""
+        reg = self.registry
+        seen = Counter(b.device_id for b in batches)
+        candidates = [(i, slot) for i, b in enumerate(batches)
+                      if seen[b.device_id] == 1 and (slot := reg.get(b.device_id)) is not None
+                      and len(b.samples)]
+        if not candidates:
+            return [], batches
+        index, slots = (np.array(c, np.int64) for c in zip(*candidates, strict=True))
+        expected = reg.arrays["origin"][slots] + reg.arrays["n"][slots]
+        seqs = np.fromiter((batches[i].seq for i in index.tolist()), np.int64, len(index))
+        steady = set(index[seqs == expected].tolist())
+        return ([b for i, b in enumerate(batches) if i in steady],
+                [b for i, b in enumerate(batches) if i not in steady])
 
     def _plan(self, device_id: str, batches: list[SensorBatch], stats: PipelineStats
               ) -> list[_Segment]:
@@ -180,34 +202,26 @@ class Pipeline:
         reg.arrays["n"][slots] = 0
         reg.arrays["origin"][slots] = [s.seq for s in segments]
 
-    def _advance(self, group: list[_Segment]) -> WindowBatch:
-        """Filter and window segments of equal length (one vectorised step)."""
-        reg = self.registry
-        slots = reg.slots(s.device_id for s in group)
-        raw = np.stack([s.parts[0] if len(s.parts) == 1 else np.concatenate(s.parts)
-                        for s in group])
-        filtered, state = self.filters.apply(raw, self._load(slots))
+    def _advance(self, group: _Group) -> WindowBatch:
+        """Filter and window equal-length runs of several devices (one vectorised step)."""
+        reg, slots = self.registry, group.slots
+        filtered, state = self.filters.apply(group.raw, self._load(slots))
         self._store(slots, state)
         n = reg.arrays["n"][slots]
         emitted, reg.arrays["ring"][slots] = emit_windows(reg.arrays["ring"][slots], n, filtered)
-        reg.arrays["n"][slots] = n + raw.shape[1]
+        reg.arrays["n"][slots] = n + group.raw.shape[1]
         if not len(emitted.rows):
             return WindowBatch.empty()
         rows = emitted.rows
         seqs = reg.arrays["origin"][slots][rows] + emitted.starts
-        anchor_seq = np.array([s.anchor_seq for s in group], np.int64)[rows]
-        anchor_ms = np.array([s.anchor_ms for s in group], np.int64)[rows]
-        t_start = anchor_ms + np.rint((seqs - anchor_seq) * SAMPLE_PERIOD_MS).astype(np.int64)
-        last_seqs = seqs + WINDOW - 1
-        record_ts = np.array(
-            [_record_ts(group[r], int(e)) for r, e in zip(rows, last_seqs, strict=True)], np.int64
-        )
+        offsets = np.rint((seqs - group.anchor_seq[rows]) * SAMPLE_PERIOD_MS).astype(np.int64)
+        t_start = group.anchor_ms[rows] + offsets
         return WindowBatch(
-            device_ids=[group[r].device_id for r in rows],
+            device_ids=[group.device_ids[r] for r in rows.tolist()],
             seqs=seqs,
             t_start_ms=t_start,
             t_end_ms=t_start + round((WINDOW - 1) * SAMPLE_PERIOD_MS),
-            record_ts_ms=record_ts,
+            record_ts_ms=group.record_ts_of(rows, seqs + WINDOW - 1),
             fresh=emitted.starts == 0,
             data=emitted.data,
         )
@@ -227,11 +241,50 @@ class Pipeline:
         a["gravity_zi"][slots] = state.gravity_zi.swapaxes(0, 1)
 
 
-def _record_ts(segment: _Segment, last_seq: int) -> int:
-    """Broker timestamp of the message that delivered sample `last_seq`."""
-    if len(segment.ends) == 1:
-        return segment.record_ts[0]
-    return segment.record_ts[int(np.searchsorted(segment.ends, last_seq, side="right"))]
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Runs of k consecutive samples of several devices, ready for one vectorised step."""
+
+    device_ids: list[str]
+    slots: np.ndarray  # int64 (G,)
+    raw: np.ndarray  # float32 (G, k, 6)
+    anchor_seq: np.ndarray  # int64 (G,) (seq, time) of the latest message: window times
+    anchor_ms: np.ndarray  # int64 (G,)
+    record_ts: np.ndarray  # int64 (G,) broker timestamp of the latest message
+    split: dict[int, tuple[list[int], list[int]]]  # row -> (message end seqs, record ts)
+
+    def record_ts_of(self, rows: np.ndarray, last_seqs: np.ndarray) -> np.ndarray:
+        """Broker timestamp of the message that delivered each window's last sample."""
+        out = self.record_ts[rows]
+        for i, row in enumerate(rows.tolist()):
+            if row in self.split:
+                ends, stamps = self.split[row]
+                out[i] = stamps[int(np.searchsorted(ends, last_seqs[i], side="right"))]
+        return out
+
+
+def _groups(runs: list[SensorBatch] | list[_Segment], registry: DeviceRegistry
+            ) -> list[_Group]:
+    """Group single batches or planned segments by length, one `_Group` per length."""
+    by_length: dict[int, list] = defaultdict(list)
+    for run in runs:
+        by_length[run.length if isinstance(run, _Segment) else len(run.samples)].append(run)
+    return [_group_of(members, registry) for members in by_length.values()]
+
+
+def _group_of(runs: list, registry: DeviceRegistry) -> _Group:
+    device_ids = [r.device_id for r in runs]
+    if runs and isinstance(runs[0], _Segment):
+        raw = np.stack([s.parts[0] if len(s.parts) == 1 else np.concatenate(s.parts)
+                        for s in runs])
+        anchors = [(s.anchor_seq, s.anchor_ms, s.record_ts[-1]) for s in runs]
+        split = {i: (s.ends, s.record_ts) for i, s in enumerate(runs) if len(s.ends) > 1}
+    else:
+        raw = np.stack([b.samples for b in runs])
+        anchors = [(b.seq, b.t0_ms, b.record_ts_ms) for b in runs]
+        split = {}
+    seq, ms, ts = (np.array(a, np.int64) for a in zip(*anchors, strict=True))
+    return _Group(device_ids, registry.slots(device_ids), raw, seq, ms, ts, split)
 
 
 def _concat(pieces: list[WindowBatch]) -> WindowBatch:
