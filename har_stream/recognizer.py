@@ -115,7 +115,7 @@ class Recognizer:
         slots = self.registry.slots(windows.device_ids)
         unset = np.unique(slots[a["counts"][slots].sum(axis=1) == 0])
         np.add.at(a["counts"], (slots, best), 1)
-        first_start = {}
+        first_start: dict[int, int] = {}
         for s, t in zip(slots.tolist(), windows.t_start_ms.tolist(), strict=True):
             first_start.setdefault(s, t)
         a["since_ms"][unset] = [first_start[s] for s in unset.tolist()]
