@@ -116,3 +116,233 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+# --- offline reference -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What an uninterrupted, offline run produces: results by window id and final counts."""
+
+    results: dict[str, tuple[str, np.ndarray, int, int]]  # window id -> activity, probs, t0, t1
+    counts: dict[str, dict[str, int]]  # device -> windows per activity
+
+
+def offline_results(model: object, streams: dict[str, np.ndarray],
+                    t0_ms: int = 1_700_000_000_000) -> Expected:
+    """Windows of each whole stream through `pipeline.replay`, classified window after window
+    with the recurrent state carried per device: the offline path, without the Recognizer."""
+    from har_stream.pipeline import replay
+    from har_stream.records import window_id
+
+    classes = list(model.classes)  # type: ignore[attr-defined]
+    results: dict[str, tuple[str, np.ndarray, int, int]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for device_id, samples in streams.items():
+        windows = replay(samples[:, :3], samples[:, 3:], device_id, t0_ms=t0_ms)
+        state = np.zeros((1, model.state_size), np.float32)  # type: ignore[attr-defined]
+        tally = dict.fromkeys(classes, 0)
+        for i in range(len(windows)):
+            if windows.fresh[i]:
+                state[:] = 0
+            probs, state = model.predict(windows.data[i:i + 1], state)  # type: ignore[attr-defined]
+            activity = classes[int(np.argmax(probs[0]))]
+            tally[activity] += 1
+            results[window_id(device_id, int(windows.seqs[i]))] = (
+                activity, probs[0], int(windows.t_start_ms[i]), int(windows.t_end_ms[i]))
+        counts[device_id] = tally
+    return Expected(results, counts)
+
+
+# --- Kafka I/O ---------------------------------------------------------------------------------
+
+
+def send(kafka: object, topic: str, items: Iterable[tuple[bytes | None, bytes]],
+         headers: list[tuple[str, bytes]] | None = None) -> list[tuple[int, int]]:
+    """Produce (key, value) pairs in order; their (partition, offset)."""
+    from har_stream.kafka_io import make_producer
+
+    producer = make_producer(kafka)  # type: ignore[arg-type]
+    try:
+        futures = [producer.send(topic, key=k, value=v, headers=headers) for k, v in items]
+        producer.flush()
+        return [(m.partition, m.offset) for m in (f.get(30) for f in futures)]
+    finally:
+        producer.close(5)
+
+
+def send_batches(kafka: object, topic: str, batches: Iterable[SensorBatch]) -> None:
+    from har_stream.codec import encode_sensor
+
+    send(kafka, topic, ((b.device_id.encode(), encode_sensor(b)) for b in batches))
+
+
+def interleave(per_device: dict[str, list[SensorBatch]]) -> list[SensorBatch]:
+    """Messages of all devices in round-robin order, each device's in stream order."""
+    out: list[SensorBatch] = []
+    lists = list(per_device.values())
+    for i in range(max(len(x) for x in lists)):
+        out.extend(x[i] for x in lists if i < len(x))
+    return out
+
+
+class TopicReader:
+    """Reads a whole topic from the beginning, incrementally (no consumer group)."""
+
+    def __init__(self, kafka: object, topic: str) -> None:
+        from kafka import TopicPartition
+
+        from har_stream.kafka_io import make_consumer
+
+        self.consumer = make_consumer(kafka, None, fetch_max_wait_ms=100)  # type: ignore[arg-type]
+        partitions = None
+        deadline = time.monotonic() + 10
+        while not partitions and time.monotonic() < deadline:
+            partitions = self.consumer.partitions_for_topic(topic)
+            time.sleep(0.05)
+        assert partitions, f"topic {topic} does not exist"
+        self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.consumer.assign(self.partitions)
+        self.consumer.seek_to_beginning(*self.partitions)
+        self.records: list = []
+
+    def poll(self) -> list:
+        for records in self.consumer.poll(timeout_ms=200).values():
+            self.records.extend(records)
+        return self.records
+
+    def until(self, condition: Callable[[list], bool], timeout: float, what: str,
+              check: Callable[[], None] = lambda: None) -> list:
+        deadline = time.monotonic() + timeout
+        while not condition(self.poll()):
+            check()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what} "
+                                     f"({len(self.records)} records so far)")
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def window_ids(records: list) -> set[str]:
+    from har_stream.codec import decode_result
+
+    return {decode_result(r.value).window_id for r in records}
+
+
+def check_results(records: list, expected: Expected, tolerance: float = 1e-4) -> int:
+    """Every published result equals the offline one (duplicates too); the number of
+    duplicates. Fails listing the first mismatches."""
+    from har_stream.codec import decode_result
+
+    seen: set[str] = set()
+    problems = []
+    for record in records:
+        result = decode_result(record.value)
+        assert record.key == result.device_id.encode()
+        want = expected.results.get(result.window_id)
+        if want is None:
+            problems.append(f"{result.window_id}: not a window of the offline run")
+            continue
+        activity, probs, t_start, t_end = want
+        got = np.array([result.probabilities[c] for c in sorted(result.probabilities,
+                        key=list(result.probabilities).index)], np.float32)
+        if (result.activity != activity or (result.t_start_ms, result.t_end_ms) != (t_start, t_end)
+                or not np.allclose(got, probs, atol=tolerance, rtol=0)):
+            problems.append(f"{result.window_id}: {result.activity} {got.round(5)} != "
+                            f"{activity} {probs.round(5)}")
+        seen.add(result.window_id)
+    assert not problems, f"{len(problems)} results differ, e.g. {problems[:5]}"
+    assert seen == set(expected.results), (
+        f"missing {sorted(set(expected.results) - seen)[:10]}")
+    return len(records) - len(seen)
+
+
+def final_counts(records: list) -> dict[str, dict[str, int]]:
+    """Each device's counts with the highest last_seq (the consumer-side de-duplication)."""
+    from har_stream.codec import decode_counts
+
+    best: dict[str, object] = {}
+    for record in records:
+        counts = decode_counts(record.value)
+        if counts.device_id not in best or counts.last_seq >= best[counts.device_id].last_seq:  # type: ignore[attr-defined]
+            best[counts.device_id] = counts
+    return {d: dict(c.windows) for d, c in best.items()}  # type: ignore[attr-defined]
+
+
+# --- running the service -----------------------------------------------------------------------
+
+
+def service_args(settings: object) -> list[str]:
+    """Command-line flags that make `har-stream run` use `settings` (values that differ
+    from the defaults)."""
+    import dataclasses
+
+    from har_stream import config
+
+    args: list[str] = []
+
+    def walk(obj: object) -> None:
+        for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value)
+            elif "kind" in f.metadata and value != f.default:
+                if isinstance(value, bool):
+                    args.append(config.flag_name(f.name) if value
+                                else "--no-" + config.flag_name(f.name)[2:])
+                else:
+                    args.extend([config.flag_name(f.name), str(value)])
+
+    walk(settings)
+    return args
+
+
+class InProcessService:
+    """`app.run` in a thread, stopped (as by SIGTERM) when the block ends."""
+
+    def __init__(self, settings: object, model: object) -> None:
+        import threading
+
+        self.settings, self.model = settings, model
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="service")
+
+    def _run(self) -> None:
+        from har_stream import app
+
+        try:
+            app.run(self.settings, self.stop, self.model)  # type: ignore[arg-type]
+        except BaseException as exc:  # surfaced in check() and on exit
+            self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"the service failed: {self.error!r}") from self.error
+        assert self.thread.is_alive(), "the service stopped"
+
+    def __enter__(self) -> InProcessService:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the service did not stop within 30 s"
+        if self.error is not None:
+            raise self.error
+
+
+def create_topics(settings: object) -> None:
+    """Create the service's topics now, as `har-stream run` would (so producing before the
+    service starts cannot auto-create the sensor topic with another partition count)."""
+    from har_stream.kafka_io import close_quietly, make_admin, prepare_service_topics
+
+    admin = make_admin(settings.kafka)  # type: ignore[attr-defined]
+    try:
+        prepare_service_topics(admin, settings.topics)  # type: ignore[attr-defined]
+    finally:
+        close_quietly(admin)
