@@ -1,0 +1,141 @@
+"""The model card: `card.json` (machine-readable, read by `load_model`), `card.md`, and plots.
+
+`card.json` holds what serving needs (`classes`, `state_size`, `version`, the window and
+signal parameters the model was trained with), how the model was trained (`training`:
+data hash, users, seed, hyperparameters, time) and, after `har-stream evaluate`, every
+figure measured on the test users (`evaluation`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from har_stream.model import CARD_FILE
+from har_stream.records import CHANNELS, HOP, RATE_HZ, WINDOW
+from har_stream.signal import SignalSettings
+
+CONFUSION_PNG = "confusion.png"
+PER_SUBJECT_PNG = "per_subject.png"
+CARD_MD = "card.md"
+
+
+def preprocessing(mean: np.ndarray, std: np.ndarray,
+                  signal: SignalSettings = SignalSettings()) -> dict[str, object]:
+    """What a window must be to be fed to the model (the serving pipeline's parameters)."""
+    return {
+        "rate_hz": RATE_HZ, "window": WINDOW, "hop": HOP, "channels": list(CHANNELS),
+        "signal": {"median_samples": 3, **asdict(signal)},
+        "pipeline": "har_stream.pipeline (causal, per device), via pipeline.replay in training",
+        "standardisation": {
+            "where": "inside the model: Normalization layer `encoder/standardise` "
+                     "(model.keras), folded into model.tflite; feed raw pipeline windows",
+            "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+        },
+    }
+
+
+def read_card(directory: Path) -> dict[str, object]:
+    return json.loads((directory / CARD_FILE).read_text())
+
+
+def write_card(directory: Path, card: dict[str, object]) -> None:
+    """Write card.json, card.md and, when the card holds an evaluation, the two plots."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    evaluation = card.get("evaluation")
+    if isinstance(evaluation, dict):
+        _plot_confusion(evaluation["confusion"], directory / CONFUSION_PNG)
+        _plot_per_subject(evaluation["per_subject"], directory / PER_SUBJECT_PNG)
+    (directory / CARD_MD).write_text(card_markdown(card))
+
+
+def card_markdown(card: dict[str, object]) -> str:
+    training = card.get("training", {})
+    assert isinstance(training, dict)
+    lines = [
+        f"# Model card: {card['name']} ({card['version']})", "",
+        str(card.get("description", "")), "",
+        f"- classes: {', '.join(card['classes'])}",  # type: ignore[arg-type]
+        f"- state size: {card['state_size']}; window {WINDOW} samples at {RATE_HZ:g} Hz, "
+        f"hop {HOP}",
+        f"- training data sha256: `{training.get('data_sha256')}`",
+        f"- users: train {training.get('train_users')}, validation "
+        f"{training.get('validation_users')}, test {training.get('test_users')}",
+        f"- seed {training.get('seed')}, {training.get('epochs_run')} epochs, "
+        f"{training.get('seconds', 0):.0f} s of training",
+        "",
+    ]
+    evaluation = card.get("evaluation")
+    if isinstance(evaluation, dict):
+        lines += _evaluation_markdown(evaluation)
+    return "\n".join(lines) + "\n"
+
+
+def _evaluation_markdown(ev: dict) -> list[str]:
+    stream, reset, counts = ev["stream"], ev["reset_every_window"], ev["windows"]
+    lines = [
+        "## Test users (6-class benchmark, causal pipeline)", "",
+        "| | accuracy | macro-F1 |", "|---|---:|---:|",
+        f"| state carried (as served) | {stream['accuracy']:.2%} | {stream['macro_f1']:.4f} |",
+        f"| state reset every window | {reset['accuracy']:.2%} | {reset['macro_f1']:.4f} |",
+        "",
+        f"Windows: {counts['total']} in total, {counts['benchmark']} in the benchmark, "
+        f"{counts['excluded']} excluded (touching unlabelled samples: "
+        f"{counts['excluded_touching_unlabelled']}; inside or across transitions/segments: "
+        f"the rest).", "",
+        "| class | precision | recall | F1 | windows |", "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in ev["per_class"].items():
+        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                     f"{row['f1']:.3f} | {row['support']} |")
+    lines += ["", f"![confusion]({CONFUSION_PNG})", "", "| subject | accuracy |", "|---|---:|"]
+    lines += [f"| {u} | {a:.2%} |" for u, a in ev["per_subject"].items()]
+    cal = ev["calibration"]
+    lines += ["", f"![per subject]({PER_SUBJECT_PNG})", "",
+              f"Calibration: expected calibration error {cal['expected_calibration_error']:.4f}, "
+              f"mean confidence {cal['mean_confidence']:.3f}.", ""]
+    return lines
+
+
+def _plot_confusion(conf: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(conf["matrix"])
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    ax.imshow(matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1), cmap="Blues")
+    ax.set_xticks(range(matrix.shape[1]), conf["predicted"], rotation=45, ha="right")
+    ax.set_yticks(range(matrix.shape[0]), conf["true"])
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion on the test users (windows)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _plot_per_subject(per_subject: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    users = list(per_subject)
+    ax.bar(users, [per_subject[u] * 100 for u in users], color="tab:blue")
+    low = min(per_subject.values(), default=1.0) * 100
+    ax.set_ylim(max(0.0, low - 5), 100)
+    ax.set_xlabel("test subject")
+    ax.set_ylabel("window accuracy (%)")
+    ax.set_title("Accuracy per test subject")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

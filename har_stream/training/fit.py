@@ -1,0 +1,164 @@
+"""Keras training loops for the tutorial zoo and for the stateful model.
+
+Both loops: Adam, learning rate halved on a validation plateau, early stopping on the
+validation loss with the best epoch's weights restored. Validation data are whole
+recordings of the validation users only. Imports Keras at module level: import this module
+lazily (the CLI does).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from har_stream.model.stateful import StatefulConfig, StatefulModels, build_stateful
+from har_stream.model.zoo import build_zoo_model
+from har_stream.training import dataset
+from har_stream.training.augment import rotate_and_scale
+from har_stream.training.windows import WindowSet
+
+
+@dataclass(frozen=True, slots=True)
+class FitSettings:
+    """Training hyperparameters (chosen on the validation users)."""
+
+    epochs: int = 40
+    patience: int = 8
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    sequence_length: int = 24
+    sequences_per_batch: int = 8
+    with_transition: bool = False
+    augment: bool = True
+    verbose: int = 1
+
+
+@dataclass(slots=True, eq=False)
+class FitResult:
+    model: keras.Model  # zoo: the window classifier; stateful: the `step` serving model
+    trainer: keras.Model  # zoo: same as model; stateful: the sequence trainer
+    classes: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+    seconds: float
+    epochs_run: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def fit_zoo(arch: str, train: WindowSet, validation: WindowSet, classes: tuple[str, ...],
+            settings: FitSettings) -> FitResult:
+    """Train a tutorial architecture on the 6-class windows, one window at a time."""
+    keras.utils.set_random_seed(settings.seed)
+    mean, std = dataset.standardisation(train)
+    model = build_zoo_model(arch, mean, std, len(classes))
+    model.compile(keras.optimizers.Adam(settings.learning_rate),
+                  "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = _window_targets(train)
+    xv, yv = _window_targets(validation)
+    started = time.perf_counter()
+    history = model.fit(x, y, batch_size=settings.batch_size, epochs=settings.epochs,
+                        validation_data=(xv, yv), callbacks=_stopping(settings),
+                        verbose=settings.verbose, shuffle=True)
+    return FitResult(model, model, classes, mean, std, time.perf_counter() - started,
+                     len(history.history["loss"]), history.history)
+
+
+def _window_targets(windows: WindowSet) -> tuple[np.ndarray, np.ndarray]:
+    y = dataset.targets(windows, with_transition=False)
+    keep = y >= 0
+    return windows.data[keep], y[keep]
+
+
+def fit_stateful(train: WindowSet, validation: WindowSet, classes: tuple[str, ...],
+                 settings: FitSettings, config: StatefulConfig | None = None) -> FitResult:
+    """Train the CNN + GRU on crops of consecutive windows, validated on whole streams."""
+    keras.utils.set_random_seed(settings.seed)
+    mean, std = dataset.standardisation(train)
+    models = build_stateful(mean, std, len(classes), config or StatefulConfig())
+    models.trainer.compile(keras.optimizers.Adam(settings.learning_rate),
+                           "sparse_categorical_crossentropy", weighted_metrics=[])
+    crops = SequenceCrops(train, settings)
+    monitor = StreamValidation(models, validation, settings.with_transition)
+    started = time.perf_counter()
+    history = models.trainer.fit(crops, epochs=settings.epochs, verbose=settings.verbose,
+                                 callbacks=[monitor, *_stopping(settings)])
+    return FitResult(models.step, models.trainer, classes, mean, std,
+                     time.perf_counter() - started, len(history.history["loss"]),
+                     history.history)
+
+
+def _stopping(settings: FitSettings) -> list[keras.callbacks.Callback]:
+    return [
+        keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=3, verbose=0),
+        keras.callbacks.EarlyStopping("val_loss", patience=settings.patience,
+                                      restore_best_weights=True, verbose=0),
+    ]
+
+
+class SequenceCrops(keras.utils.PyDataset):
+    """Batches of crops of consecutive windows, re-drawn (and re-augmented) every epoch."""
+
+    def __init__(self, windows: WindowSet, settings: FitSettings) -> None:
+        super().__init__()
+        self.windows, self.settings = windows, settings
+        y = dataset.targets(windows, settings.with_transition)
+        self.y, self.weight = np.maximum(y, 0), (y >= 0).astype(np.float32)
+        self.rng = np.random.default_rng(settings.seed)
+        self.on_epoch_end()
+
+    def on_epoch_end(self) -> None:
+        starts = dataset.sequence_crops(self.windows, self.settings.sequence_length, self.rng)
+        self.starts = self.rng.permutation(starts)
+
+    def __len__(self) -> int:
+        return -(-len(self.starts) // self.settings.sequences_per_batch)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        per_batch = self.settings.sequences_per_batch
+        starts = self.starts[index * per_batch:(index + 1) * per_batch]
+        rows = starts[:, None] + np.arange(self.settings.sequence_length)[None, :]
+        x = self.windows.data[rows]
+        if self.settings.augment:
+            x = rotate_and_scale(x, self.rng)
+        return x, self.y[rows], self.weight[rows]
+
+
+class StreamValidation(keras.callbacks.Callback):
+    """Adds `val_loss` / `val_accuracy` computed on whole validation streams (state carried
+    from each recording's start), the way the service runs, to the epoch logs."""
+
+    def __init__(self, models: StatefulModels, validation: WindowSet,
+                 with_transition: bool) -> None:
+        super().__init__()
+        self.trainer, self.validation = models.trainer, validation
+        self.targets = dataset.targets(validation, with_transition)
+        self.benchmark = dataset.benchmark_mask(validation)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        probs = stream_probs(self.trainer, self.validation)
+        scored = self.targets >= 0
+        picked = probs[scored, self.targets[scored]]
+        if logs is not None:
+            logs["val_loss"] = float(-np.mean(np.log(np.maximum(picked, 1e-7))))
+            logs["val_accuracy"] = float(np.mean(
+                probs[self.benchmark].argmax(axis=1) == self.targets[self.benchmark]))
+
+
+def stream_probs(trainer: keras.Model, windows: WindowSet) -> np.ndarray:
+    """Class probabilities of every window, each recording run as one stream from zero state."""
+    streams, parts = dataset.padded_streams(windows)
+    out = np.asarray(trainer.predict(streams, batch_size=4, verbose=0))
+    return np.concatenate([out[row, :p.stop - p.start] for row, p in enumerate(parts)])
+
+
+def reset_probs(trainer: keras.Model, windows: WindowSet) -> np.ndarray:
+    """Class probabilities with the state reset to zero before every window."""
+    return np.asarray(trainer.predict(windows.data[:, None], batch_size=256, verbose=0))[:, 0]
+
+
+def window_probs(model: keras.Model, windows: WindowSet) -> np.ndarray:
+    return np.asarray(model.predict(windows.data, batch_size=256, verbose=0))

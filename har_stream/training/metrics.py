@@ -1,0 +1,49 @@
+"""Classification metrics in plain numpy (no scikit-learn needed at evaluation time)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts `[true class, predicted class]`."""
+    matrix = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(matrix, (np.asarray(truth), np.asarray(predicted)), 1)
+    return matrix
+
+
+def precision_recall_f1(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1 from a confusion matrix (0 where undefined)."""
+    hits = np.diag(matrix).astype(np.float64)
+    predicted, actual = matrix.sum(axis=0), matrix.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
+    return precision, recall, f1
+
+
+def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean(np.asarray(truth) == np.asarray(predicted))) if len(truth) else 0.0
+
+
+def macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int | np.ndarray) -> float:
+    """Mean F1 over `classes` (a count, or the indices to average over)."""
+    labels = np.arange(classes) if np.isscalar(classes) else np.asarray(classes)
+    n = int(max(labels.max(), np.max(truth, initial=0), np.max(predicted, initial=0))) + 1
+    _, _, f1 = precision_recall_f1(confusion(truth, predicted, n))
+    return float(f1[labels].mean())
+
+
+def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
+    """Gap between confidence and accuracy, averaged over equal-width confidence bins."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
