@@ -13,6 +13,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from har_stream.model.catalog import ZOO_ARCHITECTURES
 from har_stream.records import CHANNELS, WINDOW
 
 Builder = Callable[[keras.KerasTensor, int], keras.KerasTensor]
@@ -97,17 +98,7 @@ ARCHITECTURES: dict[str, Builder] = {
     "lstm2": _lstm2,
 }
 """Tutorial architecture name → body builder (input: standardised windows)."""
-
-PUBLISHED_ACCURACY = {
-    "lstm": "89.7 % ± 1.4",
-    "cnn": "90.9 %",
-    "multihead-cnn": "91.6 %",
-    "cnn-lstm": "90.6 %",
-    "convlstm": "90.8 %",
-    "deep-cnn": "92 %",
-    "lstm2": "85 %",
-}
-"""Test accuracy the tutorials report (UCI HAR, 9 test users, windows filtered offline)."""
+assert tuple(ARCHITECTURES) == ZOO_ARCHITECTURES
 
 
 def build_zoo_model(name: str, mean: np.ndarray, std: np.ndarray, n_classes: int) -> keras.Model:

@@ -1,0 +1,228 @@
+"""`har-stream train`, `har-stream evaluate` and `har-stream data`: the command-line side.
+
+Only argument parsing and messages live here; TensorFlow is imported by the commands when
+they run, never at import, so `har-stream --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from har_stream.model import DEFAULT_MODEL_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_FILE = "hapt_raw.npz"
+DATA_HELP = (
+    "HAPT recordings: hapt_raw.npz, the UCI HAPT zip or its unpacked directory "
+    "(env HAR_DATA; default: the first of ./data, <repo>/data, <repo>/../shared/data that "
+    f"holds {DATA_FILE})"
+)
+
+
+def default_data_path() -> Path:
+    if os.environ.get("HAR_DATA"):
+        return Path(os.environ["HAR_DATA"])
+    candidates = (Path("data") / DATA_FILE, REPO / "data" / DATA_FILE,
+                  REPO.parent / "shared" / "data" / DATA_FILE)
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+    _add_data(subparsers)
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    from har_stream.model.catalog import ZOO_ARCHITECTURES
+
+    p = subparsers.add_parser(
+        "train", help="train a model on the HAPT recordings (windows cut by the service's "
+        "own pipeline) and write its model directory and card",
+        description="Train the stateful CNN+GRU (default) or a tutorial architecture. Users "
+        "are split subject-wise: the data set's test users are held out and only used for "
+        "the final evaluation written to the card; early stopping and every choice use a "
+        "validation subset of the training users. With --zoo, train every architecture "
+        "with several seeds and print the benchmark table.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--arch", default="stateful", choices=("stateful", *ZOO_ARCHITECTURES),
+                   help="architecture to train")
+    p.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"model directory to write (default: {DEFAULT_MODEL_DIR} for the "
+                   "stateful model, runs/<arch> for the others)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, "
+                   "augmentation")
+    p.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping "
+                   "usually ends sooner)")
+    p.add_argument("--patience", type=int, default=8, help="epochs without validation "
+                   "improvement before stopping")
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--sequence-length", type=int, default=24,
+                   help="stateful: consecutive windows per training sequence")
+    p.add_argument("--state-size", type=int, default=64, help="stateful: GRU state width H")
+    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction, default=False,
+                   help="stateful: add a 7th class TRANSITION for windows made mostly of "
+                   "postural transitions")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="stateful: random small rotations and gains per training sequence")
+    p.add_argument("--validation-users", type=int, default=5,
+                   help="training users held out for validation")
+    p.add_argument("--max-recordings", type=int, default=0,
+                   help="keep only this many recordings per split (0: all; for smoke runs)")
+    p.add_argument("--zoo", action="store_true",
+                   help="benchmark every architecture over --seeds and print the table")
+    p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture")
+    p.add_argument("--zoo-results", type=Path, default=Path("runs/zoo/results.jsonl"),
+                   help="--zoo: results file (finished runs are kept, so a rerun resumes)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_train)
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a model directory on the test users and rewrite its card",
+        description="Run the model's LiteRT engine over every test-user recording as the "
+        "service would (one stream per recording, state carried, batched across streams), "
+        "and again with the state reset at every window; write accuracy, macro-F1, "
+        "per-class precision/recall, confusion matrix, per-subject accuracy and window "
+        "counts into card.json, card.md and the plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory")
+    p.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads")
+    p.set_defaults(func=run_evaluate)
+
+
+def _add_data(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("data", help="get the HAPT data set or convert it to npz",
+                              description="Fetch or convert the UCI HAPT recordings.")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    download = sub.add_parser(
+        "download", help="download the official UCI HAPT archive and convert it to npz",
+        description="Download the UCI HAPT archive (needs internet access) and write the "
+        "recordings as an npz that `train --data` reads.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from har_stream.training.download import UCI_URL
+
+    download.add_argument("--url", default=UCI_URL, help="archive to fetch")
+    download.add_argument("--out", type=Path, default=Path("data") / DATA_FILE,
+                          help="npz to write")
+    download.add_argument("--keep-zip", type=Path, default=None,
+                          help="also keep the downloaded archive here")
+    download.set_defaults(func=run_download)
+    convert = sub.add_parser(
+        "convert", help="convert a UCI HAPT zip or directory to npz",
+        description="Read RawData/acc_expXX_userYY.txt, gyro_..., labels.txt and "
+        "activity_labels.txt from a UCI HAPT zip or directory and write one npz.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    convert.add_argument("source", type=Path, help="the UCI zip or unpacked directory")
+    convert.add_argument("--out", type=Path, default=Path("data") / DATA_FILE,
+                         help="npz to write")
+    convert.set_defaults(func=run_convert)
+
+
+def _data_or_exit(path: Path | None) -> Path | None:
+    path = path or default_data_path()
+    if not path.exists():
+        print(f"error: HAPT data not found at {path}. Pass --data PATH or set HAR_DATA; "
+              "to fetch it (needs internet): `har-stream data download --out "
+              f"data/{DATA_FILE}`, or convert a downloaded UCI zip with `har-stream data "
+              f"convert ZIP --out data/{DATA_FILE}`.", file=sys.stderr)
+        return None
+    return path
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from har_stream.training.hapt import DataError
+    from har_stream.training.train import STATEFUL, TrainOptions
+
+    data = _data_or_exit(args.data)
+    if data is None:
+        return 2
+    out = args.out or (DEFAULT_MODEL_DIR if args.arch == STATEFUL else Path("runs") / args.arch)
+    options = TrainOptions(
+        data=data, out=out, arch=args.arch, seed=args.seed, epochs=args.epochs,
+        patience=args.patience, learning_rate=args.learning_rate,
+        sequence_length=args.sequence_length, state_size=args.state_size,
+        with_transition=args.transition_class, augment=args.augment,
+        n_validation=args.validation_users, max_recordings=args.max_recordings,
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+    try:
+        if args.zoo:
+            from har_stream.training.zoo import run_zoo
+
+            print(run_zoo(options, seeds=range(args.seeds), results=args.zoo_results))
+            return 0
+        from har_stream.training.train import train_model
+
+        directory = train_model(options)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(directory)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from har_stream.training.card import read_card
+    from har_stream.training.hapt import DataError
+    from har_stream.training.train import evaluate_dir, prepare
+
+    data = _data_or_exit(args.data)
+    if data is None:
+        return 2
+    if not (args.model / "card.json").is_file():
+        print(f"error: {args.model} is not a model directory (no card.json)", file=sys.stderr)
+        return 2
+    n_validation = len(read_card(args.model).get("training", {}).get("validation_users", [5]))
+    try:
+        prepared = prepare(data, n_validation)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    evaluate_dir(args.model, prepared.test, num_threads=args.threads)
+    _print_summary(args.model)
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from har_stream.training.download import DownloadError, download_and_convert
+
+    try:
+        download_and_convert(args.url, args.out, keep_zip=args.keep_zip)
+    except DownloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from har_stream.training.hapt import DataError, load_hapt, save_npz
+
+    try:
+        data = load_hapt(args.source)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_npz(data, args.out)
+    print(f"wrote {args.out}: {len(data.recordings)} recordings of {len(data.users())} users")
+    return 0
+
+
+def _print_summary(directory: Path) -> None:
+    from har_stream.training.card import read_card
+
+    card = read_card(directory)
+    evaluation = card.get("evaluation", {})
+    print(f"model directory: {directory} (version {card['version']})")
+    for key in ("stream", "reset_every_window", "window"):
+        if key in evaluation:
+            scores = evaluation[key]
+            print(f"  test users, {key}: accuracy {scores['accuracy']:.2%}, "
+                  f"macro-F1 {scores['macro_f1']:.4f}")

@@ -1,0 +1,193 @@
+"""From a data file to a model directory: the steps behind `har-stream train` / `evaluate`.
+
+`train_model` steps: (1) load the recordings and split the users (test users held out,
+validation users drawn from the training users); (2) replay every recording through the
+serving pipeline into labelled windows; (3) fit on the training users, early-stopped on
+the validation users; (4) write the model directory (Keras file, LiteRT flatbuffer for the
+stateful model) and the card's training section; (5) evaluate once on the test users and
+complete the card. Keras is imported lazily, inside the steps that need it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from har_stream.model import DEFAULT_MODEL_NAME
+from har_stream.records import ACTIVITIES
+from har_stream.training import card as cards
+from har_stream.training import dataset
+from har_stream.training.hapt import HaptData, Recording, load_hapt
+from har_stream.training.windows import WindowSet, make_windows
+
+STATEFUL = "stateful"
+TRANSITION = "TRANSITION"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    """Everything `har-stream train` can set (see its --help)."""
+
+    data: Path
+    out: Path
+    arch: str = STATEFUL
+    seed: int = 0
+    epochs: int = 40
+    patience: int = 8
+    learning_rate: float = 1e-3
+    sequence_length: int = 24
+    state_size: int = 64
+    with_transition: bool = False
+    augment: bool = True
+    n_validation: int = 5
+    max_recordings: int = 0
+    """> 0: keep only this many recordings per split (quick smoke runs)."""
+    verbose: int = 1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PreparedData:
+    data: HaptData
+    split: dataset.Split
+    train: WindowSet
+    validation: WindowSet
+    test: WindowSet
+
+
+def prepare(data_path: Path, n_validation: int = 5, max_recordings: int = 0,
+            progress: bool = True) -> PreparedData:
+    """Load, split by user and replay every needed recording through the pipeline."""
+    data = load_hapt(data_path)
+    split = dataset.split_users(data.users(), data.test_users, n_validation)
+
+    def recordings(users: tuple[int, ...]) -> tuple[Recording, ...]:
+        chosen = data.of_users(users)
+        return chosen[:max_recordings] if max_recordings > 0 else chosen
+
+    parts = [make_windows(recordings(users), progress=progress)
+             for users in (split.train, split.validation, split.test)]
+    return PreparedData(data, split, *parts)
+
+
+def class_names(with_transition: bool) -> tuple[str, ...]:
+    return ACTIVITIES + ((TRANSITION,) if with_transition else ())
+
+
+def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> Path:
+    """Train `options.arch`, write its model directory with a complete card; return the dir."""
+    from har_stream.training import fit
+
+    prepared = prepared or prepare(options.data, options.n_validation, options.max_recordings,
+                                   progress=options.verbose > 0)
+    classes = class_names(options.with_transition and options.arch == STATEFUL)
+    settings = fit.FitSettings(
+        epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
+        seed=options.seed, sequence_length=options.sequence_length,
+        with_transition=options.with_transition, augment=options.augment,
+        verbose=options.verbose)
+    if options.arch == STATEFUL:
+        from har_stream.model.stateful import StatefulConfig
+
+        config = StatefulConfig(state_size=options.state_size)
+        result = fit.fit_stateful(prepared.train, prepared.validation, classes, settings, config)
+        validation = _scores(fit.stream_probs(result.trainer, prepared.validation),
+                             prepared.validation)
+        architecture = {"kind": "cnn-gru", **config.to_dict()}
+    else:
+        result = fit.fit_zoo(options.arch, prepared.train, prepared.validation, classes,
+                             settings)
+        validation = _scores(fit.window_probs(result.model, prepared.validation),
+                             prepared.validation)
+        architecture = {"kind": options.arch}
+    card = _training_card(options, prepared, result, settings, architecture, validation)
+    if options.arch == STATEFUL:
+        from har_stream.model.export import save_model_dir
+
+        save_model_dir(result.model, options.out)
+        cards.write_card(options.out, card)
+        evaluate_dir(options.out, prepared.test)
+    else:
+        options.out.mkdir(parents=True, exist_ok=True)
+        result.model.save(options.out / "model.keras")
+        from har_stream.training.evaluate import benchmark_scores
+
+        card["evaluation"] = {"window": benchmark_scores(
+            fit.window_probs(result.model, prepared.test), prepared.test)}
+        cards.write_card(options.out, card)
+    return options.out
+
+
+def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1) -> dict[str, object]:
+    """Evaluate the model directory's LiteRT engine on `test` and complete its card."""
+    from har_stream.model import load_model
+    from har_stream.training.evaluate import evaluation_report
+
+    model = load_model(directory, num_threads=num_threads)
+    card = cards.read_card(directory)
+    report = evaluation_report(model, test)
+    report["users"] = sorted(int(u) for u in np.unique(test.user_id))
+    report["engine"] = "LiteRT (model.tflite)"
+    card["evaluation"] = report
+    cards.write_card(directory, card)
+    return report
+
+
+def _scores(probs: np.ndarray, windows: WindowSet) -> dict[str, float]:
+    from har_stream.training.evaluate import benchmark_scores
+
+    return benchmark_scores(probs, windows)
+
+
+def _training_card(options: TrainOptions, prepared: PreparedData, result: object,
+                   settings: object, architecture: dict[str, object],
+                   validation: dict[str, float]) -> dict[str, object]:
+    import keras
+    import tensorflow as tf
+
+    name = DEFAULT_MODEL_NAME if options.arch == STATEFUL else options.arch
+    today = dt.datetime.now(dt.UTC)
+    counts = {
+        part: int(dataset.benchmark_mask(getattr(prepared, part)).sum())
+        for part in ("train", "validation", "test")
+    }
+    return {
+        "name": name,
+        "version": f"{name}-{today:%Y%m%d}-s{options.seed}-{prepared.data.sha256[:8]}",
+        "description": _DESCRIPTIONS.get(options.arch, f"tutorial architecture `{options.arch}`"),
+        "classes": list(result.classes),  # type: ignore[attr-defined]
+        "state_size": options.state_size if options.arch == STATEFUL else 0,
+        "preprocessing": cards.preprocessing(result.mean, result.std),  # type: ignore[attr-defined]
+        "architecture": architecture,
+        "training": {
+            "data_path": str(options.data),
+            "data_sha256": prepared.data.sha256,
+            "train_users": list(prepared.split.train),
+            "validation_users": list(prepared.split.validation),
+            "test_users": list(prepared.split.test),
+            "benchmark_windows": counts,
+            "seed": options.seed,
+            "settings": asdict(settings),  # type: ignore[call-overload]
+            "epochs_run": result.epochs_run,  # type: ignore[attr-defined]
+            "seconds": round(result.seconds, 1),  # type: ignore[attr-defined]
+            "validation": validation,
+            "history": {k: [round(float(v), 5) for v in vs]
+                        for k, vs in result.history.items()},  # type: ignore[attr-defined]
+            "finished_utc": today.isoformat(timespec="seconds"),
+            "software": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                         "keras": keras.__version__},
+            "notes": list(options.notes),
+        },
+    }
+
+
+_DESCRIPTIONS = {
+    STATEFUL: "Stateful activity recognizer served by har-stream: a 1D-CNN encodes each "
+              "128-sample window, a GRU cell steps once per window carrying the device's "
+              "state to its next window, and a softmax reads state + encoding. Trained on "
+              "windows cut by the service's own causal pipeline.",
+}
