@@ -13,6 +13,7 @@ import numpy as np
 import orjson
 import pytest
 from service_support import (
+    Expected,
     FakeModel,
     InProcessService,
     TopicReader,
@@ -46,7 +47,31 @@ def shipped_or_fake_model() -> object:
     return FakeModel()
 
 
-def test_results_and_counts_equal_the_offline_path_for_a_test_subject(
+def evaluate_path(model: object, recordings: list) -> Expected:
+    """What `har-stream evaluate` computes: `make_windows` (pipeline.replay per recording)
+    and `stream_probs` (state carried per recording, one batched call per round)."""
+    from har_stream.records import SAMPLE_PERIOD_MS, WINDOW, window_id
+    from har_stream.training.evaluate import stream_probs
+    from har_stream.training.windows import make_windows
+
+    windows = make_windows(recordings)
+    probs = stream_probs(model, windows)  # type: ignore[arg-type]
+    classes = list(model.classes)  # type: ignore[attr-defined]
+    results: dict = {}
+    counts: dict = {}
+    for i, (exp, user, seq) in enumerate(zip(windows.exp_id, windows.user_id, windows.seqs,
+                                             strict=True)):
+        device_id = f"hapt-exp{exp:02d}-user{user:02d}"
+        activity = classes[int(probs[i].argmax())]
+        t_start = T0_MS + round(int(seq) * SAMPLE_PERIOD_MS)
+        results[window_id(device_id, int(seq))] = (
+            activity, probs[i], t_start, t_start + round((WINDOW - 1) * SAMPLE_PERIOD_MS))
+        tally = counts.setdefault(device_id, dict.fromkeys(classes, 0))
+        tally[activity] += 1
+    return Expected(results, counts)
+
+
+def test_results_and_counts_equal_the_offline_evaluation_for_a_test_subject(
         service_settings: Settings) -> None:
     from har_stream.simulator import default_data_path
     from har_stream.training.hapt import DataError, load_hapt
@@ -56,10 +81,10 @@ def test_results_and_counts_equal_the_offline_path_for_a_test_subject(
         data = load_hapt(default_data_path())
     except DataError as exc:
         pytest.skip(f"HAPT data not available: {exc}")
-    recordings = data.of_users([data.test_users[0]])
+    recordings = list(data.of_users([data.test_users[0]]))
     streams = {device_id_of(r): np.concatenate([r.acc, r.gyro], axis=1) for r in recordings}
     model = shipped_or_fake_model()
-    expected = offline_results(model, streams, T0_MS)
+    expected = evaluate_path(model, recordings)
     settings = dataclasses.replace(service_settings, max_poll_records=100)
     send_batches(settings.kafka, settings.topics.sensor_topic, interleave(
         {d: batches_of(d, s, 50, T0_MS) for d, s in streams.items()}))
@@ -75,6 +100,10 @@ def test_results_and_counts_equal_the_offline_path_for_a_test_subject(
     assert duplicates == 0  # no crash, no rebalance: exactly once
     assert final_counts(counts.poll()) == expected.counts
     assert sum(sum(c.values()) for c in expected.counts.values()) == len(expected.results) > 400
+    versions = {codec.decode_result(r.value).model_version for r in results.poll()}
+    assert versions == {model.version}  # type: ignore[attr-defined]
+    results.close()
+    counts.close()
 
 
 def _bad_messages(good: SensorBatch) -> list[tuple[bytes | None, bytes | None, str]]:
@@ -141,6 +170,8 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_results_are_unaffecte
         assert headers[codec.HEADER_DETAIL]
         assert headers["origin"] == b"device-firmware-1.2"  # original headers kept
         assert (letter.key, letter.value) == items[position]  # original bytes, untouched
+    dead.close()
+    results.close()
 
 
 def test_an_evicted_device_resumes_from_its_snapshot(service_settings: Settings) -> None:
@@ -165,3 +196,4 @@ def test_an_evicted_device_resumes_from_its_snapshot(service_settings: Settings)
                       service.check)
     assert metrics.REGISTRY.get_sample_value("har_state_restores_total") > restored
     check_results(results.poll(), expected)
+    results.close()
