@@ -33,6 +33,8 @@ import pytest
 import yaml
 
 from har_stream.broker import free_port
+from har_stream.records import ACTIVITIES
+from har_stream.simulator import DATA_FILE, default_data_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -198,7 +200,23 @@ def service_env(broker: Any) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def live_recognizer(service_env: dict[str, str],
+def hapt_data() -> str:
+    path = Path(default_data_path())
+    if not path.is_file():
+        pytest.skip(f"the simulator needs the HAPT recordings ({DATA_FILE}); not found at {path}")
+    return str(path)
+
+
+def assigned_partitions(metrics_address: str) -> float:
+    body = http_get(f"http://{metrics_address}/metrics")
+    for line in (body or b"").decode().splitlines():
+        if line.startswith("har_assigned_partitions "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def live_recognizer(service_env: dict[str, str], hapt_data: str,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`har-stream run` with its metrics on a free local port, fed by `har-stream simulate`."""
     workdir = tmp_path_factory.mktemp("recognizer")
@@ -207,10 +225,12 @@ def live_recognizer(service_env: dict[str, str],
                          {**service_env, "HAR_METRICS_ADDRESS": metrics_address}, workdir)
     simulator: Process | None = None
     try:
-        wait_for(lambda: http_get(f"http://{metrics_address}/metrics"),
-                 "the recognizer's metrics endpoint", alive=recognizer.check_alive)
+        # Assigned partitions mean the topics exist and the group has formed.
+        wait_for(lambda: assigned_partitions(metrics_address) > 0,
+                 "the recognizer to join its group", alive=recognizer.check_alive)
         simulator = Process("simulator", [
-            sys.executable, "-m", "har_stream.cli", "simulate", "--devices", "4",
+            sys.executable, "-m", "har_stream.cli", "simulate", "--data", hapt_data,
+            "--devices", "4", "--speed", "4", "--duration-s", "600", "--no-progress",
         ], service_env, workdir)
         publish_malformed_message(service_env)
         yield metrics_address
@@ -303,3 +323,16 @@ def test_promtool_accepts_the_live_exposition(live_recognizer: str) -> None:
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
                             timeout=30)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_the_malformed_message_is_counted_under_its_reason(prometheus: Prometheus) -> None:
+    result = wait_for(lambda: prometheus.query("sum by (reason) (har_messages_rejected_total) > 0"),
+                      "the dead letter to be scraped")
+    assert {series["metric"]["reason"] for series in result} == {"not_json"}
+
+
+def test_windows_are_counted_under_the_models_activities(prometheus: Prometheus) -> None:
+    result = prometheus.query("sum by (activity) (har_windows_classified_total) > 0")
+    assert result and {series["metric"]["activity"] for series in result} <= set(ACTIVITIES)
+    (info,) = prometheus.query("har_model_info")
+    assert info["metric"]["version"] and info["metric"]["engine"]

@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from har_stream import config
+from har_stream.config import options_from
 from har_stream.model import DEFAULT_MODEL_NAME
+from har_stream.simulator import SimulatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -137,9 +139,14 @@ def test_topics_service_creates_every_topic_of_the_code(stack: dict) -> None:
 def test_simulator_writes_to_the_recognizers_topic(stack: dict) -> None:
     simulator, recognizer = stack["services"]["simulator"], stack["services"]["recognizer"]
     assert simulator["command"][0] == "simulate"
-    sim_env, rec_env = har_env(simulator), har_env(recognizer)
-    for name in ("HAR_BOOTSTRAP_SERVERS", "HAR_SENSOR_TOPIC"):
-        assert sim_env[name] == rec_env[name]
+    env = har_env(simulator)
+    unknown = set(env) - env_names(SimulatorSettings)
+    assert not unknown, f"variables the simulator does not read: {sorted(unknown)}"
+    settings = options_from(SimulatorSettings, None, env)
+    assert settings.kafka.bootstrap_servers == har_env(recognizer)["HAR_BOOTSTRAP_SERVERS"]
+    assert settings.sensor_topic == config.TopicSettings().sensor_topic
+    data_mounts = {v["target"] for v in simulator["volumes"] if v["type"] == "bind"}
+    assert any(settings.data.startswith(target + "/") for target in data_mounts)
     assert simulator["read_only"] is True and NON_ROOT_USER.match(simulator["user"])
 
 
