@@ -8,9 +8,12 @@ Production uses real Apache Kafka: nothing in the service depends on this module
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+PR_SET_PDEATHSIG = 1
 
 
 class BrokerError(RuntimeError):
@@ -53,6 +57,17 @@ def port_accepts(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return False
 
 
+def die_with_parent() -> None:
+    """`preexec_fn` for children: Linux sends them SIGTERM when their parent dies, so a
+    parent killed without cleanup leaves no orphaned broker or service behind."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+
+
 class EmbeddedBroker:
     """One tansu broker process on 127.0.0.1, in-memory storage, for the lifetime of the object.
 
@@ -82,8 +97,11 @@ class EmbeddedBroker:
         url = f"tcp://{HOST}:{self.port}"
         command = [broker_binary(), "broker", "--listener-url", url,
                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        # Own session: a Ctrl-C in the terminal reaches only our process, which stops the
+        # broker last, after the clients that still need it.
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT)
+            command, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + self.start_timeout_s
         while not port_accepts(HOST, self.port):
             if self._process.poll() is not None:
