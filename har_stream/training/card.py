@@ -47,7 +47,7 @@ def write_card(directory: Path, card: dict[str, object]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     evaluation = card.get("evaluation")
-    if isinstance(evaluation, dict):
+    if isinstance(evaluation, dict) and "confusion" in evaluation:
         _plot_confusion(evaluation["confusion"], directory / CONFUSION_PNG)
         _plot_per_subject(evaluation["per_subject"], directory / PER_SUBJECT_PNG)
     (directory / CARD_MD).write_text(card_markdown(card))
@@ -70,8 +70,12 @@ def card_markdown(card: dict[str, object]) -> str:
         "",
     ]
     evaluation = card.get("evaluation")
-    if isinstance(evaluation, dict):
+    if isinstance(evaluation, dict) and "stream" in evaluation:
         lines += _evaluation_markdown(evaluation)
+    elif isinstance(evaluation, dict):
+        lines += ["## Test users (6-class benchmark)", ""]
+        lines += [f"- {key}: accuracy {v['accuracy']:.2%}, macro-F1 {v['macro_f1']:.4f}"
+                  for key, v in evaluation.items()]
     return "\n".join(lines) + "\n"
 
 

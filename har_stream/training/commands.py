@@ -76,6 +76,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--zoo", action="store_true",
                    help="benchmark every architecture over --seeds and print the table")
     p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture")
+    p.add_argument("--zoo-archs", default="",
+                   help="--zoo: comma-separated architectures to run (default: all)")
     p.add_argument("--zoo-results", type=Path, default=Path("runs/zoo/results.jsonl"),
                    help="--zoo: results file (finished runs are kept, so a rerun resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -153,9 +155,10 @@ def run_train(args: argparse.Namespace) -> int:
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:
         if args.zoo:
-            from har_stream.training.zoo import run_zoo
+            from har_stream.training.zoo import ORDER, run_zoo
 
-            print(run_zoo(options, seeds=range(args.seeds), results=args.zoo_results))
+            archs = [a for a in args.zoo_archs.split(",") if a] or list(ORDER)
+            print(run_zoo(options, range(args.seeds), args.zoo_results, archs))
             return 0
         from har_stream.training.train import train_model
 
