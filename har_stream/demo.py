@@ -342,12 +342,13 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
         finally:
             close_quietly(admin)
         metrics_address = settings.metrics_address
-        if not port_is_free(metrics_address):
-            host = metrics_host_port(metrics_address)[0]
+        host, port = metrics_host_port(metrics_address)
+        if port == 0 or not port_is_free(metrics_address):
             from har_stream.broker import free_port
 
             metrics_address = f"{host}:{free_port(host)}"
-            print(f"{settings.metrics_address} is taken; metrics on {metrics_address} instead")
+            if port:
+                print(f"{settings.metrics_address} is taken; metrics on {metrics_address}")
         metrics_url = f"http://{metrics_address}/metrics"
         log_path = workdir / "recognizer.log"
         recognizer = stack.enter_context(recognizer_process(
