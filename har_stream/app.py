@@ -31,25 +31,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from har_stream import codec, metrics
 from har_stream.changelog import ChangelogReader, ChangelogWriter
 from har_stream.config import Settings
+from har_stream.ownership import Ownership
 from har_stream.recognizer import Recognizer, RecognizerOutput
 from har_stream.records import SensorBatch
-from har_stream.state import StateFormatError
 
 log = logging.getLogger(__name__)
 
-_UNKNOWN = object()
 
 
 class ServiceError(RuntimeError):
@@ -102,14 +101,8 @@ class TimedModel:
 
 
 class Service:
-    """One consumer-group member: the loop, the checkpoints and the partition bookkeeping.
-
-    Partition bookkeeping (all keyed by sensor partition number):
-    `device_partition` maps each device with state here to its partition; `processed` is
-    the offset after the last message handled, `committed` the offset last committed;
-    `partition_guard` / `device_guard` mark offsets below which messages are replays whose
-    effect the state already holds.
-    """
+    """One consumer-group member: the loop and its checkpoints; which devices it holds and
+    where their state is are the `Ownership`'s business."""
 
     def __init__(self, settings: Settings, model: Any, consumer: Any, producer: Any,
                  reader: ChangelogReader, clock: Callable[[], float] = time.monotonic,
@@ -118,27 +111,24 @@ class Service:
         self.topics = settings.topics
         self.consumer = consumer
         self.producer = producer
-        self.reader = reader
         self.writer = ChangelogWriter(producer, settings.topics.changelog_topic)
         self.clock, self.wall = clock, wall
         self.recognizer = Recognizer(TimedModel(model), clock=clock)
         self.registry = self.recognizer.registry
+        self.ownership = Ownership(self.registry, reader, self._committed_offset,
+                                   settings.idle_ttl_s, clock, wall)
         self.events = RebalanceEvents()
         self.limits = codec.Limits()
-        self.owned: set[int] = set()
-        self.released: dict[int, object] = {}  # revoked partition -> our committed offset
-        self.device_partition: dict[str, int] = {}
-        self.processed: dict[int, int] = {}
-        self.committed: dict[int, int | None] = {}
-        self.partition_guard: dict[int, int] = {}
-        self.device_guard: dict[str, int] = {}
-        self.snapshot_at: dict[str, tuple[int, int]] = {}  # device -> changelog (partition, offset)
-        self.evicted: dict[str, tuple[int, int]] = {}
-        self.dirty: set[str] = set()
         self._failure: BaseException | None = None
         self._uncommitted = False
         self._next_checkpoint = clock() + settings.commit_interval_s
         self._next_eviction = clock() + settings.eviction_interval_s
+
+    def _tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self.topics.sensor_topic, partition)
+
+    def _committed_offset(self, partition: int) -> int | None:
+        return self.consumer.committed(self._tp(partition))
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -155,34 +145,32 @@ class Service:
         with metrics.STAGE_DURATION.labels(stage="poll").time():
             polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                         max_records=self.settings.max_poll_records)
-        self.apply_rebalance(self.events.drain())
+        self.ownership.apply(self.events.drain())
         if not polled:
             self._update_lag()
             return None
         with metrics.STAGE_DURATION.labels(stage="decode").time():
             batches = self._decode(polled)
-        self._restore_evicted({b.device_id for b in batches})
+        self.ownership.restore_evicted(b.device_id for b in batches)
         with metrics.STAGE_DURATION.labels(stage="process").time():
             output = self.recognizer.process(batches)
         with metrics.STAGE_DURATION.labels(stage="produce").time():
             self._send(output)
         self._record(output)
-        self.dirty.update(b.device_id for b in batches)
         self._uncommitted = True
         self._update_lag()
         return output
 
     def _decode(self, polled: dict[Any, list[Any]]) -> list[SensorBatch]:
         batches = []
+        own = self.ownership
         for tp, records in polled.items():
             p = tp.partition
-            if p not in self.owned:
+            if p not in own.owned:
                 log.warning("dropping %d records of unowned partition %d", len(records), p)
                 continue
-            guard = self.partition_guard.get(p, -1)
             for record in records:
-                self.processed[p] = record.offset + 1
-                if record.offset < guard:
+                if own.is_replay(p, record.offset):
                     continue
                 metrics.MESSAGES_CONSUMED.inc()
                 try:
@@ -191,9 +179,9 @@ class Service:
                 except codec.DecodeError as error:
                     self._dead_letter(record, error)
                     continue
-                if record.offset < self.device_guard.get(batch.device_id, -1):
+                if own.is_covered(batch.device_id, record.offset):
                     continue
-                self.device_partition[batch.device_id] = p
+                own.touched(batch.device_id, p)
                 metrics.SAMPLES_CONSUMED.inc(len(batch.samples))
                 batches.append(batch)
         return batches
@@ -208,13 +196,12 @@ class Service:
                     self.topics.dlq_topic)
 
     def _send(self, output: RecognizerOutput) -> None:
-        now = self.wall
         for result in output.results:
             future = self.producer.send(self.topics.activity_topic,
                                         key=result.device_id.encode(),
                                         value=codec.encode_result(result))
             self._watch(future, self.topics.activity_topic)
-            future.add_callback(_acknowledged_result, result.record_ts_ms, now)
+            future.add_callback(_acknowledged_result, result.record_ts_ms, self.wall)
         for counts in output.counts:
             future = self.producer.send(self.topics.counts_topic, key=counts.device_id.encode(),
                                         value=codec.encode_counts(counts))
@@ -237,12 +224,20 @@ class Service:
         for result in output.results:
             metrics.WINDOWS_CLASSIFIED.labels(activity=result.activity).inc()
 
+    def _update_lag(self) -> None:
+        lag = {}
+        for p in self.ownership.owned:
+            highwater = self.consumer.highwater(self._tp(p))
+            if highwater is not None:
+                lag[p] = max(highwater - self.consumer.position(self._tp(p)), 0)
+        metrics.set_consumer_lag(lag)
+
     # --- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self) -> None:
         """Flush, snapshot touched devices, flush, commit, evict (see the module doc)."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
-        self.apply_rebalance(self.events.drain())
+        self.ownership.apply(self.events.drain())
         if self._uncommitted:
             with metrics.STAGE_DURATION.labels(stage="produce").time():
                 self._flush("results")
@@ -251,7 +246,11 @@ class Service:
             with metrics.STAGE_DURATION.labels(stage="commit").time():
                 self._commit()
         if self.settings.idle_ttl_s > 0 and self.clock() >= self._next_eviction:
-            self._evict_idle()
+            self._next_eviction = self.clock() + self.settings.eviction_interval_s
+            evicted = self.ownership.evict_idle()
+            if evicted:
+                log.info("evicted %d idle devices (%d remain)", evicted, len(self.registry))
+                metrics.DEVICES_EVICTED.inc(evicted)
         metrics.ACTIVE_DEVICES.set(len(self.registry))
 
     def _flush(self, what: str) -> None:
@@ -269,173 +268,31 @@ class Service:
         metrics.BROKER_UP.set(1)
 
     def _snapshot(self) -> None:
-        futures, still_dirty = [], set()
-        for device_id in self.dirty:
-            partition = self.device_partition.get(device_id)
-            if partition is None or device_id not in self.registry:
-                continue
-            if partition not in self.owned:
-                if partition in self.released:  # mid-rebalance: may come back to us
-                    still_dirty.add(device_id)
-                continue
-            data = self.registry.snapshot(device_id)
-            future = self.writer.write(device_id, partition, data, self.processed[partition])
+        """Write every touched device's state; wait until the broker has all of them."""
+        futures = []
+        for device_id, partition, covers in self.ownership.to_snapshot():
+            future = self.writer.write(device_id, partition, self.registry.snapshot(device_id),
+                                       covers)
             self._watch(future, self.topics.changelog_topic)
             futures.append((device_id, partition, future))
         self._flush("state snapshots")
         for device_id, partition, future in futures:
-            self.snapshot_at[device_id] = (partition, future.value.offset)
+            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
         metrics.STATE_SNAPSHOTS.inc(len(futures))
-        self.dirty = still_dirty
 
     def _commit(self) -> None:
-        offsets = {TopicPartition(self.topics.sensor_topic, p): OffsetAndMetadata(o, "", -1)
-                   for p, o in self.processed.items()
-                   if p in self.owned and o != self.committed.get(p)}
+        offsets = self.ownership.to_commit()
         if offsets:
             try:
-                self.consumer.commit(offsets)
-            except (CommitFailedError, KafkaError) as exc:
+                self.consumer.commit({self._tp(p): OffsetAndMetadata(o, "", -1)
+                                      for p, o in offsets.items()})
+            except KafkaError as exc:  # CommitFailedError included
                 # Results and snapshots are safe; the next owner replays from the old offset.
                 log.warning("offset commit failed (%s); messages since the last commit will be "
                             "replayed by the partitions' next owner", exc)
                 return
-            for tp, meta in offsets.items():
-                self.committed[tp.partition] = meta.offset
-        for device_id in [d for d, g in self.device_guard.items()
-                          if g <= self.processed.get(self.device_partition.get(d, -1), -1)]:
-            del self.device_guard[device_id]
+            self.ownership.commit_done(offsets)
         self._uncommitted = False
-
-    def _evict_idle(self) -> None:
-        self._next_eviction = self.clock() + self.settings.eviction_interval_s
-        evicted = 0
-        for device_id in self.registry.idle(self.clock(), self.settings.idle_ttl_s):
-            if device_id in self.dirty or device_id not in self.snapshot_at:
-                continue  # only devices whose latest state is in the changelog
-            self.evicted[device_id] = self.snapshot_at.pop(device_id)
-            self.registry.remove(device_id)
-            evicted += 1
-        if evicted:
-            log.info("evicted %d idle devices (%d remain)", evicted, len(self.registry))
-            metrics.DEVICES_EVICTED.inc(evicted)
-
-    # --- partition assignment ----------------------------------------------------------------
-
-    def apply_rebalance(self, events: Sequence[tuple[str, frozenset[int]]]) -> None:
-        """Bring device state in line with the partitions the consumer now owns.
-
-        A partition given back to us after an eager rebalance keeps its in-memory state
-        when nobody committed on it meanwhile (the committed offset is still ours);
-        otherwise its state is read from the changelog.
-        """
-        for kind, partitions in events:
-            log.info("partitions %s: %s", kind, sorted(partitions))
-            if kind == "revoked":
-                for p in partitions & self.owned:
-                    self.owned.discard(p)
-                    self.released[p] = self.committed.get(p, _UNKNOWN)
-            elif kind == "lost":
-                for p in partitions:
-                    self.owned.discard(p)
-                    self.released.pop(p, None)
-                    self._drop(p)
-            elif kind == "assigned":
-                self._assign(partitions)
-        metrics.ASSIGNED_PARTITIONS.set(len(self.owned))
-
-    def _assign(self, partitions: frozenset[int]) -> None:
-        to_restore: list[int] = []
-        committed_now = {p: self.consumer.committed(TopicPartition(self.topics.sensor_topic, p))
-                         for p in partitions}
-        for p in sorted(partitions):
-            ours = self.released.pop(p, _UNKNOWN)
-            if p in self.owned:
-                continue
-            if ours is not _UNKNOWN and ours == committed_now[p]:
-                self.partition_guard[p] = self.processed.get(p, -1)
-                self.owned.add(p)
-                self._uncommitted = True
-            else:
-                self._drop(p)
-                to_restore.append(p)
-        for p in list(self.released):
-            self._drop(p)
-        self.released.clear()
-        if to_restore:
-            self._restore(to_restore, committed_now)
-
-    def _drop(self, partition: int) -> None:
-        for device_id in [d for d, p in self.device_partition.items() if p == partition]:
-            self.registry.remove(device_id)
-            self.dirty.discard(device_id)
-            self.device_guard.pop(device_id, None)
-            self.snapshot_at.pop(device_id, None)
-            self.evicted.pop(device_id, None)
-            del self.device_partition[device_id]
-        for table in (self.processed, self.committed, self.partition_guard):
-            table.pop(partition, None)
-
-    def _restore(self, partitions: list[int], committed: dict[int, int | None]) -> None:
-        """Load the latest snapshot of every device of `partitions` from the changelog."""
-        started = time.perf_counter()
-        with metrics.STAGE_DURATION.labels(stage="restore").time():
-            stored = self.reader.read_partitions(partitions)
-        ttl, now_wall, restored = self.settings.idle_ttl_s, self.wall(), 0
-        for device_id, state in stored.items():
-            location = (state.partition, state.offset)
-            self.device_partition[device_id] = state.partition
-            if state.covers_offset > (committed[state.partition] or 0):
-                self.device_guard[device_id] = state.covers_offset
-            if ttl > 0 and state.timestamp_ms / 1000.0 < now_wall - ttl:
-                self.evicted[device_id] = location
-                continue
-            try:
-                self.registry.restore(device_id, state.data, now_s=self.clock())
-            except StateFormatError as exc:
-                log.warning("device %s: changelog state unusable (%s); it starts afresh",
-                            device_id, exc)
-                continue
-            self.snapshot_at[device_id] = location
-            restored += 1
-        for p in partitions:
-            self.committed[p] = committed[p]
-            self.owned.add(p)
-        metrics.STATE_RESTORES.inc(restored)
-        metrics.RESTORE_EVENTS.inc()
-        log.info("restored %d devices (%d idle left in the changelog) of partitions %s "
-                 "in %.3f s", restored, len(stored) - restored, partitions,
-                 time.perf_counter() - started)
-
-    def _restore_evicted(self, device_ids: set[str]) -> None:
-        """Bring back evicted devices that sent data again, from their changelog record."""
-        wanted = {d: self.evicted[d] for d in device_ids if d in self.evicted}
-        if not wanted:
-            return
-        with metrics.STAGE_DURATION.labels(stage="restore").time():
-            stored = self.reader.read_records(wanted)
-        for device_id, location in wanted.items():
-            del self.evicted[device_id]
-            state = stored.get(device_id)
-            if state is None:
-                log.warning("device %s: evicted state not found; it starts afresh", device_id)
-                continue
-            try:
-                self.registry.restore(device_id, state.data, now_s=self.clock())
-            except StateFormatError as exc:
-                log.warning("device %s: evicted state unusable (%s)", device_id, exc)
-                continue
-            self.snapshot_at[device_id] = location
-        metrics.STATE_RESTORES.inc(len(stored))
-
-    def _update_lag(self) -> None:
-        lag = {}
-        for p in self.owned:
-            tp = TopicPartition(self.topics.sensor_topic, p)
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                lag[p] = max(highwater - self.consumer.position(tp), 0)
-        metrics.set_consumer_lag(lag)
 
 
 def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], _metadata: Any) -> None:

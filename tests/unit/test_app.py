@@ -257,7 +257,26 @@ def test_a_partition_given_back_keeps_its_state_unless_someone_committed() -> No
     consumer.script = [([("revoked", [0, 1]), ("assigned", [0])], [])]
     service.step()
     assert reader.partition_reads == [[0, 1], [0]]
-    assert 1 not in service.owned and service.owned == {0}
+    assert service.ownership.owned == {0}
+
+
+def test_kept_state_skips_the_replay_from_the_committed_offset() -> None:
+    """After an eager rebalance gives the partition back, the consumer restarts at the
+    committed offset; what the kept state already holds is skipped, not applied twice."""
+    samples = synthetic_samples(6000, seed=8)
+    records = sensor_records("dev", samples)  # 120 messages
+    reader = FakeReader()
+    service, consumer, producer, _ = make_service(reader)
+    consumer.script = [([("assigned", [0])], records[:6]), ([], records[6:90]),
+                       ([("revoked", [0]), ("assigned", [0])], records[6:])]
+    service.step()
+    service.checkpoint()  # commit 6
+    service.step()  # 84 messages (4200 samples) processed, not committed
+    service.step()  # rebalance: kept, and the consumer replays from offset 6
+    assert reader.partition_reads == [[0]]
+    windows = [codec.decode_result(v).window_id for _, _, v, _, _ in producer.to("out")]
+    assert len(windows) == len(set(windows)), "nothing was applied twice"
+    assert_same(published(producer), reference("dev", samples))
 
 
 def test_lost_partitions_drop_their_devices() -> None:
@@ -268,7 +287,7 @@ def test_lost_partitions_drop_their_devices() -> None:
     service.step()
     assert sorted(service.registry.device_ids()) == ["dev", "other"]
     service.step()
-    assert service.registry.device_ids() == ["dev"] and service.owned == {0}
+    assert service.registry.device_ids() == ["dev"] and service.ownership.owned == {0}
 
 
 def test_rejected_messages_become_dead_letters_with_their_bytes_and_headers() -> None:
@@ -292,7 +311,7 @@ def test_idle_devices_are_evicted_and_come_back_from_their_snapshot() -> None:
     service.checkpoint()
     clock.now += 120  # past the 60 s TTL
     service.checkpoint()
-    assert len(service.registry) == 0 and "dev" in service.evicted
+    assert len(service.registry) == 0 and "dev" in service.ownership.evicted
     reader.load(producer)
     consumer.script = [([], RECORDS[9:])]
     service.step()
