@@ -261,15 +261,17 @@ def check_results(records: list, expected: Expected, tolerance: float = 1e-4) ->
 
 
 def final_counts(records: list) -> dict[str, dict[str, int]]:
-    """Each device's counts with the highest last_seq (the consumer-side de-duplication)."""
+    """Each device's counts with the largest total (the consumer-side de-duplication that
+    docs/SERVICE.md recommends: totals never decrease)."""
     from har_stream.codec import decode_counts
 
-    best: dict[str, object] = {}
+    best: dict[str, dict[str, int]] = {}
     for record in records:
         counts = decode_counts(record.value)
-        if counts.device_id not in best or counts.last_seq >= best[counts.device_id].last_seq:  # type: ignore[attr-defined]
-            best[counts.device_id] = counts
-    return {d: dict(c.windows) for d, c in best.items()}  # type: ignore[attr-defined]
+        previous = best.get(counts.device_id)
+        if previous is None or sum(counts.windows.values()) >= sum(previous.values()):
+            best[counts.device_id] = dict(counts.windows)
+    return best
 
 
 # --- running the service -----------------------------------------------------------------------
