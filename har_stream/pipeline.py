@@ -23,6 +23,7 @@ import numpy as np
 
 from har_stream.records import (
     CHANNELS,
+    HOP,
     SAMPLE_PERIOD_MS,
     WINDOW,
     SensorBatch,
@@ -30,7 +31,11 @@ from har_stream.records import (
 )
 from har_stream.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
 from har_stream.state import DeviceRegistry, Field
-from har_stream.windowing import emit_windows
+from har_stream.windowing import at_hop_boundary, emit_windows
+
+_BLOCK = 1024
+"""Devices filtered and windowed together in the steady state: their intermediate arrays
+(about 15 KB per device) stay in the CPU cache, which measured ~20 % faster than one block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +127,8 @@ class Pipeline:
         """
         batches = list(batches)
         stats = PipelineStats()
-        steady, others = self._split_steady(batches)
-        pieces = [self._advance(g) for g in _groups(steady, self.registry)]
+        steady_groups, others = self._split_steady(batches)
+        pieces = [self._advance(g) for g in steady_groups]
         by_device: dict[str, list[SensorBatch]] = defaultdict(list)
         for batch in others:
             by_device[batch.device_id].append(batch)
@@ -132,26 +137,50 @@ class Pipeline:
             segments = [p[round_index] for p in plans if len(p) > round_index]
             self._restart([s for s in segments if s.restart])
             pieces.extend(self._advance(g) for g in _groups(segments, self.registry))
-        touched = {b.device_id for b in batches if b.device_id in self.registry}
-        self.registry.touch(self.registry.slots(touched), self.clock())
+        touched = [g.slots for g in steady_groups]
+        if by_device:
+            touched.append(self.registry.slots([d for d in by_device if d in self.registry]))
+        if touched:
+            self.registry.touch(np.concatenate(touched), self.clock())
         return PipelineStep(_concat(pieces), stats)
 
     def _split_steady(self, batches: list[SensorBatch]
-                      ) -> tuple[list[SensorBatch], list[SensorBatch]]:
-        """Batches that exactly continue a known device's stream (its only batch this step)."""
+                      ) -> tuple[list[_Group], list[SensorBatch]]:
+        """Groups of batches that exactly continue a known device's stream (its only batch this
+        step), by length; and the other batches. Per batch only a few attribute reads."""
+        if not batches:
+            return [], []
         reg = self.registry
-        seen = Counter(b.device_id for b in batches)
-        candidates = [(i, slot) for i, b in enumerate(batches)
-                      if seen[b.device_id] == 1 and (slot := reg.get(b.device_id)) is not None
-                      and len(b.samples)]
-        if not candidates:
+        device_ids = [b.device_id for b in batches]
+        slots = reg.find(device_ids)
+        known = slots >= 0
+        if len(set(device_ids)) != len(device_ids):
+            seen = Counter(device_ids)
+            known &= np.fromiter((seen[d] == 1 for d in device_ids), bool, len(device_ids))
+        count = len(batches)
+        seqs = np.fromiter((b.seq for b in batches), np.int64, count)
+        lengths = np.fromiter((len(b.samples) for b in batches), np.int64, count)
+        safe = np.where(known, slots, 0)
+        expected = reg.arrays["origin"][safe] + reg.arrays["n"][safe]
+        steady = known & (lengths > 0) & (seqs == expected)
+        if not steady.any():
             return [], batches
-        index, slots = (np.array(c, np.int64) for c in zip(*candidates, strict=True))
-        expected = reg.arrays["origin"][slots] + reg.arrays["n"][slots]
-        seqs = np.fromiter((batches[i].seq for i in index.tolist()), np.int64, len(index))
-        steady = set(index[seqs == expected].tolist())
-        return ([b for i, b in enumerate(batches) if i in steady],
-                [b for i, b in enumerate(batches) if i not in steady])
+        groups = []
+        for length in np.unique(lengths[steady]).tolist():
+            index = np.flatnonzero(steady & (lengths == length))
+            every = len(index) == count
+            members = batches if every else [batches[i] for i in index.tolist()]
+            groups.append(_Group(
+                device_ids=device_ids if every else [device_ids[i] for i in index.tolist()],
+                slots=slots[index],
+                raw=np.concatenate([b.samples for b in members]).reshape(len(index), length, RAW),
+                anchor_seq=seqs[index],
+                anchor_ms=np.fromiter((b.t0_ms for b in members), np.int64, len(members)),
+                record_ts=np.fromiter((b.record_ts_ms for b in members), np.int64, len(members)),
+                split={},
+            ))
+        others = [] if steady.all() else [batches[i] for i in np.flatnonzero(~steady).tolist()]
+        return groups, others
 
     def _plan(self, device_id: str, batches: list[SensorBatch], stats: PipelineStats
               ) -> list[_Segment]:
@@ -205,25 +234,55 @@ class Pipeline:
     def _advance(self, group: _Group) -> WindowBatch:
         """Filter and window equal-length runs of several devices (one vectorised step)."""
         reg, slots = self.registry, group.slots
+        n = reg.arrays["n"][slots]
+        if at_hop_boundary(n, group.raw.shape[1]):
+            return self._advance_at_hop(group, n)
         filtered, state = self.filters.apply(group.raw, self._load(slots))
         self._store(slots, state)
-        n = reg.arrays["n"][slots]
         emitted, reg.arrays["ring"][slots] = emit_windows(reg.arrays["ring"][slots], n, filtered)
         reg.arrays["n"][slots] = n + group.raw.shape[1]
         if not len(emitted.rows):
             return WindowBatch.empty()
-        rows = emitted.rows
-        seqs = reg.arrays["origin"][slots][rows] + emitted.starts
-        offsets = np.rint((seqs - group.anchor_seq[rows]) * SAMPLE_PERIOD_MS).astype(np.int64)
-        t_start = group.anchor_ms[rows] + offsets
+        return self._windows(group, emitted.rows, emitted.starts, emitted.data)
+
+    def _advance_at_hop(self, group: _Group, n: np.ndarray) -> WindowBatch:
+        """The steady state: HOP new samples per device, one window each, in cache-sized blocks.
+
+        Each block of devices is filtered and windowed while its arrays are still in the CPU
+        cache, and writes its windows straight into the step's window array; the numbers are
+        those of the general path (the same calls on fewer rows).
+        """
+        ring = self.registry.arrays["ring"]
+        data = np.empty((len(n), WINDOW, len(CHANNELS)), np.float32)
+        for start in range(0, len(n), _BLOCK):
+            block = slice(start, start + _BLOCK)
+            slots = group.slots[block]
+            filtered, state = self.filters.apply(group.raw[block], self._load(slots))
+            self._store(slots, state)
+            windows = data[block]
+            windows[:, :HOP] = ring[slots, HOP:]
+            windows[:, HOP:] = filtered
+            ring[slots] = windows
+        self.registry.arrays["n"][group.slots] = n + HOP
+        return self._windows(group, np.arange(len(n)), n - HOP, data)
+
+    def _windows(self, group: _Group, rows: np.ndarray, starts: np.ndarray, data: np.ndarray
+                 ) -> WindowBatch:
+        """Ids, times and record timestamps of the windows `data` cut from `group`'s rows."""
+        every = len(rows) == len(group.device_ids)  # then rows is 0, 1, 2, ... (one each)
+        seqs = self.registry.arrays["origin"][group.slots][rows] + starts
+        anchor_seq = group.anchor_seq if every else group.anchor_seq[rows]
+        anchor_ms = group.anchor_ms if every else group.anchor_ms[rows]
+        offsets = np.rint((seqs - anchor_seq) * SAMPLE_PERIOD_MS).astype(np.int64)
+        t_start = anchor_ms + offsets
         return WindowBatch(
-            device_ids=[group.device_ids[r] for r in rows.tolist()],
+            device_ids=group.device_ids if every else [group.device_ids[r] for r in rows.tolist()],
             seqs=seqs,
             t_start_ms=t_start,
             t_end_ms=t_start + round((WINDOW - 1) * SAMPLE_PERIOD_MS),
             record_ts_ms=group.record_ts_of(rows, seqs + WINDOW - 1),
-            fresh=emitted.starts == 0,
-            data=emitted.data,
+            fresh=starts == 0,
+            data=data,
         )
 
     def _load(self, slots: np.ndarray) -> FilterState:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +80,11 @@ class DeviceRegistry:
 
     def slots(self, device_ids: Iterable[str]) -> np.ndarray:
         return np.fromiter((self._slots[d] for d in device_ids), np.int64)
+
+    def find(self, device_ids: Sequence[str]) -> np.ndarray:
+        """Slots of `device_ids`, -1 for devices without state (one dict lookup each)."""
+        get = self._slots.get
+        return np.fromiter((get(d, -1) for d in device_ids), np.int64, len(device_ids))
 
     def remove(self, device_id: str) -> None:
         slot = self._slots.pop(device_id, None)
