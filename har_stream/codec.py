@@ -226,10 +226,13 @@ def _fast_fields(document: Any, value: bytes, key: bytes | None, limits: Limits,
     rows = flat.reshape(n, 6)
     magnitudes = np.abs(rows)
     # one reduction in the usual case; the per-column bounds only when some value is large
-    if (not magnitudes.max() <= min(limits.max_acc_g, limits.max_gyro_rad_s)
+    if (not _largest(magnitudes, None) <= min(limits.max_acc_g, limits.max_gyro_rad_s)
             and not (magnitudes <= _bounds(limits.max_acc_g, limits.max_gyro_rad_s)).all()):
         return None
     return SensorBatch(device_id, seq, t0_ms, rows.astype(np.float32), record_ts_ms)
+
+
+_largest = np.maximum.reduce  # ndarray.max without its Python-level wrapper
 
 
 @functools.lru_cache(maxsize=1024)

@@ -235,3 +235,46 @@ def test_steady_blocks_give_the_windows_of_one_piece_processing(monkeypatch) -> 
                                                             range(1, messages)]
         data = np.stack([w.data[i] for w, i in rows])
         assert data.tobytes() == whole.data.tobytes()
+
+
+# --- the recognizer's model slices ------------------------------------------------------------
+
+
+class _CountingModel:
+    """Stateful fake whose outputs depend on each window and its state only."""
+
+    classes = ("A", "B", "C")
+    state_size = 3
+    version = "fake-1"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, windows: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append(len(windows))
+        new = state * 0.5 + windows.mean(axis=1)[:, :3]
+        logits = np.stack([new.sum(1), new[:, 0], -new[:, 1]], axis=1)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return probs.astype(np.float32), new.astype(np.float32)
+
+
+def test_model_slices_change_calls_not_results() -> None:
+    from har_stream.recognizer import Recognizer
+
+    rng = np.random.default_rng(3)
+    streams = rng.normal(0, 0.5, (9, 64 * 6, 6)).astype(np.float32)
+    outputs = {}
+    for model_batch in (0, 1, 4):
+        model = _CountingModel()
+        rec = Recognizer(model, model_batch=model_batch)
+        results, counts = [], []
+        for m, size in enumerate((200, 64, 120)):  # several windows per device in one poll
+            start = sum((200, 64, 120)[:m])
+            out = rec.process([SensorBatch(f"d{d}", start, start * 20,
+                                           streams[d, start:start + size]) for d in range(9)])
+            results += out.results
+            counts += out.counts
+        outputs[model_batch] = (results, counts)
+        assert max(model.calls) <= (model_batch or 9)
+    assert outputs[0] == outputs[1] == outputs[4]
+    assert len(outputs[0][0]) == 9 * 5

@@ -1,0 +1,131 @@
+"""Inference: windows/s and per-call latency of the shipped model, engine by engine, batch 1..1024.
+
+Beside each engine runs the tutorials' way, Keras `model.predict` on one window per call, and
+the table gives every engine's speed-up over it. The service makes one call per poll round with
+every window that became ready, so its batches are tens to a thousand windows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from har_stream.bench.measure import load, percentile
+from har_stream.bench.report import provenance, table, write_section
+from har_stream.model import DEFAULT_MODEL_DIR, KERAS_FILE, load_model
+from har_stream.records import CHANNELS, WINDOW
+
+Predict = Callable[[np.ndarray, np.ndarray], object]
+BATCHES = (1, 4, 16, 64, 256, 1024)
+QUICK_BATCHES = (1, 64, 1024)
+TUTORIAL = "Keras model.predict, 1 window per call (tutorials)"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One engine at one batch size."""
+
+    engine: str
+    batch: int
+    calls: int
+    windows_per_s: float  # batch / median call time
+    median_ms: float
+    p99_ms: float
+    cpu_ms: float  # median CPU time per call, all threads of the process
+
+
+def measure(engines: dict[str, Predict], batches: tuple[int, ...], state_size: int,
+            min_calls: int = 20, budget_s: float = 1.5, seed: int = 0) -> list[Cell]:
+    """Time every engine on every batch size: at least `min_calls` calls or `budget_s` each."""
+    rng = np.random.default_rng(seed)
+    windows = rng.normal(0, 0.3, (max(batches), WINDOW, len(CHANNELS))).astype(np.float32)
+    state = rng.normal(0, 0.1, (max(batches), state_size)).astype(np.float32)
+    cells = []
+    for name, predict in engines.items():
+        for batch in batches:
+            w, s = windows[:batch], state[:batch]
+            predict(w, s)  # warm-up: the first call at a new size resizes or traces
+            walls, cpus = [], []
+            started = time.perf_counter()
+            while len(walls) < min_calls or time.perf_counter() - started < budget_s:
+                cpu, wall = time.process_time(), time.perf_counter()
+                predict(w, s)
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+                if len(walls) >= min_calls and time.perf_counter() - started > budget_s:
+                    break
+            median = percentile(walls, 50)
+            cells.append(Cell(name, batch, len(walls), batch / median, median * 1e3,
+                              percentile(walls, 99) * 1e3, percentile(cpus, 50) * 1e3))
+    return cells
+
+
+def litert_engines(model_dir: Path) -> dict[str, Predict]:
+    return {f"LiteRT, {n} thread{'s' * (n > 1)}": load_model(model_dir, num_threads=n).predict
+            for n in (1, 2)}
+
+
+def keras_engines(model_dir: Path, with_tf_function: bool) -> tuple[Predict, dict[str, Predict]]:
+    """The tutorials' `model.predict` and, optionally, a fixed-signature `tf.function`."""
+    import keras
+    import tensorflow as tf
+
+    step = keras.saving.load_model(model_dir / KERAS_FILE)
+
+    def tutorial(windows: np.ndarray, state: np.ndarray) -> object:
+        return [step.predict({"windows": windows[i:i + 1], "state": state[i:i + 1]}, verbose=0)
+                for i in range(len(windows))]
+
+    engines: dict[str, Predict] = {}
+    if with_tf_function:
+        state_size = int(next(t for t in step.inputs if t.name == "state").shape[-1])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, WINDOW, len(CHANNELS)], tf.float32),
+                                      tf.TensorSpec([None, state_size], tf.float32)])
+        def serve(windows: tf.Tensor, state: tf.Tensor) -> dict[str, tf.Tensor]:
+            return step({"windows": windows, "state": state}, training=False)
+
+        def compiled(windows: np.ndarray, state: np.ndarray) -> object:
+            out = serve(windows, state)
+            return out["probs"].numpy(), out["state_out"].numpy()
+
+        engines["tf.function (Keras step model)"] = compiled
+    return tutorial, engines
+
+
+def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
+    before = load()
+    batches = QUICK_BATCHES if quick else BATCHES
+    engines = litert_engines(model_dir)
+    tutorial, compiled = keras_engines(model_dir, with_tf_function=not quick)
+    engines.update(compiled)
+    state_size = load_model(model_dir).state_size
+    cells = measure(engines, batches, state_size, min_calls=5 if quick else 20,
+                    budget_s=0.3 if quick else 1.5)
+    # the tutorials' way: batch of one, a few calls (each takes tens to hundreds of ms)
+    baseline = measure({TUTORIAL: tutorial}, (1,), state_size, min_calls=5 if quick else 20,
+                       budget_s=1.0 if quick else 4.0)[0]
+    rows = [[TUTORIAL, 1, f"{baseline.windows_per_s:,.1f}", f"{baseline.median_ms:.1f}",
+             f"{baseline.p99_ms:.1f}", f"{baseline.cpu_ms:.1f}", "1×"]]
+    rows += [[c.engine, c.batch, f"{c.windows_per_s:,.0f}", f"{c.median_ms:.2f}",
+              f"{c.p99_ms:.2f}", f"{c.cpu_ms:.2f}",
+              f"{c.windows_per_s / baseline.windows_per_s:,.0f}×"] for c in cells]
+    text = table(["engine", "batch", "windows/s", "call median ms", "call p99 ms",
+                  "CPU ms per call", "vs tutorials"], rows)
+    print(text)
+    if write:
+        model = load_model(model_dir)
+        body = (f"{provenance('har-stream bench inference --write')} "
+                f"Machine shared: {before} at the start, {load()} at the end.\n\n"
+                f"Model `{model.version}` (`{model_dir.name}`), windows of {WINDOW}×{len(CHANNELS)}"
+                f" with a {state_size}-wide recurrent state. Each cell: median over at least "
+                f"{5 if quick else 20} calls on the same random batch after one warm-up call; "
+                "windows/s = batch / median call time. CPU ms counts every thread of the "
+                "process (2-thread LiteRT uses up to twice its wall time). The service calls "
+                "the model once per poll round with every ready window (batches of tens to a "
+                "thousand). Target: ≥ 1,000× the tutorials' way at those batch sizes.\n\n" + text)
+        write_section("Inference", body)
