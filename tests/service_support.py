@@ -213,17 +213,26 @@ class TopicReader:
         return self.records
 
     def until(self, condition: Callable[[list], bool], timeout: float, what: str,
-              check: Callable[[], None] = lambda: None) -> list:
+              check: Callable[[], None] = lambda: None,
+              explain: Callable[[list], str] = lambda records: "") -> list:
         deadline = time.monotonic() + timeout
         while not condition(self.poll()):
             check()
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:g} s waiting for {what} "
-                                     f"({len(self.records)} records so far)")
+                                     f"({len(self.records)} records so far) "
+                                     f"{explain(self.records)}")
         return self.records
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def completion(records: list, expected: Expected) -> str:
+    """What is missing or unexpected, for failure messages."""
+    seen = window_ids(records)
+    missing, extra = sorted(set(expected.results) - seen), sorted(seen - set(expected.results))
+    return f"missing {len(missing)} {missing[:8]}; unexpected {len(extra)} {extra[:8]}"
 
 
 def window_ids(records: list) -> set[str]:

@@ -24,6 +24,7 @@ from service_support import (
     TopicReader,
     batches_of,
     check_results,
+    completion,
     create_topics,
     final_counts,
     interleave,
@@ -120,7 +121,8 @@ def test_kill_9_then_restart_continues_exactly(service_settings: Settings,
     second = _start(settings, tmp_path / "second.log")
     try:
         sender.join(30)
-        results.until(lambda r: window_ids(r) >= set(expected.results), 90, "every result")
+        results.until(lambda r: window_ids(r) >= set(expected.results), 90, "every result",
+                      explain=lambda r: completion(r, expected))
         counts.until(lambda r: final_counts(r) == expected.counts, 30, "exact counts")
         wait_for(lambda: _committed_everything(settings, _sensor_ends(settings)), 20,
                  "offsets committed up to the end")
@@ -164,7 +166,8 @@ def test_two_members_share_partitions_and_one_takes_over_after_kill_9(
         a.kill()
         assert len(window_ids(results.poll())) < len(expected.results), "killed mid-stream"
         sender.join(30)
-        results.until(lambda r: window_ids(r) >= set(expected.results), 90, "every result")
+        results.until(lambda r: window_ids(r) >= set(expected.results), 90, "every result",
+                      explain=lambda r: completion(r, expected))
         counts.until(lambda r: final_counts(r) == expected.counts, 30, "exact counts")
         assert set(_assigned(b.log())[-1]) == {0, 1, 2, 3}, "the survivor owns everything"
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclasses_replace
 from typing import Any
 
 import numpy as np
@@ -172,9 +173,9 @@ def sensor_records(device_id: str, samples: np.ndarray, partition: int = 0,
 
 
 def reference(device_id: str, samples: np.ndarray) -> dict[str, np.ndarray]:
-    """Window id -> probabilities of an uninterrupted run."""
+    """Window id -> probabilities of an uninterrupted run (one message: the offline path)."""
     recognizer = Recognizer(FakeModel())
-    out = recognizer.process(batches_of(device_id, samples, 50))
+    out = recognizer.process(batches_of(device_id, samples, len(samples)))
     return {r.window_id: np.array(list(r.probabilities.values())) for r in out.results}
 
 
@@ -326,3 +327,19 @@ def test_counts_count_every_window_once() -> None:
     last = codec.decode_counts(producer.to("counts")[-1][2])
     assert sum(last.windows.values()) == len(reference("dev", SAMPLES))
     assert window_id("dev", last.last_seq) in reference("dev", SAMPLES)
+
+
+def test_a_poll_mixing_a_continuing_and_a_new_device_labels_every_window_right() -> None:
+    """Regression: with equal message lengths, a continuing device completing two windows
+    and a new device completing none formed one group whose windows got both names."""
+    old, new = synthetic_samples(1000, seed=21), synthetic_samples(1000, seed=22)
+    old_records = sensor_records("old", old, per_message=25)
+    new_records = [dataclasses_replace(r, partition=1) for r in
+                   sensor_records("new", new, per_message=25)]
+    service, consumer, producer, _ = make_service()
+    consumer.script = [([("assigned", [0, 1])], old_records[:35]),
+                       ([], old_records[35:39] + new_records[:4]),
+                       ([], old_records[39:] + new_records[4:])]
+    for _ in range(3):
+        service.step()
+    assert_same(published(producer), reference("old", old) | reference("new", new))
