@@ -34,6 +34,8 @@ class FitSettings:
     sequences_per_batch: int = 8
     with_transition: bool = False
     augment: bool = True
+    ema_decay: float = 0.0
+    """> 0: validate, select and ship an exponential moving average of the weights."""
     verbose: int = 1
 
 
@@ -47,6 +49,7 @@ class FitResult:
     seconds: float
     epochs_run: int
     history: dict[str, list[float]] = field(default_factory=dict)
+    temperature: float = 1.0
 
 
 def fit_zoo(arch: str, train: WindowSet, validation: WindowSet, classes: tuple[str, ...],
@@ -82,20 +85,51 @@ def fit_stateful(train: WindowSet, validation: WindowSet, classes: tuple[str, ..
     models.trainer.compile(keras.optimizers.Adam(settings.learning_rate),
                            "sparse_categorical_crossentropy", weighted_metrics=[])
     crops = SequenceCrops(train, settings)
-    monitor = StreamValidation(models, validation, settings.with_transition)
+    monitor = StreamValidation(models, validation, settings.with_transition,
+                               settings.ema_decay)
     started = time.perf_counter()
-    history = models.trainer.fit(crops, epochs=settings.epochs, verbose=settings.verbose,
-                                 callbacks=[monitor, *_stopping(settings)])
+    history = models.trainer.fit(
+        crops, epochs=settings.epochs, verbose=settings.verbose,
+        callbacks=[monitor, *_stopping(settings, restore=settings.ema_decay <= 0)])
+    temperature = calibrate(models, validation, settings.with_transition)
     return FitResult(models.step, models.trainer, classes, mean, std,
                      time.perf_counter() - started, len(history.history["loss"]),
-                     history.history)
+                     history.history, temperature)
 
 
-def _stopping(settings: FitSettings) -> list[keras.callbacks.Callback]:
+def calibrate(models: StatefulModels, validation: WindowSet, with_transition: bool) -> float:
+    """Temperature scaling on the validation streams, folded into the softmax head.
+
+    softmax((W x + b) / T) is a Dense layer with weights W/T, b/T, so the calibrated model
+    keeps its exact layers; the argmax, hence accuracy, is unchanged.
+    """
+    targets = dataset.targets(validation, with_transition)
+    scored = targets >= 0
+    log_probs = np.log(np.maximum(stream_probs(models.trainer, validation)[scored], 1e-12))
+    temperature = fit_temperature(log_probs, targets[scored])
+    head = models.step.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel / temperature, bias / temperature])
+    return temperature
+
+
+def fit_temperature(log_probs: np.ndarray, targets: np.ndarray) -> float:
+    """The T in [0.25, 8] minimising the negative log-likelihood of softmax(log p / T)."""
+    best, best_nll = 1.0, np.inf
+    for temperature in np.exp(np.linspace(np.log(0.25), np.log(8.0), 141)):
+        z = log_probs / temperature
+        z -= z.max(axis=1, keepdims=True)
+        nll = -np.mean(z[np.arange(len(z)), targets] - np.log(np.exp(z).sum(axis=1)))
+        if nll < best_nll:
+            best, best_nll = float(temperature), nll
+    return best
+
+
+def _stopping(settings: FitSettings, restore: bool = True) -> list[keras.callbacks.Callback]:
     return [
         keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.5, patience=3, verbose=0),
         keras.callbacks.EarlyStopping("val_loss", patience=settings.patience,
-                                      restore_best_weights=True, verbose=0),
+                                      restore_best_weights=restore, verbose=0),
     ]
 
 
@@ -129,23 +163,56 @@ class SequenceCrops(keras.utils.PyDataset):
 
 class StreamValidation(keras.callbacks.Callback):
     """Adds `val_loss` / `val_accuracy` computed on whole validation streams (state carried
-    from each recording's start), the way the service runs, to the epoch logs."""
+    from each recording's start), the way the service runs, to the epoch logs.
+
+    With `ema_decay` > 0 it also keeps an exponential moving average of every weight
+    (batch-norm statistics included), validates the averaged weights instead of the raw
+    ones, and leaves the best averaged weights in the model when training ends: averaging
+    smooths the epoch-to-epoch swings of whole-stream accuracy.
+    """
 
     def __init__(self, models: StatefulModels, validation: WindowSet,
-                 with_transition: bool) -> None:
+                 with_transition: bool, ema_decay: float = 0.0) -> None:
         super().__init__()
         self.trainer, self.validation = models.trainer, validation
         self.targets = dataset.targets(validation, with_transition)
         self.benchmark = dataset.benchmark_mask(validation)
+        self.ema_decay = ema_decay
+        self.average: list[np.ndarray] | None = None
+        self.best: tuple[float, list[np.ndarray]] | None = None
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        if self.ema_decay <= 0:
+            return
+        weights = self.trainer.get_weights()
+        if self.average is None:
+            self.average = weights
+        else:
+            d = self.ema_decay
+            self.average = [d * a + (1 - d) * w for a, w in zip(self.average, weights,
+                                                                 strict=True)]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        raw = None
+        if self.average is not None:
+            raw = self.trainer.get_weights()
+            self.trainer.set_weights(self.average)
         probs = stream_probs(self.trainer, self.validation)
         scored = self.targets >= 0
         picked = probs[scored, self.targets[scored]]
+        loss = float(-np.mean(np.log(np.maximum(picked, 1e-7))))
         if logs is not None:
-            logs["val_loss"] = float(-np.mean(np.log(np.maximum(picked, 1e-7))))
+            logs["val_loss"] = loss
             logs["val_accuracy"] = float(np.mean(
                 probs[self.benchmark].argmax(axis=1) == self.targets[self.benchmark]))
+        if raw is not None and self.average is not None:
+            if self.best is None or loss < self.best[0]:
+                self.best = (loss, [w.copy() for w in self.average])
+            self.trainer.set_weights(raw)
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        if self.best is not None:
+            self.trainer.set_weights(self.best[1])
 
 
 def stream_probs(trainer: keras.Model, windows: WindowSet) -> np.ndarray:

@@ -97,7 +97,8 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         result = fit.fit_stateful(prepared.train, prepared.validation, classes, settings, config)
         validation = _scores(fit.stream_probs(result.trainer, prepared.validation),
                              prepared.validation)
-        architecture = {"kind": "cnn-gru", **config.to_dict()}
+        architecture = {"kind": "cnn-gru", **config.to_dict(),
+                        "softmax_temperature": round(result.temperature, 4)}
     else:
         result = fit.fit_zoo(options.arch, prepared.train, prepared.validation, classes,
                              settings)
