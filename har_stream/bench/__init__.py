@@ -11,6 +11,11 @@ import importlib
 
 BENCHMARKS = {
     "pipeline": "har_stream.bench.pipeline_bench",
+    "inference": "har_stream.bench.inference_bench",
+    "model-pipeline": "har_stream.bench.model_pipeline_bench",
+    "memory": "har_stream.bench.memory_bench",
+    "scaling": "har_stream.bench.scaling_bench",
+    "e2e": "har_stream.bench.e2e_bench",
 }
 
 

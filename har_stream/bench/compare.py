@@ -1,0 +1,125 @@
+"""Before/after: the hot paths of this tree against another revision, side by side.
+
+`python -m har_stream.bench.compare REV` checks REV out in a temporary git worktree and runs
+the same measurement in both trees, alternating between them round by round so that both see
+the same load on a shared machine. Each measurement runs in a fresh interpreter whose import
+path starts with its tree, using only APIs both revisions have (`decode_sensor`, `Pipeline`,
+`Recognizer`). Figures are CPU-time medians per step (per core) and their ratio; they are the
+before/after rows of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from har_stream.bench.report import table
+
+REPO = Path(__file__).resolve().parents[2]
+MODES = ("decode", "arrays", "bytes", "model")
+
+# Runs inside the measured tree: only APIs that every compared revision has.
+CHILD = r"""
+import json, sys, time
+import numpy as np
+from har_stream.codec import decode_sensor, encode_sensor
+from har_stream.pipeline import Pipeline
+from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
+mode, devices, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+base = rng.normal(0, 0.3, (devices, 1, 6)).astype(np.float32)
+polls = []
+for step in range(steps):
+    noise = rng.normal(0, 0.2, (devices, 64, 6)).astype(np.float32)
+    seq = step * 64
+    polls.append([SensorBatch(f"device-{d:06d}", seq, round(seq * SAMPLE_PERIOD_MS),
+                              base[d] + noise[d]) for d in range(devices)])
+if mode != "arrays":
+    polls = [[encode_sensor(b) for b in poll] for poll in polls]
+if mode == "model":
+    from har_stream.model import load_model
+    from har_stream.recognizer import Recognizer
+    target = Recognizer(load_model(num_threads=1))
+else:
+    target = Pipeline()
+cpu = []
+for poll in polls:
+    started = time.process_time()
+    if mode == "decode":
+        [decode_sensor(v) for v in poll]
+    elif mode == "arrays":
+        target.process(poll)
+    else:
+        target.process([decode_sensor(v) for v in poll])
+    cpu.append(time.process_time() - started)
+print(json.dumps(cpu[1:]))
+"""
+
+
+def run_child(tree: Path, mode: str, devices: int, steps: int) -> list[float]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(devices), str(steps)],
+                         cwd=tree, env=env, capture_output=True, text=True, check=True).stdout
+    return list(json.loads(out.strip().splitlines()[-1]))
+
+
+def compare(base: Path, modes: tuple[str, ...], devices: int, steps: int, rounds: int
+            ) -> dict[tuple[str, str], list[float]]:
+    """CPU seconds per step, by (mode, 'before' | 'after'), rounds interleaved."""
+    trees = {"before": base, "after": REPO}
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for mode in modes:
+            for name, tree in trees.items():
+                times.setdefault((mode, name), []).extend(
+                    run_child(tree, mode, devices, steps))
+    return times
+
+
+def rows(times: dict[tuple[str, str], list[float]], devices: int) -> list[list[str]]:
+    out = []
+    for mode in dict.fromkeys(m for m, _ in times):
+        before = statistics.median(times[(mode, "before")])
+        after = statistics.median(times[(mode, "after")])
+        samples = devices * 64
+        unit = ("µs per message", devices / 1e6) if mode == "decode" else ("samples/s", None)
+        if unit[1] is not None:
+            cells = [f"{before / unit[1]:.1f}", f"{after / unit[1]:.1f}"]
+        else:
+            cells = [f"{samples / before / 1e6:.2f} M", f"{samples / after / 1e6:.2f} M"]
+        out.append([mode, unit[0], *cells, f"{before / after:.2f}×"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rev", help="git revision to compare against (the 'before')")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=5, help="steps per run (first skipped)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    with tempfile.TemporaryDirectory(prefix="har-compare-") as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet",
+                        str(base), args.rev], check=True)
+        try:
+            times = compare(base, modes, args.devices, args.steps, args.rounds)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)],
+                           check=False)
+    print(f"{args.devices:,} devices, 64-sample messages; CPU-time medians over "
+          f"{args.rounds} interleaved rounds of {args.steps - 1} steps; before = {args.rev}\n")
+    print(table(["what", "unit", "before", "after", "speed-up"], rows(times, args.devices)))
+
+
+if __name__ == "__main__":
+    main()

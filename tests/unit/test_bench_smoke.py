@@ -1,0 +1,133 @@
+"""Every benchmark's measuring code runs on tiny sizes and returns well-formed figures.
+
+No timing assertions: only structure, counts and the arithmetic of the helpers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import subprocess
+
+import numpy as np
+import pytest
+
+from har_stream.bench import (
+    BENCHMARKS,
+    e2e_bench,
+    inference_bench,
+    memory_bench,
+    model_pipeline_bench,
+    scaling_bench,
+)
+from har_stream.bench.measure import Timings, percentile, rss_bytes
+from har_stream.model import DEFAULT_MODEL_DIR, load_model
+from har_stream.records import ACTIVITIES
+
+
+class TinyModel:
+    classes = ACTIVITIES
+    state_size = 4
+    version = "tiny"
+
+    def predict(self, windows: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs = np.tile(np.eye(len(self.classes), dtype=np.float32)[0], (len(windows), 1))
+        return probs, state + windows.mean(axis=(1, 2))[:, None]
+
+
+def test_every_registered_benchmark_has_a_main() -> None:
+    for name, module in BENCHMARKS.items():
+        assert callable(importlib.import_module(module).main), name
+
+
+def test_inference_cells_cover_every_engine_and_batch() -> None:
+    engines = {"tiny": TinyModel().predict}
+    state_size = TinyModel.state_size
+    if (DEFAULT_MODEL_DIR / "model.tflite").is_file():
+        model = load_model(DEFAULT_MODEL_DIR)
+        engines = {"litert": model.predict}
+        state_size = model.state_size
+    cells = inference_bench.measure(engines, (1, 3), state_size, min_calls=2, budget_s=0.0)
+    assert [(c.engine, c.batch) for c in cells] == [(e, b) for e in engines for b in (1, 3)]
+    for cell in cells:
+        assert cell.calls >= 2
+        assert cell.windows_per_s > 0 and cell.median_ms <= cell.p99_ms
+
+
+def test_model_pipeline_measures_every_stage() -> None:
+    got = model_pipeline_bench.measure(TinyModel(), devices=3, steps=4)
+    assert got.devices == 3 and got.steps == 3
+    assert set(got.share) == {"decode", "pipeline", "model", "records"}
+    assert math.isclose(sum(got.share.values()), 1.0)
+    assert got.samples_per_s_cpu > 0 and got.windows_per_s_cpu > 0
+    assert model_pipeline_bench.measure_one_at_a_time(TinyModel(), 2, 3) > 0
+
+
+def test_memory_footprint_counts_the_registry() -> None:
+    got = memory_bench.measure(50, chunk=20)
+    assert got.devices == 50 and got.capacity >= 50
+    from har_stream.recognizer import Recognizer
+
+    assert got.arrays_per_device == Recognizer(memory_bench.StateOnlyModel()).registry \
+        .nbytes_per_device()
+    assert got.ids_per_device > 0
+
+
+def test_scaling_points_and_plot(tmp_path) -> None:
+    point = scaling_bench.measure(devices=3, message=64, steps=2)
+    assert point.samples == 3 * 64 * 2
+    assert point.decode_us > 0 and point.pipeline_us > 0
+    small = scaling_bench.measure(devices=2, message=5, steps=2, poll=1)
+    assert small.samples == 2 * 5 * 2
+    scaling_bench.plot([point], [small], tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+PROMETHEUS_TEXT = """\
+# HELP har_end_to_end_latency_seconds latency
+# TYPE har_end_to_end_latency_seconds histogram
+har_end_to_end_latency_seconds_bucket{le="0.01"} 10.0
+har_end_to_end_latency_seconds_bucket{le="0.1"} 90.0
+har_end_to_end_latency_seconds_bucket{le="1.0"} 100.0
+har_end_to_end_latency_seconds_bucket{le="+Inf"} 100.0
+har_consumer_lag_messages{partition="0"} 3.0
+har_consumer_lag_messages{partition="1"} 4.0
+"""
+
+
+def test_e2e_reads_metrics_and_interpolates_quantiles() -> None:
+    metrics = e2e_bench.parse_metrics(PROMETHEUS_TEXT)
+    assert e2e_bench.total(metrics, "har_consumer_lag_messages") == 7.0
+    end = e2e_bench.buckets(metrics, e2e_bench.LATENCY)
+    assert end == [(0.01, 10.0), (0.1, 90.0), (1.0, 100.0), (math.inf, 100.0)]
+    start = [(0.01, 0.0), (0.1, 0.0), (1.0, 0.0), (math.inf, 0.0)]
+    assert e2e_bench.histogram_quantile(0.5, start, end) == pytest.approx(0.055)
+    assert e2e_bench.histogram_quantile(0.95, start, end) == pytest.approx(0.55)
+    # only what happened between the two scrapes counts
+    assert e2e_bench.histogram_quantile(0.5, end, end) != e2e_bench.histogram_quantile(
+        0.5, start, end)
+
+
+def test_e2e_recognizer_command_runs_the_cli() -> None:
+    for fetch_wait_ms in (None, 25):
+        command = e2e_bench._recognizer_command(fetch_wait_ms) + ["run", "--help"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "--commit-interval-s" in done.stdout
+
+
+def test_measure_helpers() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([5.0], 99) == 5.0
+    timings = Timings()
+    assert timings.run(lambda: 7) == 7
+    assert len(timings.cpu) == len(timings.wall) == 1
+    assert rss_bytes() > 0
+
+
+def test_pipeline_bench_gives_per_core_and_wall_figures() -> None:
+    from har_stream.bench import pipeline_bench
+
+    got = pipeline_bench.measure(devices=2, steps=3)
+    assert set(got) == {"arrays", "bytes", "arrays_wall", "bytes_wall"}
+    assert all(v > 0 for v in got.values())
+    assert pipeline_bench.measure_naive(2, 256) > 0
