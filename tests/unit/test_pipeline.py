@@ -183,3 +183,19 @@ def test_replay_equals_streaming_in_64_sample_messages() -> None:
     whole = replay(samples[:, :3], samples[:, 3:], "r")
     _assert_same(replay(samples[:, :3], samples[:, 3:], "r", chunk=64), whole)
     assert whole.data.shape == (window_count(2000), 128, 9) and whole.data.dtype == np.float32
+
+
+@FAST
+@given(heads=st.lists(st.integers(1, 300), min_size=2, max_size=6), k=st.integers(1, 200),
+       seed=st.integers(0, 2**16))
+def test_devices_at_different_phases_in_one_vectorised_step(heads, k, seed) -> None:
+    """Equal-length messages of devices whose streams are at different offsets share one step,
+    where some complete several windows and others none."""
+    streams = {f"p{i}": _samples(h + k, seed + i) for i, h in enumerate(heads)}
+    pipeline = Pipeline()
+    first = pipeline.process([_batch(d, 0, x[:len(x) - k]) for d, x in streams.items()]).windows
+    second = pipeline.process([_batch(d, len(x) - k, x[len(x) - k:])
+                               for d, x in streams.items()]).windows
+    both = _join([first, second])
+    for device, samples in streams.items():
+        _assert_same(_of(both, device), _run(Pipeline(), [_batch(device, 0, samples)]))
