@@ -222,9 +222,10 @@ def render(board: Scoreboard, sent: dict[str, int], metrics_url: str, done: bool
 
 
 def watch(reader: Any, board: Scoreboard, sent: dict[str, int],
-          replay_done: threading.Event, metrics_url: str, grace_s: float = 15.0) -> None:
+          replay_done: threading.Event, metrics_url: str, alive: Any = lambda: True,
+          grace_s: float = 15.0) -> None:
     """Consume results into the scoreboard and redraw until the replay is done and every
-    expected window arrived (or `grace_s` after the replay ended)."""
+    expected window arrived (or `grace_s` after the replay ended, or the recognizer died)."""
     from rich.console import Console
     from rich.live import Live
 
@@ -242,6 +243,8 @@ def watch(reader: Any, board: Scoreboard, sent: dict[str, int],
                 for record in records:
                     if record.value is not None:
                         board.add(decode_result(record.value))
+            if not alive():
+                break
             done = replay_done.is_set()
             if live is not None:
                 live.update(render(board, sent, metrics_url, done))
@@ -390,7 +393,8 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
         stack.callback(simulator.join, 10)
         stack.callback(stop.set)
         try:
-            watch(reader, board, sent, replay_done, metrics_url)
+            watch(reader, board, sent, replay_done, metrics_url,
+                  alive=lambda: recognizer.poll() is None)
         except KeyboardInterrupt:
             print("\ninterrupted: stopping the simulator, the recognizer and the broker")
             code = 130
