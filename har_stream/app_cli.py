@@ -67,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_SETTINGS
     configure_logging(settings.log_level)
     log.info("settings: %r", settings)
+    from kafka.errors import KafkaError
+
     from har_stream.app import ServiceError, run
     from har_stream.changelog import RestoreError
     from har_stream.kafka_io import BrokerUnavailable, TopicError
@@ -77,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         except (BrokerUnavailable, TopicError) as exc:
             log.error("%s", exc)
             return EXIT_KAFKA
-        except (ServiceError, RestoreError) as exc:
-            log.error("%s", exc)
+        except (ServiceError, RestoreError, KafkaError) as exc:
+            log.error("stopping without committing further: %s", exc)
             return EXIT_FAILED
     return EXIT_OK
