@@ -225,11 +225,12 @@ class Service:
             metrics.WINDOWS_CLASSIFIED.labels(activity=result.activity).inc()
 
     def _update_lag(self) -> None:
+        """Lag per owned partition from the last fetch's high watermark (0 until known)."""
         lag = {}
         for p in self.ownership.owned:
             highwater = self.consumer.highwater(self._tp(p))
-            if highwater is not None:
-                lag[p] = max(highwater - self.consumer.position(self._tp(p)), 0)
+            lag[p] = 0 if highwater is None else max(
+                highwater - self.consumer.position(self._tp(p)), 0)
         metrics.set_consumer_lag(lag)
 
     # --- checkpoints -------------------------------------------------------------------------
