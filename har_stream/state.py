@@ -14,6 +14,7 @@ can fail with `StateFormatError` but cannot execute anything.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class Field:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
 class DeviceRegistry:
@@ -46,6 +47,12 @@ class DeviceRegistry:
     def __init__(self, fields: Mapping[str, Field], capacity: int = 256) -> None:
         self.fields = dict(fields)
         self._header = self._encode_header()
+        self._layout: list[tuple[str, int, int]] = []  # each field: (name, start, end) in a body
+        offset = 0
+        for name, spec in self.fields.items():
+            self._layout.append((name, offset, offset + spec.nbytes))
+            offset += spec.nbytes
+        self._body_size = offset
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         self._capacity = 0
@@ -109,19 +116,19 @@ class DeviceRegistry:
         header, body = self._split(data)
         if header != self._header:
             raise StateFormatError("snapshot fields differ from this registry's fields")
-        expected = sum(f.nbytes for f in self.fields.values())
-        if len(body) != expected:
-            raise StateFormatError(f"snapshot body has {len(body)} bytes, expected {expected}")
+        if len(body) != self._body_size:
+            raise StateFormatError(f"snapshot body has {len(body)} bytes, "
+                                   f"expected {self._body_size}")
         slot = self.slot(device_id)
-        offset = 0
-        for name, spec in self.fields.items():
-            chunk = body[offset:offset + spec.nbytes]
-            self.arrays[name][slot] = np.frombuffer(chunk, spec.dtype).reshape(spec.shape)
-            offset += spec.nbytes
+        for name, start, end in self._layout:
+            array = self.arrays[name]
+            array[slot] = np.frombuffer(body, array.dtype, offset=start,
+                                        count=(end - start) // array.itemsize
+                                        ).reshape(array.shape[1:])
         self.last_seen[slot] = now_s
 
     def nbytes_per_device(self) -> int:
-        return sum(f.nbytes for f in self.fields.values()) + self.last_seen.itemsize
+        return self._body_size + self.last_seen.itemsize
 
     def _encode_header(self) -> bytes:
         spec = [[n, np.dtype(f.dtype).str, list(f.shape)] for n, f in self.fields.items()]
