@@ -14,6 +14,7 @@ window's outputs do not depend on the other windows of its call.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -151,8 +152,7 @@ class Recognizer:
             ActivityCounts(
                 device_id=device_id,
                 windows=dict(zip(classes, tally, strict=True)),
-                seconds={c: round(n * HOP_SECONDS, 2) for c, n in zip(classes, tally,
-                                                                        strict=True)},
+                seconds=dict(zip(classes, map(_seconds, tally), strict=True)),
                 since_ms=since_ms,
                 updated_ms=updated_ms,
                 last_seq=last_seq,
@@ -160,6 +160,12 @@ class Recognizer:
             for device_id, tally, since_ms, updated_ms, last_seq in zip(
                 last, tallies, since, updated, last_seqs.tolist(), strict=True)
         ]
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _seconds(windows: int) -> float:
+    """Seconds credited to `windows` windows (one hop each); cached: tallies repeat a lot."""
+    return round(windows * HOP_SECONDS, 2)
 
 
 def _rank_within(keys: np.ndarray) -> np.ndarray:
