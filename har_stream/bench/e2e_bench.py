@@ -313,7 +313,7 @@ def main(write: bool = False, quick: bool = False) -> None:
         verdict = "No level sustained."
     print(text + "\n" + verdict)
     if write:
-        body = (f"{provenance('har-stream bench e2e --write')} "
+        body = (f"{provenance('har-stream bench e2e --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
                 "Embedded broker (tansu, in memory), one `har-stream run` process (shipped "
                 "model and settings) and `har-stream simulate` in another process, all on "

@@ -119,7 +119,7 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
     print(text)
     if write:
         model = load_model(model_dir)
-        body = (f"{provenance('har-stream bench inference --write')} "
+        body = (f"{provenance('har-stream bench inference --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
                 f"Model `{model.version}` (`{model_dir.name}`), windows of {WINDOW}×{len(CHANNELS)}"
                 f" with a {state_size}-wide recurrent state. Each cell: median over at least "

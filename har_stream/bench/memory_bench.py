@@ -106,7 +106,7 @@ def main(write: bool = False, quick: bool = False) -> None:
                   "ids + slot map per device", "slots allocated", "≤ 8 KiB"], rows)
     print(text)
     if write:
-        body = (f"{provenance('har-stream bench memory --write')} "
+        body = (f"{provenance('har-stream bench memory --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
                 "Resident memory per active device, state only: each size in a fresh process, "
                 f"RSS before and after bringing every device to the steady state ({MESSAGES} "

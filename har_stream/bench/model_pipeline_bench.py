@@ -156,7 +156,7 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
     print(f"one device at a time (per-sample filters, one model call per window): "
           f"{rate(baseline)} samples/s per core\n{slices}")
     if write:
-        body = (f"{provenance('har-stream bench model-pipeline --write')} "
+        body = (f"{provenance('har-stream bench model-pipeline --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
                 f"Message bytes → decode → signal → windows → model (`{model.version}`, LiteRT, "
                 f"1 thread) → `ActivityResult` and `ActivityCounts` records; no broker. Each step "

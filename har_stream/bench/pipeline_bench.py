@@ -93,7 +93,7 @@ def main(write: bool = False, quick: bool = False) -> None:
                   "speed-up (arrays)"], rows)
     print(text)
     if write:
-        body = (f"{provenance('har-stream bench pipeline --write')} "
+        body = (f"{provenance('har-stream bench pipeline --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
                 "Signal conditioning + windowing, no model, one process (one core). Each step "
                 f"feeds one {MESSAGE}-sample message from every device; medians over the steps "

@@ -129,7 +129,7 @@ def main(write: bool = False, quick: bool = False) -> None:
     print(devices_table + "\n\n" + message_table)
     if write:
         plot(by_devices, by_message)
-        body = (f"{provenance('har-stream bench scaling --write')} "
+        body = (f"{provenance('har-stream bench scaling --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
                 "Message bytes → decode → pipeline (signal + windows; the model's cost is per "
                 "window whatever the scale, see Inference). CPU time per sample on one core, "
