@@ -270,7 +270,13 @@ def run_all(quick: bool) -> list[Level]:
     with tempfile.TemporaryDirectory(prefix="har-bench-e2e-") as tmp:
         def level(devices: int, window_s: float, fetch_wait_ms: int | None = None,
                   options: tuple[str, ...] = ()) -> Level:
-            got = run_level(devices, window_s, warmup_s, Path(tmp), fetch_wait_ms, options)
+            try:
+                got = run_level(devices, window_s, warmup_s, Path(tmp), fetch_wait_ms, options)
+            except RuntimeError as exc:  # e.g. the service failed to start: report, go on
+                nan = math.nan
+                got = Level(devices, " ".join(options) or "shipped", window_s, False, nan, nan,
+                            devices / (MESSAGE / RATE_HZ), nan, nan, nan, nan, nan, nan, nan,
+                            nan, {}, f"failed: {str(exc).splitlines()[0][:80]}")
             results.append(got)
             print(got, flush=True)
             return got

@@ -31,7 +31,7 @@ TARGET_BYTES = 8 * 1024
 class StateOnlyModel:
     """The shipped model's interface (64-wide state, six classes) at no cost and no memory."""
 
-    classes = ACTIVITIES
+    classes: tuple[str, ...] = ACTIVITIES
     state_size = 64
     version = "state-only"
 

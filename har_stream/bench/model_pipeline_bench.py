@@ -62,7 +62,8 @@ def measure(model: StatefulModel, devices: int, steps: int, model_batch: int = M
     it creates every device's state and completes no window)."""
     polls = [[encode_sensor(b) for b in poll] for poll in _messages(devices, steps)]
     recognizer = Recognizer(model, model_batch=model_batch)
-    pipeline = recognizer.pipeline.process = _StageClock(recognizer.pipeline.process)
+    pipeline = _StageClock(recognizer.pipeline.process)
+    recognizer.pipeline.process = pipeline  # type: ignore[method-assign,assignment]
     predict = _StageClock(model.predict)
     recognizer.model = _Predicting(model, predict)  # type: ignore[assignment]
     decode = Timings()
@@ -145,6 +146,11 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
               f"(wall {rate(got.samples_per_s_wall)}), {share} % decode/pipeline/model/records",
               flush=True)
     whole_round = measure(model, 10_000, 3 if quick else 4, model_batch=0)
+    int8 = None
+    if not quick:
+        from har_stream.bench.inference_bench import dynamic_range_model
+
+        int8 = measure(dynamic_range_model(model_dir), 10_000, 4)
     text = table(["devices", "samples/s per core (CPU)", "samples/s (wall)", "windows/s per core",
                   "devices in real time per core", "CPU % decode / pipeline / model / records",
                   "vs one device at a time"], rows)
@@ -152,6 +158,12 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
               f"per round, at 10,000 devices in the same run: "
               f"{rate(results[-1].samples_per_s_cpu)} against "
               f"{rate(whole_round.samples_per_s_cpu)} samples/s per core.")
+    if int8 is not None:
+        slices += (f"\n\nWhat-if, not shipped: the same model with dynamic-range int8 "
+                   f"quantisation (see Inference), at 10,000 devices in the same run: "
+                   f"{rate(int8.samples_per_s_cpu)} samples/s per core, "
+                   f"{rate(int8.windows_per_s_cpu)} windows/s, model "
+                   f"{100 * int8.share['model']:.0f} % of the CPU.")
     print(text)
     print(f"one device at a time (per-sample filters, one model call per window): "
           f"{rate(baseline)} samples/s per core\n{slices}")

@@ -10,6 +10,7 @@ not lower them; wall-clock figures are given too.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -45,16 +46,20 @@ def measure(devices: int, steps: int) -> dict[str, float]:
     arrays, from_bytes = Timings(), Timings()
     pipeline = Pipeline()
     for poll in polls:
-        arrays.run(lambda poll=poll: pipeline.process(poll))
+        arrays.run(functools.partial(pipeline.process, poll))
     pipeline = Pipeline()
     for raw in encoded:
-        from_bytes.run(lambda raw=raw: pipeline.process([decode_sensor(v) for v in raw]))
+        from_bytes.run(functools.partial(_decode_and_process, pipeline, raw))
     # The first step allocates every device's state: steady state is what a service sees.
     for timings in (arrays, from_bytes):
         del timings.cpu[0], timings.wall[0]
     return {"arrays": per_step / arrays.cpu_median, "bytes": per_step / from_bytes.cpu_median,
             "arrays_wall": per_step / arrays.wall_median,
             "bytes_wall": per_step / from_bytes.wall_median}
+
+
+def _decode_and_process(pipeline: Pipeline, raw: list[bytes]) -> object:
+    return pipeline.process([decode_sensor(v) for v in raw])
 
 
 def measure_naive(devices: int, samples: int) -> float:
