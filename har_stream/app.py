@@ -24,10 +24,19 @@ newer snapshot already covers are skipped (header `har.source.offset`). So no re
 ever missing, some may be published twice with the same window id (`device_id:seq`), and
 the per-device counts count every window exactly once. Consumers de-duplicate results by
 window id and keep the counts record with the highest `last_seq`.
+
+Faults (docs/RELIABILITY.md): when the cluster is out of reach the loop stays up, reports it
+(`health.BrokerWatch`), pauses its partitions while output waits for acknowledgement and
+commits nothing until it is acknowledged; a record the broker refuses for good is re-sent a
+few times, then dead-lettered (`delivery.Outbox`), so it cannot block its partition; each
+poll takes only as many messages as fit in the time budget (`pacing.WorkBudget`), so a slow
+model cannot push polls past `max_poll_interval_ms`; new devices beyond `max_devices` are
+dead-lettered and devices sending far above 50 Hz are flagged (`guards`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -37,18 +46,21 @@ from typing import Any
 import numpy as np
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from har_stream import codec, metrics
 from har_stream.changelog import ChangelogReader, ChangelogWriter
 from har_stream.config import Settings
+from har_stream.delivery import DeliveryFailed, Outbox
+from har_stream.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
+from har_stream.health import BrokerWatch
 from har_stream.ownership import Ownership
+from har_stream.pacing import WorkBudget
 from har_stream.recognizer import Recognizer, RecognizerOutput
-from har_stream.records import SensorBatch
+from har_stream.records import RATE_HZ, SensorBatch
 
 log = logging.getLogger(__name__)
-
 
 
 class ServiceError(RuntimeError):
@@ -100,6 +112,17 @@ class TimedModel:
             return self.model.predict(windows, state)
 
 
+class _Snapshots:
+    """The outbox as the changelog writer's producer: a refused snapshot is not poison but a
+    systemic failure, since committing without it would lose state."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def send(self, topic: str, **record: Any) -> Any:
+        return self.outbox.send(topic, poison_to_dlq=False, **record)
+
+
 class Service:
     """One consumer-group member: the loop and its checkpoints; which devices it holds and
     where their state is are the `Ownership`'s business."""
@@ -111,15 +134,24 @@ class Service:
         self.topics = settings.topics
         self.consumer = consumer
         self.producer = producer
-        self.writer = ChangelogWriter(producer, settings.topics.changelog_topic)
+        self.outbox = Outbox(producer, settings.topics.dlq_topic,
+                             max_attempts=settings.max_produce_attempts)
+        self.writer = ChangelogWriter(_Snapshots(self.outbox),  # type: ignore[arg-type]
+                                      settings.topics.changelog_topic)
         self.clock, self.wall = clock, wall
         self.recognizer = Recognizer(TimedModel(model), clock=clock)
         self.registry = self.recognizer.registry
         self.ownership = Ownership(self.registry, reader, self._committed_offset,
                                    settings.idle_ttl_s, clock, wall)
         self.events = RebalanceEvents()
-        self.limits = codec.Limits()
-        self._failure: BaseException | None = None
+        self.limits = codec.Limits(max_samples=settings.max_samples_per_message,
+                                   max_message_bytes=settings.max_message_bytes)
+        self.device_limit = DeviceLimit(settings.max_devices)
+        self.rate_guard = RateGuard(RATE_HZ, settings.max_rate_factor,
+                                    burst_samples=settings.max_samples_per_message)
+        self.budget = WorkBudget(settings.max_poll_records, settings.work_budget_s)
+        self.watch = BrokerWatch(consumer, settings.kafka.bootstrap_servers, clock=clock)
+        self.held = False  # output waits for acknowledgement: partitions paused, no commit
         self._uncommitted = False
         self._next_checkpoint = clock() + settings.commit_interval_s
         self._next_eviction = clock() + settings.eviction_interval_s
@@ -138,17 +170,25 @@ class Service:
             self.step()
             if self.clock() >= self._next_checkpoint:
                 self.checkpoint()
-        self.checkpoint()
+        self.checkpoint(final=True)
 
     def step(self) -> RecognizerOutput | None:
-        """Poll, apply assignment changes, decode, recognise, send (see the module doc)."""
+        """Poll, apply assignment changes, decode, recognise, send (see the module doc).
+
+        While output waits for acknowledgement (`held`), the partitions are paused: the poll
+        keeps the group membership alive and brings no new work.
+        """
+        self.watch.check()
+        if self.held:
+            self._pause(True)
         with metrics.STAGE_DURATION.labels(stage="poll").time():
             polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
-                                        max_records=self.settings.max_poll_records)
+                                        max_records=self.budget.limit)
         self.ownership.apply(self.events.drain())
         if not polled:
             self._update_lag()
             return None
+        started = time.perf_counter()
         with metrics.STAGE_DURATION.labels(stage="decode").time():
             batches = self._decode(polled)
         self.ownership.restore_evicted(b.device_id for b in batches)
@@ -156,6 +196,8 @@ class Service:
             output = self.recognizer.process(batches)
         with metrics.STAGE_DURATION.labels(stage="produce").time():
             self._send(output)
+        self.budget.observe(sum(len(records) for records in polled.values()),
+                            time.perf_counter() - started)
         self._record(output)
         self._uncommitted = True
         self._update_lag()
@@ -164,6 +206,7 @@ class Service:
     def _decode(self, polled: dict[Any, list[Any]]) -> list[SensorBatch]:
         batches = []
         own = self.ownership
+        self.device_limit.reset()
         for tp, records in polled.items():
             p = tp.partition
             if p not in own.owned:
@@ -177,43 +220,44 @@ class Service:
                     batch = codec.decode_sensor(record.value, record.key, self.limits,
                                                 record_ts_ms=max(record.timestamp, 0))
                 except codec.DecodeError as error:
-                    self._dead_letter(record, error)
+                    self._dead_letter(record, error.reason, error.detail)
                     continue
                 if own.is_covered(batch.device_id, record.offset):
                     continue
+                if not self.device_limit.admit(batch.device_id, self.registry,
+                                               len(self.registry)):
+                    self._dead_letter(record, TOO_MANY_DEVICES,
+                                      f"{len(self.registry)} devices have state in this "
+                                      f"process, the limit is {self.settings.max_devices}")
+                    continue
+                self.rate_guard.observe(batch.device_id, len(batch.samples),
+                                        batch.record_ts_ms)
                 own.touched(batch.device_id, p)
                 metrics.SAMPLES_CONSUMED.inc(len(batch.samples))
                 batches.append(batch)
         return batches
 
-    def _dead_letter(self, record: Any, error: codec.DecodeError) -> None:
-        metrics.MESSAGES_REJECTED.labels(reason=error.reason).inc()
-        log.info("rejected %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
-        headers = list(record.headers or []) + codec.dead_letter_headers(
-            error, record.topic, record.partition, record.offset)
-        self._watch(self.producer.send(self.topics.dlq_topic, key=record.key,
-                                       value=record.value, headers=headers),
-                    self.topics.dlq_topic)
+    def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
+        metrics.MESSAGES_REJECTED.labels(reason=reason).inc()
+        log.info("rejected %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
+                 reason, detail)
+        self.outbox.dead_letter(record.key, record.value, record.headers or [], [
+            (codec.HEADER_REASON, reason.encode()),
+            (codec.HEADER_DETAIL, detail.encode()),
+            (codec.HEADER_SOURCE_TOPIC, record.topic.encode()),
+            (codec.HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+            (codec.HEADER_SOURCE_OFFSET, str(record.offset).encode()),
+        ])
 
     def _send(self, output: RecognizerOutput) -> None:
+        send = self.outbox.send
         for result in output.results:
-            future = self.producer.send(self.topics.activity_topic,
-                                        key=result.device_id.encode(),
-                                        value=codec.encode_result(result))
-            self._watch(future, self.topics.activity_topic)
-            future.add_callback(_acknowledged_result, result.record_ts_ms, self.wall)
+            send(self.topics.activity_topic, result.device_id.encode(),
+                 codec.encode_result(result),
+                 on_ack=functools.partial(_acknowledged_result, result.record_ts_ms, self.wall))
         for counts in output.counts:
-            future = self.producer.send(self.topics.counts_topic, key=counts.device_id.encode(),
-                                        value=codec.encode_counts(counts))
-            self._watch(future, self.topics.counts_topic)
-            future.add_callback(lambda _metadata: metrics.COUNTS_PUBLISHED.inc())
-
-    def _watch(self, future: Any, topic: str) -> None:
-        def failed(exc: BaseException) -> None:
-            metrics.PRODUCE_ERRORS.labels(topic=topic).inc()
-            if self._failure is None:
-                self._failure = exc
-        future.add_errback(failed)
+            send(self.topics.counts_topic, counts.device_id.encode(), codec.encode_counts(counts),
+                 on_ack=_acknowledged_counts)
 
     @staticmethod
     def _record(output: RecognizerOutput) -> None:
@@ -233,40 +277,67 @@ class Service:
                 highwater - self.consumer.position(self._tp(p)), 0)
         metrics.set_consumer_lag(lag)
 
+    def _pause(self, paused: bool) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            (self.consumer.pause if paused else self.consumer.resume)(*assignment)
+
     # --- checkpoints -------------------------------------------------------------------------
 
-    def checkpoint(self) -> None:
-        """Flush, snapshot touched devices, flush, commit, evict (see the module doc)."""
+    def checkpoint(self, final: bool = False) -> None:
+        """Settle output, snapshot touched devices, settle, commit, evict (see the module doc).
+
+        When the broker does not acknowledge in time, nothing is committed: the service holds
+        (partitions paused) and the next checkpoint tries again; the final one, at shutdown,
+        raises ServiceError instead.
+        """
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
         self.ownership.apply(self.events.drain())
         if self._uncommitted:
-            with metrics.STAGE_DURATION.labels(stage="produce").time():
-                self._flush("results")
-            with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-                self._snapshot()
+            try:
+                with metrics.STAGE_DURATION.labels(stage="produce").time():
+                    self._settle("results")
+                with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+                    self._snapshot()
+            except KafkaTimeoutError as exc:
+                if final:
+                    raise ServiceError(
+                        f"output not acknowledged within {self.settings.produce_timeout_s:g} s "
+                        f"({exc}); offsets stay uncommitted, a restart resumes from the last "
+                        "checkpoint") from exc
+                self._hold(exc)
+                return
             with metrics.STAGE_DURATION.labels(stage="commit").time():
                 self._commit()
+            if self.held:
+                log.info("output acknowledged: committing and consuming again")
+                self.held = False
+                self._pause(False)
         if self.settings.idle_ttl_s > 0 and self.clock() >= self._next_eviction:
             self._next_eviction = self.clock() + self.settings.eviction_interval_s
             evicted = self.ownership.evict_idle()
             if evicted:
                 log.info("evicted %d idle devices (%d remain)", evicted, len(self.registry))
                 metrics.DEVICES_EVICTED.inc(evicted)
+            self.rate_guard.prune(self.registry)
+        self.rate_guard.report()
         metrics.ACTIVE_DEVICES.set(len(self.registry))
 
-    def _flush(self, what: str) -> None:
+    def _hold(self, exc: BaseException) -> None:
+        if not self.held:
+            log.warning("output not acknowledged within %g s (%s): holding commits and "
+                        "pausing consumption until the broker acknowledges it",
+                        self.settings.produce_timeout_s, exc)
+        self.held = True
+        self._pause(True)
+
+    def _settle(self, what: str) -> None:
         try:
-            self.producer.flush(timeout=self.settings.produce_timeout_s)
-        except KafkaError as exc:
+            self.outbox.settle(self.settings.produce_timeout_s)
+        except DeliveryFailed as exc:
             metrics.BROKER_UP.set(0)
-            raise ServiceError(f"{what} not acknowledged within "
-                               f"{self.settings.produce_timeout_s:g} s ({exc}); offsets stay "
+            raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
                                "uncommitted, a restart resumes from the last checkpoint") from exc
-        if self._failure is not None:
-            metrics.BROKER_UP.set(0)
-            raise ServiceError(f"the broker rejected {what}: {self._failure!r}; offsets stay "
-                               "uncommitted, a restart resumes from the last checkpoint")
-        metrics.BROKER_UP.set(1)
 
     def _snapshot(self) -> None:
         """Write every touched device's state; wait until the broker has all of them."""
@@ -274,9 +345,12 @@ class Service:
         for device_id, partition, covers in self.ownership.to_snapshot():
             future = self.writer.write(device_id, partition, self.registry.snapshot(device_id),
                                        covers)
-            self._watch(future, self.topics.changelog_topic)
             futures.append((device_id, partition, future))
-        self._flush("state snapshots")
+        try:
+            self._settle("state snapshots")
+        except KafkaTimeoutError:
+            self.ownership.dirty.update(device_id for device_id, _, _ in futures)
+            raise
         for device_id, partition, future in futures:
             self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
         metrics.STATE_SNAPSHOTS.inc(len(futures))
@@ -300,6 +374,10 @@ def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], _metadata
     metrics.RESULTS_PUBLISHED.inc()
     if record_ts_ms > 0:
         metrics.END_TO_END_LATENCY.observe(max(wall() - record_ts_ms / 1000.0, 0.0))
+
+
+def _acknowledged_counts(_metadata: Any) -> None:
+    metrics.COUNTS_PUBLISHED.inc()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +409,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     usable, and ServiceError when output cannot be acknowledged (nothing is committed then).
     """
     from har_stream.kafka_io import (
+        UNBOUNDED_DELIVERY_MS,
         close_quietly,
         make_admin,
         make_consumer,
@@ -343,7 +422,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     metrics.set_model_info(version=model.version, engine=type(model).__name__)
     topics = settings.topics
     metrics.declare_label_values(
-        activities=model.classes, reasons=codec.REASONS,
+        activities=model.classes, reasons=codec.REASONS + APP_REASONS,
         topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
                 topics.changelog_topic))
     admin = make_admin(settings.kafka)
@@ -356,7 +435,8 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     try:
         compression = None if settings.compression_type == "none" else settings.compression_type
         producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
-                                 compression_type=compression)
+                                 compression_type=compression,
+                                 delivery_timeout_ms=UNBOUNDED_DELIVERY_MS)
         reader_consumer = make_consumer(settings.kafka, None, fetch_max_wait_ms=50,
                                         max_poll_records=10000,
                                         max_partition_fetch_bytes=8 * 1024 * 1024)

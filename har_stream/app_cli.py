@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from har_stream.config import Settings, add_options, settings_from
+from har_stream.logsafe import RepeatFilter
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
 log = logging.getLogger("har_stream")
@@ -39,6 +40,8 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    for handler in logging.getLogger().handlers:  # the client repeats itself while a broker is down
+        handler.addFilter(RepeatFilter("kafka"))
 
 
 @contextmanager

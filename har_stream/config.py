@@ -151,6 +151,15 @@ class Settings:
     eviction_interval_s: float = option(30.0, "how often to look for idle devices")
     model: str = option("", "model directory, or module:function returning a model "
                             "(empty: the shipped model)")
+    max_devices: int = option(100_000, "most devices with state in this process; messages of "
+                                       "further new devices go to the dead-letter topic, "
+                                       "reason too_many_devices (0 = no limit)")
+    max_message_bytes: int = option(256 * 1024, "largest sensor message accepted (bytes)")
+    max_samples_per_message: int = option(500, "most samples in one sensor message")
+    max_rate_factor: float = option(20.0, "flag a device whose samples arrive faster than "
+                                          "50 Hz times this, on broker timestamps (0 = off)")
+    max_produce_attempts: int = option(3, "sends of an output record the broker refuses (e.g. "
+                                          "too large) before a dead letter replaces it")
     metrics_address: str = option("127.0.0.1:9108", "host:port of the Prometheus /metrics "
                                                     "endpoint (empty: no endpoint)")
     log_level: str = option("INFO", "log level", choices=LOG_LEVELS)
@@ -162,8 +171,27 @@ class Settings:
             raise ValueError("commit_interval_s must be >= 0")
         if self.idle_ttl_s < 0 or self.eviction_interval_s <= 0:
             raise ValueError("idle_ttl_s must be >= 0 and eviction_interval_s > 0")
+        if min(self.max_devices, self.max_rate_factor) < 0 or min(
+                self.max_message_bytes, self.max_samples_per_message,
+                self.max_produce_attempts) < 1:
+            raise ValueError("max_devices and max_rate_factor must be >= 0; max_message_bytes, "
+                             "max_samples_per_message and max_produce_attempts at least 1")
+        if self.work_budget_s <= 0:
+            raise ValueError(
+                f"max_poll_interval_ms ({self.max_poll_interval_ms}) must exceed the longest "
+                f"pause between two polls outside the work itself: 2 x produce_timeout_s "
+                f"({self.produce_timeout_s:g} s) + restore_timeout_s "
+                f"({self.restore_timeout_s:g} s); otherwise the group expels this member "
+                "while it waits, over and over (a rebalance storm)")
         if self.metrics_address:
             metrics_host_port(self.metrics_address)
+
+    @property
+    def work_budget_s(self) -> float:
+        """Seconds of work one poll may bring so that polls stay within max_poll_interval_ms:
+        half of what the checkpoint (two flushes) and a restore leave (see pacing.py)."""
+        return (self.max_poll_interval_ms / 1000.0 - 2 * self.produce_timeout_s
+                - self.restore_timeout_s) / 2
 
     @property
     def metrics_host(self) -> str:

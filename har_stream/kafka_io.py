@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 UNKNOWN_TOPIC = 3  # Kafka error code UNKNOWN_TOPIC_OR_PARTITION
+RECONNECT_BACKOFF_MAX_MS = 1000
+UNBOUNDED_DELIVERY_MS = 2**31 - 1
+"""Producer delivery timeout of the service (~25 days): while the cluster is unreachable the
+producer keeps every record and retries; the service commits nothing meanwhile."""
 C = TypeVar("C")
 
 
@@ -42,6 +46,9 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
         "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
+        # after an outage, notice a returning broker within a second (the library's default
+        # backs off up to 30 s); one attempt per second per broker costs nothing
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     if "SSL" in kafka.security_protocol:
         config.update(ssl_cafile=kafka.ssl_cafile, ssl_certfile=kafka.ssl_certfile,

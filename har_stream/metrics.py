@@ -117,6 +117,24 @@ PRODUCE_ERRORS = Counter(
 )
 """Produce failures by destination topic (records); any increase means offsets were held back."""
 
+OUTPUT_DEAD_LETTERED = Counter(
+    "har_output_dead_lettered_total",
+    "Output records the broker refused for good, sent to the dead-letter topic instead, by "
+    "topic (unit: records).",
+    ["topic"],
+    registry=REGISTRY,
+)
+"""Poison output (e.g. too large for the broker) replaced by a dead letter after bounded
+retries, so that it cannot hold its partition's commits forever (records)."""
+
+DEVICES_RATE_FLAGGED = Counter(
+    "har_devices_rate_flagged_total",
+    "Times a device sent samples far faster than its sampling rate (unit: flags).",
+    registry=REGISTRY,
+)
+"""Rate flags: a device's samples arrived faster than 50 Hz times the tolerance, judged on the
+records' broker timestamps; at most one flag per device per minute (flags)."""
+
 # --- inference and latency ---------------------------------------------------------------
 
 INFERENCE_BATCH_SIZE = Histogram(

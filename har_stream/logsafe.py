@@ -1,0 +1,68 @@
+"""Log hygiene: values from the outside escaped and cut, and a flood of client warnings thinned.
+
+Device ids, keys and broker error texts can hold anything a sender chose, including line breaks
+and terminal escapes that would forge log lines (`escape`). While the broker is down the Kafka
+client logs the same warning several times a second; `RepeatFilter` lets one through per
+period per message template and says how many it held back, so the service's own lines
+("lost the connection to Kafka ...") stay readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+MAX_CHARS = 200
+
+
+def escape(value: object, limit: int = MAX_CHARS) -> str:
+    """`value` as one line of printable ASCII, at most about `limit` characters."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if c.isascii() and c.isprintable() else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else (
+        f"\\U{code:08x}")
+
+
+class RepeatFilter(logging.Filter):
+    """Passes the first record of each (logger, template) per `period_s`, then a count.
+
+    Only records of loggers under `prefix` are thinned; everything else passes untouched.
+    """
+
+    def __init__(self, prefix: str = "kafka", period_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.period_s = period_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], list[float]] = {}  # -> [window start, held back]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.period_s:
+                seen[1] += 1
+                return False
+            held = int(seen[1]) if seen is not None else 0
+            self._seen[key] = [now, 0]
+            if len(self._seen) > 1000:  # templates are few; never let this grow
+                self._seen = {key: self._seen[key]}
+        if held:
+            record.msg = f"{record.msg} ({held} similar messages in the last " \
+                         f"{self.period_s:g} s not shown)"
+        return True

@@ -1,0 +1,229 @@
+"""In-memory Kafka stand-ins for the reliability, fuzz and security tests of the loop.
+
+Unlike the recording fakes of tests/unit/test_app.py these are built for volume (tens of
+thousands of devices and messages): the producer keeps only what a test asks it to keep, the
+consumer serves a queue with the poll's `max_records`, and the changelog keeps the latest
+snapshot per device. The service code under test is the real `app.Service`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka.future import Future
+
+from har_stream.changelog import HEADER_COVERS_OFFSET, StoredState
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list = field(default_factory=list)
+    timestamp: int = 1_700_000_000_000
+
+
+@dataclass
+class Metadata:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class TP:
+    topic: str
+    partition: int
+
+
+@dataclass
+class Sent:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list
+    partition: int
+
+
+class LeanProducer:
+    """Acknowledges at flush; keeps records of the topics in `keep` (all: None), and the
+    changelog as a dict. `refuse(record) -> exception or None` simulates broker refusals;
+    `refuse_at_send` the same, raised by `send` itself (as kafka-python does for records
+    larger than max_request_size)."""
+
+    def __init__(self, changelog_topic: str, keep: set[str] | None = None) -> None:
+        self.changelog_topic = changelog_topic
+        self.keep = keep
+        self.sent: dict[str, list[Sent]] = defaultdict(list)
+        self.snapshots: dict[str, StoredState] = {}
+        self.refuse: Callable[[Sent], BaseException | None] = lambda _record: None
+        self.refuse_at_send: Callable[[Sent], BaseException | None] = lambda _record: None
+        self.keep_snapshot: Callable[[str], bool] = lambda _device: True
+        self.flush_blocks = False  # True: flush times out (an unreachable broker)
+        self._pending: list[tuple[Future, Sent]] = []
+        self._offsets: dict[tuple[str, int], int] = defaultdict(int)
+        self._lock = threading.Lock()
+        self.sends = 0
+
+    def send(self, topic: str, key: Any = None, value: Any = None, headers: Any = None,
+             partition: int | None = None) -> Future:
+        record = Sent(topic, key, value, list(headers or []), partition or 0)
+        error = self.refuse_at_send(record)
+        if error is not None:
+            raise error
+        self.sends += 1
+        future = Future()
+        with self._lock:
+            self._pending.append((future, record))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        from kafka.errors import KafkaTimeoutError
+
+        if self.flush_blocks:
+            raise KafkaTimeoutError(f"flush not done within {timeout} s")
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, record in pending:
+            error = self.refuse(record)
+            if error is not None:
+                future.failure(error)
+                continue
+            offset = self._offsets[record.topic, record.partition]
+            self._offsets[record.topic, record.partition] += 1
+            if record.topic == self.changelog_topic:
+                device = record.key.decode()
+                if not self.keep_snapshot(device):  # a real changelog keeps it, out of process
+                    future.success(Metadata(record.topic, record.partition, offset))
+                    continue
+                covers = int(dict(record.headers)[HEADER_COVERS_OFFSET])
+                self.snapshots[device] = StoredState(device, record.partition, record.value,
+                                                     covers, offset, 1_700_000_000_000)
+            elif self.keep is None or record.topic in self.keep:
+                self.sent[record.topic].append(record)
+            future.success(Metadata(record.topic, record.partition, offset))
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+class QueueConsumer:
+    """Serves queued records per poll (at most `max_records`), firing rebalance events first.
+
+    `feed(records)` appends; `rebalance(kind, partitions)` queues an event for the next poll.
+    Paused partitions are not served. `metrics()` answers like kafka-python's.
+    """
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.queue: deque[Record] = deque()
+        self.listener: Any = None
+        self.events: list[tuple[str, list[int]]] = []
+        self.committed_offsets: dict[int, int] = {}
+        self.paused: set[int] = set()
+        self.polls: list[int | None] = []  # max_records of every poll
+        self.connections = 1.0
+
+    def feed(self, records: Iterable[Record]) -> None:
+        self.queue.extend(records)
+
+    def rebalance(self, kind: str, partitions: list[int]) -> None:
+        self.events.append((kind, partitions))
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict:
+        self.polls.append(max_records)
+        for kind, partitions in self.events:
+            getattr(self.listener, f"on_partitions_{kind}")([TP(self.topic, p)
+                                                             for p in partitions])
+        self.events = []
+        polled: dict[TP, list[Record]] = defaultdict(list)
+        taken = 0
+        kept: deque[Record] = deque()
+        while self.queue and taken < (max_records or 500):
+            record = self.queue.popleft()
+            if record.partition in self.paused:
+                kept.append(record)
+                continue
+            polled[TP(record.topic, record.partition)].append(record)
+            taken += 1
+        self.queue.extendleft(reversed(kept))
+        return dict(polled)
+
+    def committed(self, tp: Any) -> int | None:
+        return self.committed_offsets.get(tp.partition)
+
+    def commit(self, offsets: dict) -> None:
+        for tp, meta in offsets.items():
+            self.committed_offsets[tp.partition] = meta.offset
+
+    def highwater(self, tp: Any) -> None:
+        return None
+
+    def assignment(self) -> set[TP]:
+        return {TP(self.topic, p) for p in range(8)}
+
+    def pause(self, *tps: TP) -> None:
+        self.paused.update(tp.partition for tp in tps)
+
+    def resume(self, *tps: TP) -> None:
+        self.paused.difference_update(tp.partition for tp in tps)
+
+    def metrics(self) -> dict:
+        return {"consumer-metrics": {"connection-count": self.connections}}
+
+
+class DictChangelog:
+    """`ChangelogReader` over a LeanProducer's latest snapshots."""
+
+    def __init__(self, producer: LeanProducer) -> None:
+        self.producer = producer
+        self.record_reads = 0
+
+    def read_partitions(self, partitions: Iterable[int]) -> dict[str, StoredState]:
+        wanted = set(partitions)
+        return {d: s for d, s in self.producer.snapshots.items() if s.partition in wanted}
+
+    def read_records(self, locations: dict) -> dict[str, StoredState]:
+        self.record_reads += len(locations)
+        return {d: self.producer.snapshots[d] for d in locations
+                if d in self.producer.snapshots}
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_service(settings: Any, model: Any, keep: set[str] | None = None,
+                 clock: Clock | None = None) -> tuple[Any, QueueConsumer, LeanProducer]:
+    """A real `app.Service` wired to the stand-ins above (partitions 0..7 assigned)."""
+    from har_stream.app import Service
+
+    consumer = QueueConsumer(settings.topics.sensor_topic)
+    producer = LeanProducer(settings.topics.changelog_topic, keep)
+    service = Service(settings, model, consumer, producer, DictChangelog(producer),
+                      clock=clock or Clock(), wall=lambda: 1_700_000_000.0)
+    consumer.listener = service.events
+    consumer.rebalance("assigned", list(range(8)))
+    return service, consumer, producer
+
+
+def drain(service: Any, consumer: QueueConsumer, checkpoint_every: int = 1) -> None:
+    """Step until the queue is empty, checkpointing every `checkpoint_every` steps."""
+    steps = 0
+    while consumer.queue or consumer.events:
+        service.step()
+        steps += 1
+        if steps % checkpoint_every == 0:
+            service.checkpoint()
+    service.checkpoint()

@@ -1,0 +1,265 @@
+"""The loop under producer failures, outages and slow models, with in-memory Kafka stand-ins.
+
+Pinned down here without a broker: a poison output record is retried a bounded number of
+times, then dead-lettered, and the commit goes on; a systemic refusal stops the service
+without committing; an unreachable broker holds commits and pauses consumption instead of
+exiting; the broker gauge and the logs follow the connection; the poll size adapts so that a
+step fits the time budget derived from `max_poll_interval_ms`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+import pytest
+from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
+from reliability_support import Clock, Record, Sent, make_service
+from service_support import FakeModel, batches_of, synthetic_samples
+
+from har_stream import codec, metrics
+from har_stream.app import ServiceError
+from har_stream.config import Settings, TopicSettings
+from har_stream.delivery import (
+    HEADER_TRUNCATED,
+    MAX_DEAD_LETTER_VALUE,
+    UNDELIVERABLE,
+    bounded_dead_letter,
+)
+from har_stream.health import BrokerWatch
+from har_stream.pacing import WorkBudget
+from har_stream.recognizer import Recognizer
+
+TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
+                       counts_topic="counts", changelog_topic="log")
+SETTINGS = Settings(topics=TOPICS, commit_interval_s=0, idle_ttl_s=0, metrics_address="")
+
+
+def sensor_records(device_id: str, samples: np.ndarray, partition: int = 0,
+                   first_offset: int = 0, per_message: int = 50) -> list[Record]:
+    return [Record("in", partition, first_offset + i, device_id.encode(),
+                   codec.encode_sensor(b))
+            for i, b in enumerate(batches_of(device_id, samples, per_message))]
+
+
+def reference_ids(device_id: str, samples: np.ndarray) -> set[str]:
+    out = Recognizer(FakeModel()).process(batches_of(device_id, samples, len(samples)))
+    return {r.window_id for r in out.results}
+
+
+def result_ids(sent: list[Sent]) -> set[str]:
+    return {codec.decode_result(r.value).window_id for r in sent}
+
+
+def run_all(service, consumer) -> None:  # type: ignore[no-untyped-def]
+    while consumer.queue or consumer.events:
+        service.step()
+        service.checkpoint()
+    service.checkpoint()
+
+
+GOOD, POISON = synthetic_samples(1000, seed=1), synthetic_samples(1000, seed=2)
+
+
+def test_a_poison_result_is_retried_a_bounded_number_of_times_then_dead_lettered() -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    refusals: list[Sent] = []
+
+    def refuse(record: Sent) -> BaseException | None:
+        if record.topic == "out" and record.key == b"poison":
+            refusals.append(record)
+            return MessageSizeTooLargeError("MESSAGE_TOO_LARGE for this topic")
+        return None
+
+    producer.refuse = refuse
+    consumer.feed(sensor_records("good", GOOD) + sensor_records("poison", POISON, partition=1))
+    run_all(service, consumer)
+    poison_windows = reference_ids("poison", POISON)
+    assert len(refusals) == SETTINGS.max_produce_attempts * len(poison_windows)
+    assert result_ids(producer.sent["out"]) == reference_ids("good", GOOD)
+    letters = producer.sent["dlq"]
+    assert len(letters) == len(poison_windows)
+    for letter in letters:
+        headers = dict(letter.headers)
+        assert headers[codec.HEADER_REASON] == UNDELIVERABLE.encode()
+        assert headers[codec.HEADER_SOURCE_TOPIC] == b"out"
+        assert b"MessageSizeTooLargeError" in headers[codec.HEADER_DETAIL]
+        assert letter.key == b"poison"
+    assert {codec.decode_result(r.value).window_id for r in letters} == poison_windows
+    assert consumer.committed_offsets == {0: 20, 1: 20}, "the partition was not blocked"
+
+
+def test_a_record_refused_by_send_itself_is_dead_lettered_too() -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    producer.refuse_at_send = lambda r: (MessageSizeTooLargeError("larger than max_request_size")
+                                         if r.topic == "counts" else None)
+    consumer.feed(sensor_records("good", GOOD))
+    run_all(service, consumer)
+    reasons = {dict(r.headers)[codec.HEADER_REASON] for r in producer.sent["dlq"]}
+    assert reasons == {UNDELIVERABLE.encode()} and producer.sent["dlq"]
+    assert result_ids(producer.sent["out"]) == reference_ids("good", GOOD)
+    assert consumer.committed_offsets == {0: 20}
+
+
+def test_a_dead_letter_the_broker_refuses_is_stripped_then_dropped_without_looping(
+        caplog: pytest.LogCaptureFixture) -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    producer.refuse = lambda r: (MessageSizeTooLargeError("too large") if r.topic == "dlq"
+                                 and r.value else None)
+    bad = Record("in", 0, 0, b"dev", b"{oops" + b" " * 1000)
+    consumer.feed([bad, *sensor_records("dev", GOOD, first_offset=1)])
+    run_all(service, consumer)
+    (letter,) = producer.sent["dlq"]  # the stripped copy: headers only
+    assert letter.value == b"" and letter.key is None
+    assert dict(letter.headers)[codec.HEADER_REASON] == b"not_json"
+    assert consumer.committed_offsets == {0: 21}
+
+
+def test_a_systemic_refusal_stops_the_service_without_committing() -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    producer.refuse = lambda r: TopicAuthorizationFailedError("not allowed")
+    consumer.feed(sensor_records("dev", GOOD))
+    service.step()
+    with pytest.raises(ServiceError, match="TopicAuthorizationFailedError"):
+        service.checkpoint()
+    assert consumer.committed_offsets == {}
+
+
+def test_dead_letters_are_bounded_copies_and_ignore_forged_error_headers() -> None:
+    huge = b"x" * (MAX_DEAD_LETTER_VALUE + 10)
+    key, value, headers = bounded_dead_letter(
+        b"k" * 5000, huge, [("origin", b"fw-1"), (codec.HEADER_REASON, b"forged"),
+                            ("nullable", None)],  # type: ignore[list-item]
+        [(codec.HEADER_REASON, b"message_too_large")])
+    assert len(value or b"") == MAX_DEAD_LETTER_VALUE and len(key or b"") == 1024
+    assert [h for h in headers if h[0] == codec.HEADER_REASON] == [
+        (codec.HEADER_REASON, b"message_too_large")]
+    assert ("origin", b"fw-1") in headers and ("nullable", b"") in headers
+    assert dict(headers)[HEADER_TRUNCATED] == f"key=5000,value={len(huge)}".encode()
+    assert bounded_dead_letter(None, None, [], [])[1] == b""  # a producer needs key or value
+
+
+def test_records_without_key_and_value_or_with_null_headers_are_dead_lettered() -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    consumer.feed([Record("in", 0, 0, None, None, headers=[("h", None)]),
+                   Record("in", 0, 1, b"\xff\xfe", b"\x00" * 10)])
+    run_all(service, consumer)
+    assert [dict(r.headers)[codec.HEADER_REASON] for r in producer.sent["dlq"]] == [
+        b"not_json", b"not_json"]
+    assert consumer.committed_offsets == {0: 2}
+
+
+def test_an_unreachable_broker_holds_commits_and_pauses_instead_of_exiting(
+        caplog: pytest.LogCaptureFixture) -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    records = sensor_records("dev", GOOD)
+    consumer.feed(records[:10])
+    service.step()
+    service.checkpoint()
+    assert consumer.committed_offsets == {0: 10}
+    consumer.feed(records[10:])
+    service.step()
+    producer.flush_blocks = True
+    with caplog.at_level(logging.WARNING, logger="har_stream.app"):
+        for _ in range(3):
+            service.checkpoint()  # no exception: the service waits
+            assert service.step() is None, "paused: no new work while output waits"
+    assert service.held and consumer.paused
+    assert consumer.committed_offsets == {0: 10}, "nothing committed past unacknowledged output"
+    assert sum("holding commits" in r.message for r in caplog.records) == 1, "said once"
+    producer.flush_blocks = False
+    run_all(service, consumer)
+    assert not service.held and not consumer.paused
+    assert consumer.committed_offsets == {0: 20}
+    assert result_ids(producer.sent["out"]) == reference_ids("dev", GOOD)
+
+
+def test_stopping_while_output_is_unacknowledged_fails_without_committing() -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    consumer.feed(sensor_records("dev", GOOD))
+    service.step()
+    producer.flush_blocks = True
+    with pytest.raises(ServiceError, match="not acknowledged"):
+        service.checkpoint(final=True)
+    assert consumer.committed_offsets == {}
+
+
+def test_the_broker_gauge_and_logs_follow_the_connection(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+
+    class Client:
+        connections = 2.0
+
+        def metrics(self) -> dict:
+            return {"consumer-metrics": {"connection-count": self.connections}}
+
+    client = Client()
+    watch = BrokerWatch(client, "127.0.0.1:9", clock=clock, every_s=0.5, grace_s=1.0,
+                        remind_s=60.0)
+    gauge = lambda: metrics.REGISTRY.get_sample_value("har_broker_connected")  # noqa: E731
+    with caplog.at_level(logging.INFO, logger="har_stream.health"):
+        assert watch.check() and gauge() == 1
+        client.connections = 0.0
+        for _ in range(200):  # 100 s of checks every 0.5 s
+            clock.now += 0.5
+            watch.check()
+        assert not watch.up and gauge() == 0
+        client.connections = 1.0
+        clock.now += 0.5
+        assert watch.check() and gauge() == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("lost the connection to Kafka at 127.0.0.1:9" in m for m in messages) == 1
+    assert sum("still no connection" in m for m in messages) == 1  # one reminder a minute
+    assert any("again after 99.0 s" in m for m in messages)  # down from 1 s (grace) to 100 s
+
+
+def test_a_poll_takes_only_what_fits_in_the_time_budget() -> None:
+    budget = WorkBudget(max_records=500, budget_s=1.0, first=16)
+    assert budget.limit == 16, "nothing measured yet: a small first poll"
+    assert budget.observe(16, 0.016) == 500  # 1 ms per message: the configured maximum
+    assert budget.observe(100, 2.0) == 50  # 20 ms per message: at once
+    assert budget.observe(50, 0.05) < 100, "cheaper again: relaxes gradually"
+    for _ in range(50):
+        budget.observe(50, 0.05)
+    assert budget.limit == 500
+
+
+class SlowModel(FakeModel):
+    """FakeModel that takes `delay_s` per window."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def predict(self, windows: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        time.sleep(self.delay_s * len(windows))
+        return super().predict(windows, state)
+
+
+def test_with_a_slow_model_every_step_stays_within_the_work_budget() -> None:
+    """5 ms per window, 128-sample messages (2 windows each): 500 messages would take 5 s,
+    but the budget of 0.25 s keeps every step near it."""
+    settings = dataclasses.replace(SETTINGS, max_poll_interval_ms=3500, produce_timeout_s=1.0,
+                                   restore_timeout_s=1.0)
+    assert settings.work_budget_s == pytest.approx(0.25)
+    service, consumer, _ = make_service(settings, SlowModel(0.005))
+    for d in range(20):
+        consumer.feed(sensor_records(f"dev-{d}", synthetic_samples(1280, d), partition=d % 8,
+                                     per_message=128))
+    durations = []
+    while consumer.queue or consumer.events:
+        started = time.perf_counter()
+        service.step()
+        durations.append(time.perf_counter() - started)
+    assert max(durations[2:]) < 2 * settings.work_budget_s, durations
+    assert max(p for p in consumer.polls if p) < 100, "the poll size came down"
+
+
+def test_settings_refuse_a_poll_interval_that_the_checkpoint_alone_can_exceed() -> None:
+    with pytest.raises(ValueError, match="rebalance storm"):
+        Settings(max_poll_interval_ms=60_000)  # 2 x 30 s produce + 120 s restore
+    assert Settings(max_poll_interval_ms=5000, produce_timeout_s=1,
+                    restore_timeout_s=2).work_budget_s == pytest.approx(0.5)
