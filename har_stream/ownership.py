@@ -110,6 +110,8 @@ class Ownership:
             self.evicted[device_id] = self.snapshot_at.pop(device_id)
             self.registry.remove(device_id)
             evicted += 1
+        if evicted:
+            self.registry.shrink()
         return evicted
 
     # --- partition assignment ------------------------------------------------------------------
@@ -134,6 +136,8 @@ class Ownership:
                     self._drop(p)
             elif kind == "assigned":
                 self._assign(partitions)
+        if events:
+            self.registry.shrink()  # between steps: no slot is held now
         metrics.ASSIGNED_PARTITIONS.set(len(self.owned))
 
     def _assign(self, partitions: frozenset[int]) -> None:

@@ -56,6 +56,7 @@ class DeviceRegistry:
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         self._capacity = 0
+        self._min_capacity = max(capacity, 1)
         self.arrays: dict[str, np.ndarray] = {}
         self.last_seen = np.zeros(0, np.float64)
         self._grow(max(capacity, 1))
@@ -97,6 +98,42 @@ class DeviceRegistry:
         slot = self._slots.pop(device_id, None)
         if slot is not None:
             self._free.append(slot)
+
+    def shrink(self) -> bool:
+        """Give memory back once at most a quarter of the slots are in use; True if it did.
+
+        Every device moves to the lowest slots of arrays sized for twice the devices held (at
+        least the initial capacity), so after a wave of devices went idle and was evicted the
+        memory returns (large numpy arrays go back to the OS when freed). Slot numbers change:
+        call it between steps, never while a caller holds slots (the service calls it after
+        evicting or dropping devices).
+        """
+        used = len(self._slots)
+        if self._capacity <= self._min_capacity or 4 * used > self._capacity:
+            return False
+        capacity = max(self._min_capacity, 2 * used)
+        devices = list(self._slots)
+        old = np.fromiter(self._slots.values(), np.int64, used)
+        for name, array in self.arrays.items():
+            shrunk = np.zeros((capacity, *array.shape[1:]), array.dtype)
+            shrunk[:used] = array[old]
+            self.arrays[name] = shrunk
+        seen = np.zeros(capacity, np.float64)
+        seen[:used] = self.last_seen[old]
+        self.last_seen = seen
+        self._slots = dict(zip(devices, range(used), strict=True))
+        self._free = list(range(capacity - 1, used - 1, -1))
+        self._capacity = capacity
+        return True
+
+    @property
+    def capacity(self) -> int:
+        """Slots allocated (held devices plus free slots)."""
+        return self._capacity
+
+    def nbytes(self) -> int:
+        """Bytes held by the slot arrays."""
+        return sum(a.nbytes for a in self.arrays.values()) + self.last_seen.nbytes
 
     def touch(self, slots: np.ndarray, now_s: float) -> None:
         self.last_seen[slots] = now_s
