@@ -46,7 +46,20 @@ class StatefulModel(Protocol):
 
 
 def load_model(path: str | Path = DEFAULT_MODEL_DIR, num_threads: int = 1) -> StatefulModel:
-    """Load a model directory (`model.tflite` + `card.json`) into the LiteRT engine."""
-    from har_stream.model.engine import LiteRTModel
+    """Load a model directory (`model.tflite` + `card.json`) into the LiteRT engine.
 
-    return LiteRTModel.from_dir(Path(path), num_threads=num_threads)
+    The flatbuffer must have the sha256 its card records (`model.integrity`); a file that does
+    not, or that is not a valid LiteRT model, raises `ModelIntegrityError` with the reason.
+    """
+    import json
+
+    from har_stream.model.engine import LiteRTModel
+    from har_stream.model.integrity import ModelIntegrityError, verify
+
+    directory = Path(path)
+    verify(directory, json.loads((directory / CARD_FILE).read_text()), TFLITE_FILE)
+    try:
+        return LiteRTModel.from_dir(directory, num_threads=num_threads)
+    except (ValueError, RuntimeError) as exc:  # not a flatbuffer, unresolved (custom) ops
+        raise ModelIntegrityError(f"{directory / TFLITE_FILE} is not a model this engine can "
+                                  f"run: {str(exc)[:500]}") from exc

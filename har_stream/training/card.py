@@ -43,8 +43,17 @@ def read_card(directory: Path) -> dict[str, object]:
 
 
 def write_card(directory: Path, card: dict[str, object]) -> None:
-    """Write card.json, card.md and, when the card holds an evaluation, the two plots."""
+    """Write card.json, card.md and, when the card holds an evaluation, the two plots.
+
+    card.json records the sha256 of the model files already in `directory` (`files`), which
+    `load_model` checks: write the card after the model files.
+    """
+    from har_stream.model.integrity import FILES_KEY, file_hashes
+
     directory.mkdir(parents=True, exist_ok=True)
+    hashes = file_hashes(directory)  # the card vouches for the model files beside it
+    if hashes:
+        card = {**card, FILES_KEY: hashes}
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     evaluation = card.get("evaluation")
     if isinstance(evaluation, dict) and "confusion" in evaluation:
