@@ -278,3 +278,24 @@ def test_model_slices_change_calls_not_results() -> None:
         assert max(model.calls) <= (model_batch or 9)
     assert outputs[0] == outputs[1] == outputs[4]
     assert len(outputs[0][0]) == 9 * 5
+
+
+def test_group_where_one_device_completes_two_windows_and_another_none() -> None:
+    """Equal-length segments of two devices: as many windows as devices, not one each."""
+    rng = np.random.default_rng(11)
+    a = rng.normal(0, 0.5, (400, 6)).astype(np.float32)
+    b = rng.normal(0, 0.5, (400, 6)).astype(np.float32)
+    together = Pipeline()
+    together.process([SensorBatch("a", 0, 0, a[:127])])
+    # a: a one-sample gap (filled) makes a planned segment of 65 samples ending at 192, so it
+    # completes the windows ending at 128 and 192; b starts with 65 samples: no window yet
+    step = together.process([SensorBatch("a", 128, 2560, a[128:192], record_ts_ms=7),
+                             SensorBatch("b", 1000, 20000, b[:65], record_ts_ms=9)])
+    assert step.windows.device_ids == ["a", "a"]
+    alone = Pipeline()
+    alone.process([SensorBatch("a", 0, 0, a[:127])])
+    expected = alone.process([SensorBatch("a", 128, 2560, a[128:192], record_ts_ms=7)]).windows
+    assert step.windows.seqs.tolist() == expected.seqs.tolist() == [0, 64]
+    assert step.windows.t_start_ms.tolist() == expected.t_start_ms.tolist() == [0, 1280]
+    assert step.windows.record_ts_ms.tolist() == expected.record_ts_ms.tolist()
+    assert step.windows.data.tobytes() == expected.data.tobytes()
