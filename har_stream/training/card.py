@@ -110,8 +110,30 @@ def _evaluation_markdown(ev: dict) -> list[str]:
     cal = ev["calibration"]
     lines += ["", f"![per subject]({PER_SUBJECT_PNG})", "",
               f"Calibration: expected calibration error {cal['expected_calibration_error']:.4f}, "
-              f"mean confidence {cal['mean_confidence']:.3f}.", ""]
-    return lines
+              f"mean confidence {cal['mean_confidence']:.3f}. Showing UNKNOWN below a "
+              "confidence threshold:", "",
+              "| threshold | benchmark windows shown UNKNOWN | accuracy of the rest |",
+              "|---:|---:|---:|"]
+    lines += [f"| {t} | {row['share_unknown']:.2%} | {row['accuracy_of_rest']:.2%} |"
+              for t, row in cal["unknown_below"].items()]
+    lines += ["", "## Windows outside the benchmark", "",
+              "| windows | count | answered | mean confidence | confidence < 0.7 |",
+              "|---|---:|---|---:|---:|"]
+    for name, row in ev["other_windows"].items():
+        if "windows" not in row:
+            continue
+        top = sorted(row["predicted_share"].items(), key=lambda kv: -kv[1])[:3]
+        answered = ", ".join(f"{c} {s:.0%}" for c, s in top if s > 0)
+        lines.append(f"| {name.replace('_', ' ')} | {row['windows']} | {answered} | "
+                     f"{row['mean_confidence']:.3f} | {row['share_below_0.7']:.1%} |")
+    transition = ev["other_windows"].get("transition_class")
+    if transition:
+        lines += ["", f"TRANSITION class: recall {transition['recall_on_mostly_transition']:.1%} "
+                  "on windows at least half postural transition, precision "
+                  f"{transition['precision']:.1%} (its other answers fall almost only on the "
+                  "other excluded windows: partly transition, or unlabelled), said on "
+                  f"{transition['false_alarms_on_benchmark']:.2%} of benchmark windows."]
+    return lines + [""]
 
 
 def _plot_confusion(conf: dict, path: Path) -> None:

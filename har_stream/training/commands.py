@@ -61,14 +61,17 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=8, help="epochs without validation "
                    "improvement before stopping")
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--sequence-length", type=int, default=24,
+    p.add_argument("--sequence-length", type=int, default=48,
                    help="stateful: consecutive windows per training sequence")
     p.add_argument("--state-size", type=int, default=64, help="stateful: GRU state width H")
-    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction, default=True,
                    help="stateful: add a 7th class TRANSITION for windows made mostly of "
                    "postural transitions")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="stateful: random small rotations and gains per training sequence")
+    p.add_argument("--ema-decay", type=float, default=0.99,
+                   help="stateful: validate and keep a moving average of the weights with "
+                   "this decay per batch (0: off)")
     p.add_argument("--validation-users", type=int, default=5,
                    help="training users held out for validation")
     p.add_argument("--max-recordings", type=int, default=0,
@@ -151,6 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
         patience=args.patience, learning_rate=args.learning_rate,
         sequence_length=args.sequence_length, state_size=args.state_size,
         with_transition=args.transition_class, augment=args.augment,
+        ema_decay=args.ema_decay,
         n_validation=args.validation_users, max_recordings=args.max_recordings,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:

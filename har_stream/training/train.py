@@ -39,10 +39,11 @@ class TrainOptions:
     epochs: int = 40
     patience: int = 8
     learning_rate: float = 1e-3
-    sequence_length: int = 24
+    sequence_length: int = 48
     state_size: int = 64
-    with_transition: bool = False
+    with_transition: bool = True
     augment: bool = True
+    ema_decay: float = 0.99
     n_validation: int = 5
     max_recordings: int = 0
     """> 0: keep only this many recordings per split (quick smoke runs)."""
@@ -89,6 +90,7 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
         seed=options.seed, sequence_length=options.sequence_length,
         with_transition=options.with_transition, augment=options.augment,
+        ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0,
         verbose=options.verbose)
     if options.arch == STATEFUL:
         from har_stream.model.stateful import StatefulConfig

@@ -49,7 +49,8 @@ def run_one(options: TrainOptions, prepared: PreparedData) -> dict[str, object]:
     settings = fit.FitSettings(
         epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
         seed=options.seed, sequence_length=options.sequence_length,
-        with_transition=options.with_transition, augment=options.augment, verbose=0)
+        with_transition=options.with_transition, augment=options.augment,
+        ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0, verbose=0)
     row: dict[str, object] = {"arch": options.arch, "seed": options.seed}
     if options.arch == STATEFUL:
         from har_stream.model.stateful import StatefulConfig

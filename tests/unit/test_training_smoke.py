@@ -53,13 +53,14 @@ def cli(*argv: str) -> int:
     return args.func(args)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_the_stateful_model(data_file: Path, tmp_path: Path):
     out = tmp_path / "model"
     assert cli("train", "--data", str(data_file), "--out", str(out), "--epochs", "1",
                "--validation-users", "1", "--state-size", "8", "--sequence-length", "8",
                "--quiet") == 0
     card = json.loads((out / "card.json").read_text())
-    assert card["classes"] == list(ACTIVITIES) and card["state_size"] == 8
+    assert card["classes"] == [*ACTIVITIES, "TRANSITION"] and card["state_size"] == 8
     assert card["training"]["test_users"] == [5] and len(card["training"]["validation_users"]) == 1
     assert card["training"]["epochs_run"] == 1
     windows = card["evaluation"]["windows"]
