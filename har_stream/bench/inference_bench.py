@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from har_stream.bench.measure import load, percentile
-from har_stream.bench.report import provenance, table, write_section
+from har_stream.bench.report import BENCHMARKS_MD, provenance, table, write_section
 from har_stream.model import DEFAULT_MODEL_DIR, KERAS_FILE, load_model
 from har_stream.model.engine import LiteRTModel
 from har_stream.records import CHANNELS, WINDOW
@@ -25,6 +25,7 @@ BATCHES = (1, 4, 16, 64, 256, 1024)
 QUICK_BATCHES = (1, 64, 1024)
 TUTORIAL = "Keras model.predict, 1 window per call (tutorials)"
 INT8 = "LiteRT, 1 thread, dynamic-range int8 (what-if, not shipped)"
+PLOT = BENCHMARKS_MD.parent / "img" / "inference.png"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,31 @@ def keras_engines(model_dir: Path, with_tf_function: bool) -> tuple[Predict, dic
     return tutorial, engines
 
 
+def plot(cells: list[Cell], baseline: Cell, path: Path = PLOT) -> None:
+    """Windows/s against batch size, one line per engine, the tutorials' way as a floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for engine in dict.fromkeys(c.engine for c in cells):
+        mine = [c for c in cells if c.engine == engine]
+        ax.plot([c.batch for c in mine], [c.windows_per_s for c in mine], "o-", label=engine)
+    ax.axhline(baseline.windows_per_s, color="grey", linestyle="--", label=TUTORIAL)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("windows per call (batch)")
+    ax.set_ylabel("windows per second")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("har-stream: inference of the shipped model by engine")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def dynamic_range_model(model_dir: Path = DEFAULT_MODEL_DIR) -> LiteRTModel:
     """The shipped Keras step model converted with dynamic-range (int8 weight) quantisation.
 
@@ -146,6 +172,7 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
                   "CPU ms per call", "vs tutorials"], rows)
     print(text)
     if write:
+        plot(cells, baseline)
         model = load_model(model_dir)
         body = (f"{provenance('har-stream bench inference --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
@@ -159,5 +186,6 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
                 "rows are the shipped Keras model converted with dynamic-range quantisation at "
                 "benchmark time, a what-if for the model's owner (on the 15 test recordings, "
                 "3,934 windows with carried state, its class agreed with the float model's on "
-                "99.8 %, probabilities within 0.03).\n\n" + text)
+                "99.8 %, probabilities within 0.03).\n\n" + text
+                + "\n\n![windows per second by batch size](img/inference.png)")
         write_section("Inference", body)

@@ -131,3 +131,10 @@ def test_pipeline_bench_gives_per_core_and_wall_figures() -> None:
     assert set(got) == {"arrays", "bytes", "arrays_wall", "bytes_wall"}
     assert all(v > 0 for v in got.values())
     assert pipeline_bench.measure_naive(2, 256) > 0
+
+
+def test_inference_plot(tmp_path) -> None:
+    cells = inference_bench.measure({"tiny": TinyModel().predict}, (1, 2), 4, min_calls=2,
+                                    budget_s=0.0)
+    inference_bench.plot(cells, cells[0], tmp_path / "inference.png")
+    assert (tmp_path / "inference.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
