@@ -296,9 +296,8 @@ def run_all(quick: bool) -> list[Level]:
     return results
 
 
-def main(write: bool = False, quick: bool = False) -> None:
-    before = load()
-    levels = run_all(quick)
+def summarize(levels: list[Level]) -> tuple[str, str]:
+    """The table of levels and the verdict line."""
     shipped = [lv for lv in levels if lv.variant == "shipped"]
     sustained = [lv for lv in shipped if lv.sustained]
     rows = [[f"{lv.devices:,}", lv.variant,
@@ -307,12 +306,14 @@ def main(write: bool = False, quick: bool = False) -> None:
              f"{lv.lag_start:,.0f} → {lv.lag_end:,.0f}",
              f"{lv.p50_ms:.0f} / {lv.p95_ms:.0f} / {lv.p99_ms:.0f}",
              f"{lv.cpu_recognizer:.2f} / {lv.cpu_simulator:.2f} / {lv.cpu_broker:.2f}",
+             f"{1e6 * lv.cpu_recognizer / lv.consumed_per_s:,.0f}" if lv.consumed_per_s else "",
              ", ".join(f"{k} {100 * v:.0f}" for k, v in sorted(lv.stages.items(),
                                                                key=lambda kv: -kv[1]))]
             for lv in levels]
     text = table(["devices at 50 Hz", "settings", "window", "sustained", "messages/s in",
                   "consumed/s", "lag (messages) start → end", "latency ms p50 / p95 / p99",
                   "CPU cores: recognizer / simulator / broker",
+                  "recognizer CPU µs per message",
                   "recognizer loop: % of wall time by stage"], rows)
     if sustained:
         best = max(sustained, key=lambda lv: lv.devices)
@@ -320,6 +321,20 @@ def main(write: bool = False, quick: bool = False) -> None:
                    f"(over a {best.window_s:.0f}-s window).")
     else:
         verdict = "No level sustained."
+    busy = [lv for lv in shipped if lv.devices >= 1_000 and lv.consumed_per_s > 0]
+    if busy:
+        per_message = min(lv.cpu_recognizer / lv.consumed_per_s for lv in busy)
+        per_device = per_message * RATE_HZ / MESSAGE
+        verdict += (f" Load-independent estimate: the recognizer needs {1e6 * per_message:,.0f} "
+                    f"µs of CPU per message, so one whole core would serve about "
+                    f"{1 / per_device:,.0f} devices at 50 Hz.")
+    return text, verdict
+
+
+def main(write: bool = False, quick: bool = False) -> None:
+    before = load()
+    levels = run_all(quick)
+    text, verdict = summarize(levels)
     print(text + "\n" + verdict)
     if write:
         body = (f"{provenance('har-stream bench e2e --write')}\n"
