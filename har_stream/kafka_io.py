@@ -9,6 +9,7 @@ message that says what to check, instead of a retry loop that hangs forever.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 UNKNOWN_TOPIC = 3  # Kafka error code UNKNOWN_TOPIC_OR_PARTITION
 RECONNECT_BACKOFF_MAX_MS = 1000
+CONNECT_GRACE_S = 2.0
+"""Beyond the connect timeout, how long a client's construction may take before it is given up."""
 UNBOUNDED_DELIVERY_MS = 2**31 - 1
 """Producer delivery timeout of the service (~25 days): while the cluster is unreachable the
 producer keeps every record and retries; the service commits nothing meanwhile."""
@@ -74,8 +77,35 @@ def _connecting(kafka: KafkaSettings, what: str) -> Iterator[None]:
 
 
 def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config: Any) -> C:
-    with _connecting(kafka, what):
-        return factory(**(client_config(kafka) | config))
+    """Construct a client, giving up after the connect timeout whatever the client does.
+
+    kafka-python bounds its bootstrap by `bootstrap_timeout_ms` except inside a TLS
+    handshake, which it awaits without a deadline: a TLS client facing a plaintext listener
+    (or anything that accepts connections and never answers) would hang for ever. So the
+    client is built in a daemon thread that is abandoned when the deadline passes.
+    """
+    built: dict[str, Any] = {}
+
+    def construct() -> None:
+        try:
+            built["client"] = factory(**(client_config(kafka) | config))
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            built["error"] = exc
+
+    worker = threading.Thread(target=construct, name=f"connect-{what}", daemon=True)
+    worker.start()
+    worker.join(kafka.connect_timeout_s + CONNECT_GRACE_S)
+    if worker.is_alive():
+        raise BrokerUnavailable(
+            f"no Kafka answer from {kafka.bootstrap_servers} ({kafka.security_protocol}) "
+            f"within {kafka.connect_timeout_s:g} s while creating the {what}: connections open "
+            "but the handshake never completes. Check that --security-protocol / "
+            "HAR_SECURITY_PROTOCOL matches the listener (TLS against a plaintext port hangs "
+            "like this) and --bootstrap-servers / HAR_BOOTSTRAP_SERVERS.")
+    if "error" in built:
+        with _connecting(kafka, what):
+            raise built["error"]
+    return built["client"]  # type: ignore[no-any-return]
 
 
 def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:
