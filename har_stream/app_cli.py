@@ -14,12 +14,12 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from har_stream.config import Settings, add_options, settings_from
-from har_stream.logsafe import RepeatFilter
+from har_stream.config import Settings, add_options, secret_values, settings_from
+from har_stream.logsafe import RepeatFilter, SecretFilter
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
 log = logging.getLogger("har_stream")
@@ -36,12 +36,14 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=main)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """Log to stderr at `level` (the Kafka client at WARNING at most); `secrets` never shown."""
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
-    for handler in logging.getLogger().handlers:  # the client repeats itself while a broker is down
-        handler.addFilter(RepeatFilter("kafka"))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatFilter("kafka"))  # it repeats itself while a broker is down
+        handler.addFilter(SecretFilter(secrets))
 
 
 @contextmanager
@@ -68,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"har-stream run: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secret_values(settings))
     log.info("settings: %r", settings)
     from kafka.errors import KafkaError
 

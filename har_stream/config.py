@@ -204,6 +204,18 @@ class Settings:
     __repr__ = masked_repr
 
 
+def secret_values(obj: object) -> list[str]:
+    """The values of every secret field of a settings object and of its nested settings."""
+    values: list[str] = []
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            values.extend(secret_values(value))
+        elif f.metadata.get("secret") and value:
+            values.append(str(value))
+    return values
+
+
 def metrics_host_port(address: str) -> tuple[str, int]:
     """Split 'host:port' (port 0 lets the OS choose); ValueError with the reason otherwise."""
     host, sep, port = address.rpartition(":")

@@ -1,7 +1,8 @@
 """Log hygiene: values from the outside escaped and cut, and a flood of client warnings thinned.
 
 Device ids, keys and broker error texts can hold anything a sender chose, including line breaks
-and terminal escapes that would forge log lines (`escape`). While the broker is down the Kafka
+and terminal escapes that would forge log lines (`escape`). Secret values never reach the
+output, whoever logs them (`SecretFilter`). While the broker is down the Kafka
 client logs the same warning several times a second; `RepeatFilter` lets one through per
 period per message template and says how many it held back, so the service's own lines
 ("lost the connection to Kafka ...") stay readable.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 MAX_CHARS = 200
 
@@ -65,4 +66,27 @@ class RepeatFilter(logging.Filter):
         if held:
             record.msg = f"{record.msg} ({held} similar messages in the last " \
                          f"{self.period_s:g} s not shown)"
+        return True
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every occurrence of the given secret values in a record's text by '***'.
+
+    The service never logs a secret itself (settings print masked), but a library may: the
+    Kafka admin client logs its whole configuration, passwords included, at DEBUG. Installed
+    on the handlers, this holds whatever level a logger is set to.
+    """
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        text = record.getMessage()
+        if any(secret in text for secret in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, ()
         return True
