@@ -24,6 +24,7 @@ from typing import Any
 
 from har_stream import metrics
 from har_stream.changelog import ChangelogReader
+from har_stream.logsafe import escape
 from har_stream.state import DeviceRegistry, StateFormatError
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ class Ownership:
             del self.evicted[device_id]
             state = stored.get(device_id)
             if state is None:
-                log.warning("device %s: evicted state not found; it starts afresh", device_id)
+                log.warning("device %s: evicted state not found; it starts afresh",
+                            escape(device_id))
             elif self._load(device_id, state.data):
                 self.snapshot_at[device_id] = location
                 restored += 1
@@ -223,6 +225,6 @@ class Ownership:
             self.registry.restore(device_id, data, now_s=self.clock())
         except StateFormatError as exc:
             log.warning("device %s: changelog state unusable (%s); it starts afresh",
-                        device_id, exc)
+                        escape(device_id), exc)
             return False
         return True
