@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def preprocessing(mean: np.ndarray, std: np.ndarray,
     }
 
 
-def read_card(directory: Path) -> dict[str, object]:
+def read_card(directory: Path) -> dict[str, Any]:
     return json.loads((directory / CARD_FILE).read_text())
 
 

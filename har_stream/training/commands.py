@@ -176,22 +176,24 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from har_stream.training.card import read_card
-    from har_stream.training.hapt import DataError
-    from har_stream.training.train import evaluate_dir, prepare
+    from har_stream.training.hapt import DataError, load_hapt
+    from har_stream.training.train import evaluate_dir
+    from har_stream.training.windows import make_windows
 
-    data = _data_or_exit(args.data)
-    if data is None:
+    path = _data_or_exit(args.data)
+    if path is None:
         return 2
     if not (args.model / "card.json").is_file():
         print(f"error: {args.model} is not a model directory (no card.json)", file=sys.stderr)
         return 2
-    n_validation = len(read_card(args.model).get("training", {}).get("validation_users", [5]))
     try:
-        prepared = prepare(data, n_validation)
+        data = load_hapt(path)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    evaluate_dir(args.model, prepared.test, num_threads=args.threads)
+    test_users = read_card(args.model).get("training", {}).get("test_users", data.test_users)
+    test = make_windows(data.of_users(test_users), progress=True)
+    evaluate_dir(args.model, test, num_threads=args.threads)
     _print_summary(args.model)
     return 0
 

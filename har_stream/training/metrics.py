@@ -27,12 +27,11 @@ def accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.asarray(truth) == np.asarray(predicted))) if len(truth) else 0.0
 
 
-def macro_f1(truth: np.ndarray, predicted: np.ndarray, classes: int | np.ndarray) -> float:
-    """Mean F1 over `classes` (a count, or the indices to average over)."""
-    labels = np.arange(classes) if np.isscalar(classes) else np.asarray(classes)
-    n = int(max(labels.max(), np.max(truth, initial=0), np.max(predicted, initial=0))) + 1
+def macro_f1(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
+    """Mean F1 over the true classes 0..n_classes-1 (predictions may use more classes)."""
+    n = int(max(n_classes, np.max(truth, initial=0) + 1, np.max(predicted, initial=0) + 1))
     _, _, f1 = precision_recall_f1(confusion(truth, predicted, n))
-    return float(f1[labels].mean())
+    return float(f1[:n_classes].mean())
 
 
 def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
