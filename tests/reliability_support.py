@@ -295,33 +295,50 @@ def make_certificates(directory: Any, client_key_password: str = "key-pass-123")
         client_key_password=client_key_password)
 
 
-class TlsFrontDoor:
-    """TLS on 127.0.0.1:`port` in front of a plaintext broker port, with client certificates
-    required (mutual TLS). The embedded broker speaks plaintext only (its `--cert/--key`
-    options are accepted but do not start TLS in the shipped build), so the TLS session a
-    client negotiates ends here; the bytes inside are forwarded unchanged."""
+class Relay:
+    """Forwards connections on 127.0.0.1:`port` to a broker port, byte for byte.
 
-    def __init__(self, upstream_port: int, certs: Certificates, port: int) -> None:
-        import socket
-        import ssl
+    `cut()` drops every connection and stops listening (the broker is unreachable, its
+    state intact: what clients see when a Kafka broker restarts with its data); `restore()`
+    listens again on the same port. With `tls` set, connections are TLS up to here.
+    """
 
+    def __init__(self, upstream_port: int, port: int, tls: Any = None) -> None:
         self.upstream_port = upstream_port
         self.port = port
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(certs.server_cert, certs.server_key)
-        self.context.load_verify_locations(certs.ca)
-        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.tls = tls
         self.handshakes = 0
         self.refused = 0
-        self._server = socket.create_server(("127.0.0.1", port))
-        self._closed = False
-        self._thread = threading.Thread(target=self._accept, daemon=True, name="tls-front")
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self._server: Any = None
+        self.restore()
 
-    def _accept(self) -> None:
-        while not self._closed:
+    def restore(self) -> None:
+        import socket
+
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True,
+                         name="relay").start()
+
+    def cut(self) -> None:
+        import socket
+
+        with self._lock:
+            doomed, self._sockets = self._sockets, []
+        self._server.close()
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    close = cut
+
+    def _accept(self, server: Any) -> None:
+        while True:
             try:
-                raw, _ = self._server.accept()
+                raw, _ = server.accept()
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
@@ -330,16 +347,24 @@ class TlsFrontDoor:
         import socket
         import ssl
 
+        client = raw
+        if self.tls is not None:
+            try:
+                raw.settimeout(10)
+                client = self.tls.wrap_socket(raw, server_side=True)
+                client.settimeout(None)
+            except (ssl.SSLError, OSError):
+                self.refused += 1
+                raw.close()
+                return
+            self.handshakes += 1
         try:
-            raw.settimeout(10)
-            client = self.context.wrap_socket(raw, server_side=True)
-            client.settimeout(None)
-        except (ssl.SSLError, OSError):
-            self.refused += 1
-            raw.close()
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        except OSError:
+            client.close()
             return
-        self.handshakes += 1
-        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        with self._lock:
+            self._sockets += [client, upstream]
 
         def pump(source: Any, sink: Any) -> None:
             try:
@@ -355,9 +380,21 @@ class TlsFrontDoor:
         threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
         pump(client, upstream)
 
-    def close(self) -> None:
-        self._closed = True
-        self._server.close()
+
+class TlsFrontDoor(Relay):
+    """TLS on 127.0.0.1:`port` in front of a plaintext broker port, with client certificates
+    required (mutual TLS). The embedded broker speaks plaintext only (its `--cert/--key`
+    options are accepted but do not start TLS in the shipped build), so the TLS session a
+    client negotiates ends here; the bytes inside are forwarded unchanged."""
+
+    def __init__(self, upstream_port: int, certs: Certificates, port: int) -> None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certs.server_cert, certs.server_key)
+        context.load_verify_locations(certs.ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+        super().__init__(upstream_port, port, tls=context)
 
 
 class AdvertisingBroker:
