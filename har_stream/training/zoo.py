@@ -93,7 +93,8 @@ def zoo_table(rows: list[dict]) -> str:
             continue
         lines.append(_row(arch, runs))
         if arch == STATEFUL and all("reset_every_window" in r for r in runs):
-            reset = [{**r, "test": r["reset_every_window"]} for r in runs]
+            reset = [{k: v for k, v in r.items() if k != "validation"}
+                     | {"test": r["reset_every_window"]} for r in runs]
             lines.append(_row("stateful, state reset every window", reset, published="—"))
     return "\n".join(lines)
 
@@ -106,12 +107,13 @@ def _row(name: str, runs: list[dict], published: str | None = None) -> str:
 
     accuracy = spread([r["test"]["accuracy"] for r in runs], 100, 2)
     f1 = spread([r["test"]["macro_f1"] for r in runs], 1, 4)
-    val = spread([r["validation"]["accuracy"] for r in runs], 100, 2)
+    val = (spread([r["validation"]["accuracy"] for r in runs], 100, 2) + " %"
+           if all("validation" in r for r in runs) else "—")
     epochs = f"{np.mean([r['epochs'] for r in runs]):.0f}"
     seconds = f"{np.mean([r['seconds'] for r in runs]):.0f} s"
     label = "stateful CNN+GRU (served)" if name == STATEFUL else name
     reference = published or PUBLISHED_ACCURACY.get(name, "— (this project)")
-    return (f"| {label} | {runs[0]['params']:,} | {len(runs)} | {accuracy} % | {f1} | {val} % "
+    return (f"| {label} | {runs[0]['params']:,} | {len(runs)} | {accuracy} % | {f1} | {val} "
             f"| {epochs} | {seconds} | {reference} |")
 
 
