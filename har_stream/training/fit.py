@@ -1,9 +1,11 @@
 """Keras training loops for the tutorial zoo and for the stateful model.
 
 Both loops: Adam, learning rate halved on a validation plateau, early stopping on the
-validation loss with the best epoch's weights restored. Validation data are whole
-recordings of the validation users only. Imports Keras at module level: import this module
-lazily (the CLI does).
+validation loss with the best epoch's weights restored (for the stateful model, the best
+moving average of the weights when `ema_decay` > 0), and validation data from the
+validation users only (the stateful model is validated on their whole recordings as
+streams, then calibrated on them by temperature scaling). Imports Keras at module level:
+import this module lazily (the CLI does).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class FitSettings:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
-    sequence_length: int = 24
+    sequence_length: int = 48
     sequences_per_batch: int = 8
     with_transition: bool = False
     augment: bool = True
