@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from har_stream.broker import free_port
-from har_stream.records import ACTIVITIES
+from har_stream.model import load_model
 from har_stream.simulator import DATA_FILE, default_data_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -333,6 +333,7 @@ def test_the_malformed_message_is_counted_under_its_reason(prometheus: Prometheu
 
 def test_windows_are_counted_under_the_models_activities(prometheus: Prometheus) -> None:
     result = prometheus.query("sum by (activity) (har_windows_classified_total) > 0")
-    assert result and {series["metric"]["activity"] for series in result} <= set(ACTIVITIES)
+    classes = set(load_model().classes)
+    assert result and {series["metric"]["activity"] for series in result} <= classes
     (info,) = prometheus.query("har_model_info")
     assert info["metric"]["version"] and info["metric"]["engine"]
