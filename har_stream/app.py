@@ -136,7 +136,7 @@ class Service:
         self.producer = producer
         self.outbox = Outbox(producer, settings.topics.dlq_topic,
                              max_attempts=settings.max_produce_attempts)
-        self.writer = ChangelogWriter(_Snapshots(self.outbox),  # type: ignore[arg-type]
+        self.writer = ChangelogWriter(_Snapshots(self.outbox),
                                       settings.topics.changelog_topic)
         self.clock, self.wall = clock, wall
         self.recognizer = Recognizer(TimedModel(model), clock=clock)

@@ -105,7 +105,7 @@ def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config:
     if "error" in built:
         with _connecting(kafka, what):
             raise built["error"]
-    return built["client"]  # type: ignore[no-any-return]
+    return built["client"]
 
 
 def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:

@@ -94,7 +94,7 @@ def test_a_card_that_lists_other_files_only_does_not_vouch(model_dir: Path) -> N
     card = json.loads((model_dir / CARD_FILE).read_text())
     card[FILES_KEY] = {KERAS_FILE: {"sha256": "0" * 64}}
     (model_dir / CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(ModelIntegrityError, match="lists no sha256 for model.tflite"):
+    with pytest.raises(ModelIntegrityError, match=r"lists no sha256 for model\.tflite"):
         load_model(model_dir)
 
 
@@ -145,7 +145,7 @@ def test_a_keras_file_with_an_unknown_layer_is_refused(tmp_path: Path) -> None:
 
     directory = _keras_dir(tmp_path, keras.layers.Dense(2, name="head"),
                            rename=('"class_name": "Dense"', '"class_name": "Backdoor"'))
-    with pytest.raises(ModelIntegrityError, match="cannot be loaded safely.*Backdoor"):
+    with pytest.raises(ModelIntegrityError, match=r"cannot be loaded safely.*Backdoor"):
         load_keras(directory, json.loads((directory / CARD_FILE).read_text()))
 
 
@@ -153,7 +153,7 @@ def test_a_keras_file_with_a_lambda_is_refused_in_safe_mode(tmp_path: Path) -> N
     import keras
 
     directory = _keras_dir(tmp_path, keras.layers.Lambda(lambda x: x * 2))
-    with pytest.raises(ModelIntegrityError, match="cannot be loaded safely.*(?i:lambda)"):
+    with pytest.raises(ModelIntegrityError, match=r"cannot be loaded safely.*(?i:lambda)"):
         load_keras(directory, json.loads((directory / CARD_FILE).read_text()))
 
 
