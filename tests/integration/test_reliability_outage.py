@@ -52,7 +52,7 @@ from har_stream.config import KafkaSettings, Settings
 pytestmark = pytest.mark.integration
 
 T0_MS = 1_700_000_000_000
-OUTAGE_S = 6.0
+OUTAGE_S = 4.0
 
 
 def _settings(bootstrap: str, metrics_port: int) -> Settings:

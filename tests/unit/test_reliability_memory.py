@@ -89,8 +89,13 @@ def test_100k_devices_appearing_once_then_silent_leave_memory_bounded() -> None:
         if wave == 0:
             for device_id, samples in returning.items():
                 feed(device_id, samples[:1000], 0)
-        for i in range(DEVICES // WAVES):
-            feed(f"w{wave}-{i:05d}", burst, 0)
+        template = codec.encode_sensor(SensorBatch("w0-00000", 0, T0, burst))
+        for i in range(DEVICES // WAVES):  # the same message under 10,000 new device ids
+            device_id = f"w{wave}-{i:05d}"
+            p = sum(device_id.encode()) % 8
+            consumer.feed([Record("in", p, offsets[p], device_id.encode(),
+                                  template.replace(b"w0-00000", device_id.encode()))])
+            offsets[p] += 1
         while consumer.queue:
             service.step()
             service.checkpoint()
