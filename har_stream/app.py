@@ -360,7 +360,8 @@ class Service:
         if offsets:
             try:
                 self.consumer.commit({self._tp(p): OffsetAndMetadata(o, "", -1)
-                                      for p, o in offsets.items()})
+                                      for p, o in offsets.items()},
+                                     timeout_ms=int(self.settings.produce_timeout_s * 1000))
             except KafkaError as exc:  # CommitFailedError included
                 # Results and snapshots are safe; the next owner replays from the old offset.
                 log.warning("offset commit failed (%s); messages since the last commit will be "

@@ -160,7 +160,7 @@ class QueueConsumer:
     def committed(self, tp: Any) -> int | None:
         return self.committed_offsets.get(tp.partition)
 
-    def commit(self, offsets: dict) -> None:
+    def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
         for tp, meta in offsets.items():
             self.committed_offsets[tp.partition] = meta.offset
 
@@ -312,6 +312,7 @@ class Relay:
         self._lock = threading.Lock()
         self._sockets: list[Any] = []
         self._server: Any = None
+        self._generation = 0  # bumped by every cut: connections of an older one are closed
         self.restore()
 
     def restore(self) -> None:
@@ -326,6 +327,7 @@ class Relay:
 
         with self._lock:
             doomed, self._sockets = self._sockets, []
+            self._generation += 1
         self._server.close()
         for sock in doomed:
             with contextlib.suppress(OSError):
@@ -341,9 +343,10 @@ class Relay:
                 raw, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(raw, self._generation),
+                             daemon=True).start()
 
-    def _serve(self, raw: Any) -> None:
+    def _serve(self, raw: Any, generation: int) -> None:
         import socket
         import ssl
 
@@ -364,6 +367,10 @@ class Relay:
             client.close()
             return
         with self._lock:
+            if generation != self._generation:  # accepted just before a cut
+                client.close()
+                upstream.close()
+                return
             self._sockets += [client, upstream]
 
         def pump(source: Any, sink: Any) -> None:

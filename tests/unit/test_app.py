@@ -109,7 +109,7 @@ class FakeConsumer:
     def committed(self, tp: Any) -> int | None:
         return self.committed_offsets.get(tp.partition)
 
-    def commit(self, offsets: dict) -> None:
+    def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
         self.journal.append("commit")
         for tp, meta in offsets.items():
             self.committed_offsets[tp.partition] = meta.offset
