@@ -438,6 +438,11 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
                                  compression_type=compression,
                                  delivery_timeout_ms=UNBOUNDED_DELIVERY_MS)
+        for topic in (topics.activity_topic, topics.counts_topic, topics.dlq_topic,
+                      topics.changelog_topic):
+            # metadata now, while the cluster answers: a first send to a topic during an
+            # outage would otherwise block for max_block_ms, then fail the step
+            producer.partitions_for(topic)
         reader_consumer = make_consumer(settings.kafka, None, fetch_max_wait_ms=50,
                                         max_poll_records=10000,
                                         max_partition_fetch_bytes=8 * 1024 * 1024)
