@@ -448,6 +448,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
                                         max_partition_fetch_bytes=8 * 1024 * 1024)
         consumer = make_consumer(
             settings.kafka, settings.group_id, max_poll_records=settings.max_poll_records,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms)

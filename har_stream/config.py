@@ -133,6 +133,8 @@ class Settings:
                                          "the partitions")
     max_poll_records: int = option(500, "sensor messages per poll (one model call per poll)")
     poll_timeout_ms: int = option(200, "longest wait for messages in one poll")
+    fetch_max_wait_ms: int = option(25, "longest time the broker may hold a fetch to fill it "
+                                        "(kafka-python's 500 ms default adds that much latency)")
     session_timeout_ms: int = option(10000, "consumer group session timeout")
     heartbeat_interval_ms: int = option(3000, "consumer group heartbeat interval")
     max_poll_interval_ms: int = option(300000, "longest time between polls before the group "
