@@ -8,13 +8,13 @@ partition bookkeeping, without a broker.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from dataclasses import replace as dataclasses_replace
 from typing import Any
 
 import numpy as np
 import pytest
 from kafka.future import Future
+from reliability_support import TP, Metadata, Record
 from service_support import FakeModel, batches_of, synthetic_samples
 
 from har_stream import codec
@@ -27,30 +27,6 @@ from har_stream.records import window_id
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")
 SETTINGS = Settings(topics=TOPICS, commit_interval_s=0, idle_ttl_s=60, eviction_interval_s=1)
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list = field(default_factory=list)
-    timestamp: int = 1_700_000_000_000
-
-
-@dataclass
-class Metadata:
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True)
-class TP:
-    topic: str
-    partition: int
 
 
 class FakeProducer:
