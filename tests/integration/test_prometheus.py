@@ -12,7 +12,6 @@ queries have something to show.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -26,11 +25,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from deploy_support import load_deploy_script
 
 from har_stream.broker import free_port
 from har_stream.model import load_model
@@ -44,16 +43,7 @@ SCRAPE_JOB = "har-stream"
 DEADLINE_S = 90.0  # for everything to have data; a healthy run needs ~15 s
 
 
-def load_queries() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deploy_queries", DEPLOY / "queries.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-queries = load_queries()
+queries = load_deploy_script("queries.py")
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S,

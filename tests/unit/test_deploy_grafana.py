@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
+from deploy_support import load_deploy_script
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -20,16 +18,7 @@ REQUIRED_PANELS = (
 )
 
 
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_dashboard", GRAFANA / "build_dashboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = load_generator()
+generator = load_deploy_script("grafana/build_dashboard.py")
 
 
 @pytest.fixture(scope="module")

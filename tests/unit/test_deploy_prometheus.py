@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
+from deploy_support import load_deploy_script
 
 from har_stream import metrics
 
@@ -20,16 +18,7 @@ PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 METRIC_NAME = re.compile(r"\bhar_[a-z0-9_]+\b")
 
 
-def load_queries() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deploy_queries", ROOT / "deploy" / "queries.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
-
-
-queries = load_queries()
+queries = load_deploy_script("queries.py")
 
 
 @pytest.fixture(scope="module")
