@@ -2,8 +2,9 @@
 
 `card.json` holds what serving needs (`classes`, `state_size`, `version`, the window and
 signal parameters the model was trained with), how the model was trained (`training`:
-data hash, users, seed, hyperparameters, time) and, after `har-stream evaluate`, every
-figure measured on the test users (`evaluation`).
+data hash, users, seed, hyperparameters, time), what the served flatbuffer is (`serving`:
+precision, float reference, its figures against float on the validation users) and, after
+`har-stream evaluate`, every figure measured on the test users (`evaluation`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def card_markdown(card: dict[str, object]) -> str:
         "",
     ]
     evaluation = card.get("evaluation")
+    serving = card.get("serving")
+    if isinstance(serving, dict):
+        lines += _serving_markdown(serving, evaluation if isinstance(evaluation, dict) else {})
     if isinstance(evaluation, dict) and "stream" in evaluation:
         lines += _evaluation_markdown(evaluation)
     elif isinstance(evaluation, dict):
@@ -87,6 +91,33 @@ def card_markdown(card: dict[str, object]) -> str:
         lines += [f"- {key}: accuracy {v['accuracy']:.2%}, macro-F1 {v['macro_f1']:.4f}"
                   for key, v in evaluation.items()]
     return "\n".join(lines) + "\n"
+
+
+def _serving_markdown(serving: dict, evaluation: dict) -> list[str]:
+    """What `model.tflite` is, and how it compares with the float model: validation users
+    (where it was accepted) first, then test users."""
+    lines = [f"## Served flatbuffer: {serving['precision']}", "",
+             f"`{serving['file']}` is `{serving['float_reference']}` (the float reference, "
+             f"weights `{serving['weights_version']}`) converted by {serving['conversion']}."]
+    rows = []
+    if "validation" in serving:
+        v = serving["validation"]
+        lines[-1] += (f" Accepted on the validation users: at most {serving['max_validation_drop']}"
+                      " accuracy or macro-F1 below float, decided before the test users were "
+                      "scored.")
+        rows.append(("validation", v["served"], v["float"], v["agreement"]))
+    if "float_reference" in evaluation:
+        reference = evaluation["float_reference"]
+        rows.append(("test", evaluation["stream"], reference["stream"], reference["agreement"]))
+    if rows:
+        lines += ["", "| users | accuracy: served / float | macro-F1: served / float | same class"
+                  " (all windows) | same class (benchmark) | largest probability difference |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {users} | {a['accuracy']:.2%} / {b['accuracy']:.2%} | "
+                  f"{a['macro_f1']:.4f} / {b['macro_f1']:.4f} | {g['same_class']:.2%} of "
+                  f"{g['windows']} | {g['same_class_benchmark']:.2%} | "
+                  f"{g['max_probability_difference']:.4f} |" for users, a, b, g in rows]
+    return lines + [""]
 
 
 def _evaluation_markdown(ev: dict) -> list[str]:

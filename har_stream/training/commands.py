@@ -1,4 +1,4 @@
-"""`har-stream train`, `har-stream evaluate` and `har-stream data`: the command-line side.
+"""`har-stream train`, `evaluate`, `model export` and `data`: the command-line side.
 
 Only argument parsing and messages live here; TensorFlow is imported by the commands when
 they run, never at import, so `har-stream --help` stays instant.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from har_stream.model import DEFAULT_MODEL_DIR
+from har_stream.model.export import PRECISIONS, SERVED_PRECISION
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_FILE = "hapt_raw.npz"
@@ -33,6 +34,7 @@ def default_data_path() -> Path:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_train(subparsers)
     _add_evaluate(subparsers)
+    _add_model(subparsers)
     _add_data(subparsers)
 
 
@@ -72,6 +74,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ema-decay", type=float, default=0.99,
                    help="stateful: validate and keep a moving average of the weights with "
                    "this decay per batch (0: off)")
+    p.add_argument("--precision", default=SERVED_PRECISION, choices=PRECISIONS,
+                   help="stateful: precision of the served flatbuffer (model.tflite); a "
+                   "quantised one must lose at most 0.5 points of validation accuracy and "
+                   "macro-F1 against float (model.keras stays the float reference)")
     p.add_argument("--validation-users", type=int, default=5,
                    help="training users held out for validation")
     p.add_argument("--max-recordings", type=int, default=0,
@@ -100,6 +106,32 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads")
     p.set_defaults(func=run_evaluate)
+
+
+def _add_model(subparsers: argparse._SubParsersAction) -> None:
+    from har_stream.training.serving import MAX_VALIDATION_DROP
+
+    p = subparsers.add_parser("model", help="re-export a model directory's served flatbuffer",
+                              description="Actions on a trained model directory.")
+    sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    export = sub.add_parser(
+        "export", help="rewrite model.tflite from model.keras at a precision, judged on the "
+        "validation users, then scored on the test users",
+        description="Convert the directory's model.keras (the float reference, verified "
+        "against its card) to the served LiteRT flatbuffer at --precision. The float and the "
+        "new flatbuffer both run over the validation users' streams; a quantised one that "
+        "loses more than --max-drop accuracy or macro-F1 there is refused and nothing is "
+        "written. Otherwise model.tflite, the card's `serving` section and version are "
+        "rewritten, and the test users are scored as `har-stream evaluate` does (with the "
+        "float model's figures and the agreement beside).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory")
+    export.add_argument("--precision", default=SERVED_PRECISION, choices=PRECISIONS)
+    export.add_argument("--max-drop", type=float, default=MAX_VALIDATION_DROP,
+                        help="most validation accuracy / macro-F1 a quantised flatbuffer may "
+                        "lose against float")
+    export.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    export.set_defaults(func=run_model_export)
 
 
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
@@ -143,6 +175,7 @@ def _data_or_exit(path: Path | None) -> Path | None:
 
 def run_train(args: argparse.Namespace) -> int:
     from har_stream.training.hapt import DataError
+    from har_stream.training.serving import PrecisionRejected
     from har_stream.training.train import STATEFUL, TrainOptions
 
     data = _data_or_exit(args.data)
@@ -154,7 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
         patience=args.patience, learning_rate=args.learning_rate,
         sequence_length=args.sequence_length, state_size=args.state_size,
         with_transition=args.transition_class, augment=args.augment,
-        ema_decay=args.ema_decay,
+        ema_decay=args.ema_decay, precision=args.precision,
         n_validation=args.validation_users, max_recordings=args.max_recordings,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:
@@ -170,6 +203,10 @@ def run_train(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PrecisionRejected as exc:
+        print(f"error: {exc}. {out} holds the trained model.keras; serve it in float with "
+              f"`har-stream model export --model {out} --precision float32`", file=sys.stderr)
+        return 1
     _print_summary(directory)
     return 0
 
@@ -194,6 +231,39 @@ def run_evaluate(args: argparse.Namespace) -> int:
     test_users = read_card(args.model).get("training", {}).get("test_users", data.test_users)
     test = make_windows(data.of_users(test_users), progress=True)
     evaluate_dir(args.model, test, num_threads=args.threads)
+    _print_summary(args.model)
+    return 0
+
+
+def run_model_export(args: argparse.Namespace) -> int:
+    from har_stream.training.card import read_card
+    from har_stream.training.hapt import DataError, load_hapt
+    from har_stream.training.serving import PrecisionRejected, export_dir
+    from har_stream.training.windows import make_windows
+
+    path = _data_or_exit(args.data)
+    if path is None:
+        return 2
+    if not (args.model / "card.json").is_file():
+        print(f"error: {args.model} is not a model directory (no card.json)", file=sys.stderr)
+        return 2
+    training = read_card(args.model).get("training", {})
+    if not training.get("validation_users") or not training.get("test_users"):
+        print(f"error: {args.model}/card.json names no validation and test users",
+              file=sys.stderr)
+        return 2
+    try:
+        data = load_hapt(path)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    validation = make_windows(data.of_users(training["validation_users"]), progress=True)
+    test = make_windows(data.of_users(training["test_users"]), progress=True)
+    try:
+        export_dir(args.model, args.precision, validation, test, args.max_drop)
+    except PrecisionRejected as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _print_summary(args.model)
     return 0
 
@@ -230,8 +300,24 @@ def _print_summary(directory: Path) -> None:
     card = read_card(directory)
     evaluation = card.get("evaluation", {})
     print(f"model directory: {directory} (version {card['version']})")
+    validation = card.get("serving", {}).get("validation")
+    if validation:
+        print(f"  served flatbuffer: {card['serving']['precision']}")
+        _print_comparison("validation users", validation["served"], validation["float"],
+                          validation["agreement"])
     for key in ("stream", "reset_every_window", "window"):
         if key in evaluation:
             scores = evaluation[key]
             print(f"  test users, {key}: accuracy {scores['accuracy']:.2%}, "
                   f"macro-F1 {scores['macro_f1']:.4f}")
+    if "float_reference" in evaluation:
+        reference = evaluation["float_reference"]
+        _print_comparison("test users", evaluation["stream"], reference["stream"],
+                          reference["agreement"])
+
+
+def _print_comparison(users: str, served: dict, reference: dict, agreement: dict) -> None:
+    print(f"  {users}, served against float: accuracy {served['accuracy']:.2%} / "
+          f"{reference['accuracy']:.2%}, macro-F1 {served['macro_f1']:.4f} / "
+          f"{reference['macro_f1']:.4f}, same class on {agreement['same_class']:.2%} of "
+          f"{agreement['windows']:,} windows")

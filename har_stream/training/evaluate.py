@@ -76,6 +76,32 @@ def benchmark_scores(probs: np.ndarray, windows: WindowSet) -> dict[str, float]:
             "macro_f1": macro_f1(truth, predicted, len(ACTIVITIES))}
 
 
+def agreement(served: np.ndarray, reference: np.ndarray, windows: WindowSet
+              ) -> dict[str, float | int]:
+    """How far the served probabilities are from a reference's (e.g. the float model's) on the
+    same windows: share of windows given the same class (all, benchmark) and the largest
+    difference of any probability."""
+    same = served.argmax(axis=1) == reference.argmax(axis=1)
+    benchmark = dataset.benchmark_mask(windows)
+    return {
+        "windows": len(windows),
+        "same_class": float(same.mean()) if len(same) else 1.0,
+        "same_class_benchmark": float(same[benchmark].mean()) if benchmark.any() else 1.0,
+        "windows_with_another_class": int((~same).sum()),
+        "max_probability_difference": float(np.abs(served - reference).max(initial=0.0)),
+    }
+
+
+def compare_models(served: StatefulModel, reference: StatefulModel, windows: WindowSet
+                   ) -> dict[str, object]:
+    """Both models run as the service runs them (streams, state carried): their benchmark
+    scores and their agreement."""
+    served_probs, reference_probs = stream_probs(served, windows), stream_probs(reference, windows)
+    return {"served": benchmark_scores(served_probs, windows),
+            "float": benchmark_scores(reference_probs, windows),
+            "agreement": agreement(served_probs, reference_probs, windows)}
+
+
 def evaluation_report(model: StatefulModel, windows: WindowSet) -> dict[str, object]:
     """Every figure of the model card's evaluation section, for the given (test) windows."""
     stream = stream_probs(model, windows)

@@ -3,9 +3,11 @@
 `train_model` steps: (1) load the recordings and split the users (test users held out,
 validation users drawn from the training users); (2) replay every recording through the
 serving pipeline into labelled windows; (3) fit on the training users, early-stopped on
-the validation users; (4) write the model directory (Keras file, LiteRT flatbuffer for the
-stateful model) and the card's training section; (5) evaluate once on the test users and
-complete the card. Keras is imported lazily, inside the steps that need it.
+the validation users; (4) write the model directory (Keras file and the card's training
+section); for the stateful model (5) export the served LiteRT flatbuffer at the chosen
+precision, accepted on the validation users (`training.serving.export_dir`), and (6) evaluate
+it once on the test users to complete the card. Keras is imported lazily, inside the steps
+that need it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.model import DEFAULT_MODEL_NAME
+from har_stream.model import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
+from har_stream.model.export import FLOAT32, SERVED_PRECISION
 from har_stream.records import ACTIVITIES
 from har_stream.training import card as cards
 from har_stream.training import dataset
@@ -48,6 +51,8 @@ class TrainOptions:
     max_recordings: int = 0
     """> 0: keep only this many recordings per split (quick smoke runs)."""
     verbose: int = 1
+    precision: str = SERVED_PRECISION
+    """Stateful: precision of the served flatbuffer (`model.export.PRECISIONS`)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -109,11 +114,12 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         architecture = {"kind": options.arch}
     card = _training_card(options, prepared, result, settings, architecture, validation)
     if options.arch == STATEFUL:
-        from har_stream.model.export import save_model_dir
+        from har_stream.training.serving import export_dir
 
-        save_model_dir(result.model, options.out)
+        options.out.mkdir(parents=True, exist_ok=True)
+        result.model.save(options.out / KERAS_FILE)
         cards.write_card(options.out, card)
-        evaluate_dir(options.out, prepared.test)
+        export_dir(options.out, options.precision, prepared.validation, prepared.test)
     else:
         options.out.mkdir(parents=True, exist_ok=True)
         result.model.save(options.out / "model.keras")
@@ -125,16 +131,29 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
     return options.out
 
 
-def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1) -> dict[str, object]:
-    """Evaluate the model directory's LiteRT engine on `test` and complete its card."""
+def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1,
+                 reference: StatefulModel | None = None) -> dict[str, object]:
+    """Evaluate the model directory's LiteRT engine on `test` and complete its card.
+
+    A quantised flatbuffer is also compared with the float model on the same windows
+    (`reference`, else converted from the directory's `model.keras`, which needs TensorFlow).
+    """
     from har_stream.model import load_model
-    from har_stream.training.evaluate import evaluation_report
+    from har_stream.training.evaluate import compare_models, evaluation_report
 
     model = load_model(directory, num_threads=num_threads)
     card = cards.read_card(directory)
+    precision = card.get("serving", {}).get("precision", FLOAT32)
     report = evaluation_report(model, test)
     report["users"] = sorted(int(u) for u in np.unique(test.user_id))
-    report["engine"] = "LiteRT (model.tflite)"
+    report["engine"] = f"LiteRT (model.tflite, {precision})"
+    if precision != FLOAT32:
+        from har_stream.training.serving import float_reference
+
+        reference = reference or float_reference(directory, card)
+        comparison = compare_models(model, reference, test)
+        report["float_reference"] = {"stream": comparison["float"],
+                                     "agreement": comparison["agreement"]}
     card["evaluation"] = report
     cards.write_card(directory, card)
     return report

@@ -100,3 +100,29 @@ def test_report_counts_windows_and_scores_the_benchmark(tmp_path: Path):
     for name in ("card.md", "confusion.png", "per_subject.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "33.33%" in (tmp_path / "card.md").read_text()
+
+
+def test_agreement_counts_windows_given_another_class_and_the_largest_difference():
+    from har_stream.training.evaluate import agreement
+
+    windows = window_set([4], activity=1)
+    windows.activity[3] = 0  # outside the benchmark
+    reference = np.eye(6, dtype=np.float32)[[0, 1, 2, 3]]
+    served = reference.copy()
+    served[1] = [0.1, 0.6, 0.3, 0, 0, 0]  # same class, probabilities moved by 0.4
+    served[3] = [0, 0, 0, 0.45, 0.55, 0]  # another class, outside the benchmark
+    got = agreement(served, reference, windows)
+    assert got["windows"] == 4 and got["windows_with_another_class"] == 1
+    assert got["same_class"] == pytest.approx(0.75) and got["same_class_benchmark"] == 1.0
+    assert got["max_probability_difference"] == pytest.approx(0.55)
+
+
+def test_a_precision_that_loses_more_than_allowed_on_validation_is_refused():
+    from har_stream.training.serving import PrecisionRejected, check_drop
+
+    comparison = {"served": {"accuracy": 0.970, "macro_f1": 0.969},
+                  "float": {"accuracy": 0.974, "macro_f1": 0.976}}
+    check_drop(comparison, "int8", max_drop=0.01)
+    with pytest.raises(PrecisionRejected, match=r"loses 0\.0070 macro_f1 .*0\.9690 against "
+                                                 r"float 0\.9760"):
+        check_drop(comparison, "int8", max_drop=0.005)

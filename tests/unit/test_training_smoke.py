@@ -1,10 +1,12 @@
 """Smoke run of the real commands: train the stateful model for one epoch on a tiny synthetic
-HAPT file, then evaluate it; train one tutorial architecture; render the zoo table."""
+HAPT file, then evaluate it and re-export it at another precision; train one tutorial
+architecture; render the zoo table."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +55,25 @@ def cli(*argv: str) -> int:
     return args.func(args)
 
 
-@pytest.mark.slow
-def test_train_then_evaluate_the_stateful_model(data_file: Path, tmp_path: Path):
-    out = tmp_path / "model"
+@pytest.fixture(scope="module")
+def trained(data_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stateful model trained for one epoch, served in float (tests work on copies)."""
+    out = tmp_path_factory.mktemp("trained") / "model"
     assert cli("train", "--data", str(data_file), "--out", str(out), "--epochs", "1",
                "--validation-users", "1", "--state-size", "8", "--sequence-length", "8",
-               "--quiet") == 0
+               "--precision", "float32", "--quiet") == 0
+    return out
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_the_stateful_model(trained: Path, data_file: Path,
+                                                tmp_path: Path):
+    out = tmp_path / "model"
+    shutil.copytree(trained, out)
     card = json.loads((out / "card.json").read_text())
+    assert card["serving"]["precision"] == "float32"
+    assert card["version"] == card["serving"]["weights_version"]
+    assert "float_reference" not in card["evaluation"]
     assert card["classes"] == [*ACTIVITIES, "TRANSITION"] and card["state_size"] == 8
     assert card["training"]["test_users"] == [5] and len(card["training"]["validation_users"]) == 1
     assert card["training"]["epochs_run"] == 1
@@ -75,6 +89,40 @@ def test_train_then_evaluate_the_stateful_model(data_file: Path, tmp_path: Path)
     again = json.loads((out / "card.json").read_text())
     assert again["evaluation"]["stream"] == card["evaluation"]["stream"]  # deterministic
     assert (out / "card.md").is_file()
+
+
+@pytest.mark.slow
+def test_export_judges_a_precision_on_validation_users_and_refuses_a_loss(
+        trained: Path, data_file: Path, tmp_path: Path):
+    out = tmp_path / "model"
+    shutil.copytree(trained, out)
+    trained_card = json.loads((out / "card.json").read_text())
+    float_flatbuffer = (out / "model.tflite").read_bytes()
+
+    # a drop budget below zero refuses any quantised flatbuffer: nothing may change
+    assert cli("model", "export", "--model", str(out), "--data", str(data_file),
+               "--max-drop", "-1") == 1
+    assert (out / "model.tflite").read_bytes() == float_flatbuffer
+    assert json.loads((out / "card.json").read_text()) == trained_card
+
+    assert cli("model", "export", "--model", str(out), "--data", str(data_file),
+               "--max-drop", "1") == 0
+    card = json.loads((out / "card.json").read_text())
+    serving = card["serving"]
+    assert serving["precision"] == "dynamic-range-int8"
+    assert card["version"] == trained_card["version"] + "-int8" == load_model(out).version
+    assert serving["validation"]["users"] == trained_card["training"]["validation_users"]
+    assert serving["validation"]["float"] == trained_card["serving"]["validation"]["served"]
+    assert card["evaluation"]["float_reference"]["stream"] == trained_card["evaluation"]["stream"]
+    assert card["evaluation"]["float_reference"]["agreement"]["windows"] == 36
+    assert (out / "model.tflite").read_bytes() != float_flatbuffer
+    assert "## Served flatbuffer: dynamic-range-int8" in (out / "card.md").read_text()
+
+    # and back to float: the weights' own version again
+    assert cli("model", "export", "--model", str(out), "--data", str(data_file),
+               "--precision", "float32") == 0
+    assert load_model(out).version == trained_card["version"]
+    assert (out / "model.tflite").read_bytes() == float_flatbuffer
 
 
 def test_train_a_tutorial_architecture(data_file: Path, tmp_path: Path):

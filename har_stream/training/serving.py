@@ -1,0 +1,102 @@
+"""`har-stream model export`: (re)write a model directory's served flatbuffer at a precision.
+
+`export_dir` steps: (1) load the directory's verified `model.keras` (the float reference) in
+safe mode; (2) convert it to a float flatbuffer and, unless float is asked for, to the
+requested precision; (3) run both over the **validation** users' streams and refuse the
+precision if it loses more than `max_drop` accuracy or macro-F1 there (nothing is written
+then); (4) write `model.tflite`, the card's `serving` section (precision, validation figures)
+and the new version; (5) only then score the served flatbuffer on the test users
+(`train.evaluate_dir`, which also records its agreement with the float model there).
+The decision is taken on validation figures alone; the test figures are reported, never used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from har_stream.model import TFLITE_FILE
+
+if TYPE_CHECKING:  # imported when used, so that the CLI builds its parser quickly
+    from har_stream.model.engine import LiteRTModel
+    from har_stream.training.windows import WindowSet
+
+MAX_VALIDATION_DROP = 0.005
+"""Most validation accuracy (and macro-F1) a quantised flatbuffer may lose against float."""
+
+
+class PrecisionRejected(ValueError):
+    """The requested precision lost too much on the validation users (message says how much)."""
+
+
+def weights_version(card: dict[str, object]) -> str:
+    """Version of the trained weights, without any precision suffix."""
+    serving = card.get("serving")
+    if isinstance(serving, dict) and isinstance(serving.get("weights_version"), str):
+        return serving["weights_version"]
+    return str(card["version"])
+
+
+def float_reference(directory: Path, card: dict[str, object]) -> LiteRTModel:
+    """The directory's `model.keras` converted to a float flatbuffer (needs TensorFlow)."""
+    from har_stream.model.export import FLOAT32, to_tflite
+    from har_stream.model.integrity import load_keras
+
+    return _engine(to_tflite(load_keras(directory, card), FLOAT32), card, weights_version(card))
+
+
+def check_drop(comparison: dict[str, object], precision: str, max_drop: float) -> None:
+    served, reference = comparison["served"], comparison["float"]
+    assert isinstance(served, dict) and isinstance(reference, dict)
+    for key in ("accuracy", "macro_f1"):
+        drop = reference[key] - served[key]
+        if drop > max_drop:
+            raise PrecisionRejected(
+                f"{precision} loses {drop:.4f} {key} on the validation users "
+                f"({served[key]:.4f} against float {reference[key]:.4f}; at most {max_drop} "
+                "allowed): not exported")
+
+
+def export_dir(directory: Path, precision: str, validation: WindowSet, test: WindowSet,
+               max_drop: float = MAX_VALIDATION_DROP) -> dict[str, object]:
+    """Re-export `directory/model.tflite` at `precision` from its `model.keras`, judged on
+    `validation`, then evaluated on `test`; returns the card's new `serving` section."""
+    from har_stream.model.export import FLOAT32, served_version, serving_section, to_tflite
+    from har_stream.model.integrity import load_keras
+    from har_stream.training import card as cards
+    from har_stream.training.evaluate import compare_models
+    from har_stream.training.train import evaluate_dir
+
+    card = cards.read_card(directory)
+    step = load_keras(directory, card)
+    weights = weights_version(card)
+    float_flatbuffer = to_tflite(step, FLOAT32)
+    reference = _engine(float_flatbuffer, card, weights)
+    flatbuffer = float_flatbuffer if precision == FLOAT32 else to_tflite(step, precision)
+    version = served_version(weights, precision)
+    served = _engine(flatbuffer, card, version)
+    comparison = compare_models(served, reference, validation)
+    if precision != FLOAT32:
+        check_drop(comparison, precision, max_drop)
+    serving = {**serving_section(weights, precision), "max_validation_drop": max_drop,
+               "validation": {"users": _users(validation), **comparison}}
+    (directory / TFLITE_FILE).write_bytes(flatbuffer)
+    card = {key: value for key, value in card.items() if key != "evaluation"}  # stale now
+    card.update(version=version, serving=serving)
+    cards.write_card(directory, card)
+    evaluate_dir(directory, test, reference=reference)
+    return serving
+
+
+def _engine(flatbuffer: bytes, card: dict[str, object], version: str) -> LiteRTModel:
+    from har_stream.model.engine import LiteRTModel
+
+    classes, state_size = card["classes"], card["state_size"]
+    assert isinstance(classes, list) and isinstance(state_size, int)
+    return LiteRTModel(flatbuffer, tuple(classes), state_size, version)
+
+
+def _users(windows: WindowSet) -> list[int]:
+    import numpy as np
+
+    return sorted(int(u) for u in np.unique(windows.user_id))
