@@ -184,6 +184,7 @@ class Service:
         with metrics.STAGE_DURATION.labels(stage="poll").time():
             polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                         max_records=self.budget.limit)
+        self.outbox.serve()  # acknowledgements that arrived meanwhile: metrics, errors
         self.ownership.apply(self.events.drain())
         if not polled:
             self._update_lag()
@@ -410,7 +411,6 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     usable, and ServiceError when output cannot be acknowledged (nothing is committed then).
     """
     from har_stream.kafka_io import (
-        UNBOUNDED_DELIVERY_MS,
         close_quietly,
         make_admin,
         make_consumer,
@@ -436,8 +436,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     try:
         compression = None if settings.compression_type == "none" else settings.compression_type
         producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
-                                 compression_type=compression,
-                                 delivery_timeout_ms=UNBOUNDED_DELIVERY_MS)
+                                 compression_type=compression, unbounded_delivery=True)
         for topic in (topics.activity_topic, topics.counts_topic, topics.dlq_topic,
                       topics.changelog_topic):
             # metadata now, while the cluster answers: a first send to a topic during an

@@ -19,9 +19,9 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.producer.future import FutureRecordMetadata
+from kafka import KafkaConsumer, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,12 @@ class StoredState:
 class ChangelogWriter:
     """Produces snapshots to the changelog partition matching the device's input partition."""
 
-    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+    def __init__(self, producer: Any, topic: str) -> None:
         self.producer = producer
         self.topic = topic
 
     def write(self, device_id: str, partition: int, data: bytes,
-              covers_offset: int) -> FutureRecordMetadata:
+              covers_offset: int) -> Any:
         return self.producer.send(
             self.topic, key=device_id.encode(), value=data, partition=partition,
             headers=[(HEADER_COVERS_OFFSET, str(covers_offset).encode())])

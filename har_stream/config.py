@@ -22,6 +22,7 @@ MASK = "***"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSION_TYPES = ("none", "gzip", "lz4", "zstd", "snappy")
+PRODUCER_CLIENTS = ("librdkafka", "kafka-python")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off", ""))
@@ -71,6 +72,9 @@ class KafkaSettings:
                                         kind=str, choices=SASL_MECHANISMS)
     sasl_username: str | None = option(None, "SASL user name", kind=str)
     sasl_password: str | None = option(None, "SASL password", kind=str, secret=True)
+    producer_client: str = option(
+        "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, ~15x "
+        "less CPU per record) or kafka-python", choices=PRODUCER_CLIENTS)
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():

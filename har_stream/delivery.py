@@ -133,6 +133,16 @@ class Outbox:
                 raise KafkaTimeoutError(f"{len(rejected)} refused records still being retried "
                                         f"after {timeout_s:g} s")
 
+    def serve(self) -> None:
+        """Run the callbacks of acknowledgements that have arrived, without waiting.
+
+        librdkafka reports deliveries only when asked (`RdKafkaProducer.serve`); kafka-python
+        runs them on its own thread and has nothing to serve.
+        """
+        serve = getattr(self.producer, "serve", None)
+        if serve is not None:
+            serve()
+
     def reset_failure(self) -> None:
         with self._lock:
             self._pending.failure = None

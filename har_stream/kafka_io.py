@@ -64,16 +64,20 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     return config
 
 
+def _unreachable(kafka: KafkaSettings, what: str, exc: BaseException) -> BrokerUnavailable:
+    return BrokerUnavailable(
+        f"cannot reach Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}) "
+        f"within {kafka.connect_timeout_s:g} s while creating the {what}: {exc}. Check "
+        "--bootstrap-servers / HAR_BOOTSTRAP_SERVERS, that the brokers are running, and "
+        "the security settings.")
+
+
 @contextmanager
 def _connecting(kafka: KafkaSettings, what: str) -> Iterator[None]:
     try:
         yield
     except KafkaTimeoutError as exc:
-        raise BrokerUnavailable(
-            f"cannot reach Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}) "
-            f"within {kafka.connect_timeout_s:g} s while creating the {what}: {exc}. Check "
-            "--bootstrap-servers / HAR_BOOTSTRAP_SERVERS, that the brokers are running, and "
-            "the security settings.") from None
+        raise _unreachable(kafka, what, exc) from None
 
 
 def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config: Any) -> C:
@@ -112,9 +116,36 @@ def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:
     return _build(kafka, "admin client", KafkaAdminClient)
 
 
-def make_producer(kafka: KafkaSettings, **config: Any) -> KafkaProducer:
-    """A producer that waits for all in-sync replicas (`acks='all'`) unless told otherwise."""
-    return _build(kafka, "producer", KafkaProducer, **({"acks": "all"} | config))
+def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5,
+                  compression_type: str | None = None, unbounded_delivery: bool = False) -> Any:
+    """A producer that waits for all in-sync replicas, of the client `kafka.producer_client`.
+
+    Either client has kafka-python's `send` / `flush` / `partitions_for` / `close`.
+    `unbounded_delivery`: records never expire while the cluster is away (the service's
+    output, which must not be lost); otherwise the clients' default deadlines apply.
+    """
+    if kafka.producer_client == "librdkafka":
+        return _build_rdkafka(kafka, linger_ms, compression_type, unbounded_delivery)
+    config: dict[str, Any] = {"acks": "all", "linger_ms": linger_ms,
+                              "compression_type": compression_type}
+    if unbounded_delivery:
+        config["delivery_timeout_ms"] = UNBOUNDED_DELIVERY_MS
+    return _build(kafka, "producer", KafkaProducer, **config)
+
+
+def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str | None,
+                   unbounded_delivery: bool) -> Any:
+    """librdkafka connects lazily: ask for metadata now, so a dead address fails at start."""
+    from har_stream.rdkafka_producer import RdKafkaProducer
+
+    producer = RdKafkaProducer(kafka, linger_ms=linger_ms, compression_type=compression_type,
+                               unbounded_delivery=unbounded_delivery)
+    try:
+        producer.wait_for_cluster()
+    except KafkaError as exc:
+        producer.close(timeout=0)
+        raise _unreachable(kafka, "producer", exc) from None
+    return producer
 
 
 def make_consumer(kafka: KafkaSettings, group_id: str | None = None,

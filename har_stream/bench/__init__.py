@@ -15,6 +15,7 @@ BENCHMARKS = {
     "model-pipeline": "har_stream.bench.model_pipeline_bench",
     "memory": "har_stream.bench.memory_bench",
     "scaling": "har_stream.bench.scaling_bench",
+    "produce": "har_stream.bench.produce_bench",
     "e2e": "har_stream.bench.e2e_bench",
 }
 

@@ -1,0 +1,104 @@
+"""Both output clients against the real broker: same partitions, acknowledgements, refusals.
+
+The service produces with librdkafka by default (`producer_client`); kafka-python stays
+selectable. Whichever produced a device's records, they must land on the same partition
+(the Java client's murmur2), and the service's output must be the offline run's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.partitioner import murmur2
+from service_support import (
+    FakeModel,
+    InProcessService,
+    TopicReader,
+    batches_of,
+    check_results,
+    final_counts,
+    interleave,
+    offline_results,
+    send_batches,
+    synthetic_samples,
+    window_ids,
+)
+
+from har_stream.broker import free_port
+from har_stream.config import KafkaSettings, Settings
+from har_stream.kafka_io import BrokerUnavailable, make_producer
+from har_stream.rdkafka_producer import RdKafkaProducer
+
+pytestmark = pytest.mark.integration
+CLIENTS = ("librdkafka", "kafka-python")
+T0_MS = 1_700_000_000_000
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_keyed_records_land_where_the_java_partitioner_puts_them_and_are_acknowledged(
+        service_settings: Settings, client: str) -> None:
+    kafka = dataclasses.replace(service_settings.kafka, producer_client=client)
+    topic = service_settings.topics.activity_topic
+    producer = make_producer(kafka)
+    try:
+        partitions = sorted(producer.partitions_for(topic))
+        keys = [f"device-{i}".encode() for i in range(40)]
+        futures = [producer.send(topic, key=k, value=b"v" * 300) for k in keys]
+        producer.flush(30)
+    finally:
+        producer.close(5)
+    metadata = [f.get(0) for f in futures]
+    expected = [(murmur2(k) & 0x7FFFFFFF) % len(partitions) for k in keys]
+    assert [m.partition for m in metadata] == expected
+    assert len({(m.partition, m.offset) for m in metadata}) == len(keys)
+    assert all(m.topic == topic and m.offset >= 0 for m in metadata)
+
+
+def test_a_record_over_the_request_limit_is_refused_at_send(kafka_settings: KafkaSettings
+                                                            ) -> None:
+    producer = make_producer(kafka_settings)
+    try:
+        with pytest.raises(MessageSizeTooLargeError):
+            producer.send("any-topic", key=b"k", value=b"x" * (1024 * 1024 + 1))
+    finally:
+        producer.close(5)
+
+
+def test_without_a_broker_start_fails_fast_and_flush_times_out_keeping_the_records() -> None:
+    dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="while creating the producer"):
+        make_producer(dead)
+    assert time.monotonic() - started < 1 + 5
+    producer = RdKafkaProducer(dead, unbounded_delivery=True)  # as after an outage began
+    try:
+        future = producer.send("t", key=b"k", value=b"v", partition=0)
+        with pytest.raises(KafkaTimeoutError):
+            producer.flush(0.5)
+        assert not future.is_done(), "an undeliverable record waits, it does not expire"
+    finally:
+        producer.close(0)
+
+
+def test_the_service_with_the_kafka_python_producer_matches_the_offline_run(
+        service_settings: Settings) -> None:
+    settings = dataclasses.replace(
+        service_settings,
+        kafka=dataclasses.replace(service_settings.kafka, producer_client="kafka-python"))
+    streams = {f"kp-{i}": synthetic_samples(900, seed=60 + i) for i in range(3)}
+    expected = offline_results(FakeModel(), streams, T0_MS)
+    send_batches(settings.kafka, settings.topics.sensor_topic,
+                 interleave({d: batches_of(d, s, 50, T0_MS) for d, s in streams.items()}))
+    results = TopicReader(settings.kafka, settings.topics.activity_topic)
+    counts = TopicReader(settings.kafka, settings.topics.counts_topic)
+    with InProcessService(settings, FakeModel()) as service:
+        results.until(lambda r: window_ids(r) >= set(expected.results), 60, "results",
+                      service.check)
+        counts.until(lambda r: final_counts(r) == expected.counts, 30, "exact counts",
+                     service.check)
+    check_results(results.poll(), expected)
+    results.close()
+    counts.close()
