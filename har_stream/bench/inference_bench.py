@@ -3,6 +3,9 @@
 Beside each engine runs the tutorials' way, Keras `model.predict` on one window per call, and
 the table gives every engine's speed-up over it. The service makes one call per poll round with
 every window that became ready, so its batches are tens to a thousand windows.
+
+The served flatbuffer is dynamic-range int8; the full run also measures, in the same run, the
+float flatbuffer served before it (converted from the float reference `model.keras`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ Predict = Callable[[np.ndarray, np.ndarray], object]
 BATCHES = (1, 4, 16, 64, 256, 1024)
 QUICK_BATCHES = (1, 64, 1024)
 TUTORIAL = "Keras model.predict, 1 window per call (tutorials)"
-INT8 = "LiteRT, 1 thread, dynamic-range int8 (what-if, not shipped)"
+FLOAT = "LiteRT, 1 thread, float32 (served before)"
 PLOT = BENCHMARKS_MD.parent / "img" / "inference.png"
 
 
@@ -74,8 +77,17 @@ def measure(engines: dict[str, Predict], batches: tuple[int, ...], state_size: i
 
 
 def litert_engines(model_dir: Path) -> dict[str, Predict]:
-    return {f"LiteRT, {n} thread{'s' * (n > 1)}": load_model(model_dir, num_threads=n).predict
-            for n in (1, 2)}
+    """The served flatbuffer on 1 and 2 interpreter threads."""
+    precision = served_precision(model_dir)
+    return {f"LiteRT, {n} thread{'s' * (n > 1)}, {precision} (served)":
+            load_model(model_dir, num_threads=n).predict for n in (1, 2)}
+
+
+def served_precision(model_dir: Path) -> str:
+    from har_stream.model.export import FLOAT32
+    from har_stream.training.card import read_card
+
+    return str(read_card(model_dir).get("serving", {}).get("precision", FLOAT32))
 
 
 def keras_engines(model_dir: Path, with_tf_function: bool) -> tuple[Predict, dict[str, Predict]]:
@@ -132,27 +144,31 @@ def plot(cells: list[Cell], baseline: Cell, path: Path = PLOT) -> None:
     plt.close(fig)
 
 
-def dynamic_range_model(model_dir: Path = DEFAULT_MODEL_DIR) -> LiteRTModel:
-    """The shipped Keras step model converted with dynamic-range (int8 weight) quantisation.
+def precision_note(model_dir: Path) -> str:
+    """What the served flatbuffer is and how it compares with float, from the model card."""
+    from har_stream.training.card import read_card
 
-    Not the shipped model: a what-if for the model's owner, who decides on accuracy. Needs
-    TensorFlow; the conversion takes tens of seconds.
-    """
-    import tempfile
+    card = read_card(model_dir)
+    precision = served_precision(model_dir)
+    reference = card.get("evaluation", {}).get("float_reference")
+    if reference is None:
+        return f"The served flatbuffer is {precision}."
+    served, other = card["evaluation"]["stream"], reference["stream"]
+    return (f"The served flatbuffer is {precision}; the float32 rows are the flatbuffer served "
+            "before it, converted in this run from the float reference `model.keras` (model "
+            f"card, test users with state carried: accuracy {served['accuracy']:.2%} against "
+            f"{other['accuracy']:.2%} for float, same class on "
+            f"{reference['agreement']['same_class']:.2%} of {reference['agreement']['windows']:,}"
+            " windows; validation users first, see docs/MODELS.md).")
 
-    import keras
-    import tensorflow as tf
 
-    step = keras.saving.load_model(model_dir / KERAS_FILE)
-    with tempfile.TemporaryDirectory() as saved:
-        step.export(saved, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        flatbuffer = converter.convert()
-    shipped = load_model(model_dir)
-    return LiteRTModel(flatbuffer, shipped.classes, shipped.state_size,
-                       f"{shipped.version}-dynamic-range-int8")
+def float_model(model_dir: Path = DEFAULT_MODEL_DIR) -> LiteRTModel:
+    """The float flatbuffer of the model (served before the int8 one), converted from the
+    directory's verified `model.keras` at benchmark time. Needs TensorFlow (~10 s)."""
+    from har_stream.training.card import read_card
+    from har_stream.training.serving import float_reference
+
+    return float_reference(model_dir, read_card(model_dir))
 
 
 def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
@@ -161,8 +177,8 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
     engines = litert_engines(model_dir)
     tutorial, compiled = keras_engines(model_dir, with_tf_function=not quick)
     engines.update(compiled)
-    if not quick:
-        engines[INT8] = dynamic_range_model(model_dir).predict
+    if not quick and served_precision(model_dir) != "float32":
+        engines[FLOAT] = float_model(model_dir).predict
     state_size = load_model(model_dir).state_size
     cells = measure(engines, batches, state_size, min_calls=5 if quick else 20,
                     budget_s=0.3 if quick else 1.5)
@@ -193,10 +209,7 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
                 "TensorFlow use several), the figure that other processes on this shared "
                 "machine disturb least. The service calls "
                 "the model once per poll round with every ready window (batches of tens to a "
-                "thousand). Target: ≥ 1,000× the tutorials' way at those batch sizes. The int8 "
-                "rows are the shipped Keras model converted with dynamic-range quantisation at "
-                "benchmark time, a what-if for the model's owner (on the 15 test recordings, "
-                "3,934 windows with carried state, its class agreed with the float model's on "
-                "99.8 %, probabilities within 0.03).\n\n" + text
+                "thousand). Target: ≥ 1,000× the tutorials' way at those batch sizes. "
+                f"{precision_note(model_dir)} The Keras rows run the float model.\n\n" + text
                 + "\n\n![windows per second by batch size](img/inference.png)")
         write_section("Inference", body)

@@ -4,7 +4,8 @@ Each step feeds one 64-sample message from every device, as one poll would: deco
 windows → model (shipped LiteRT model, one thread) → ActivityResult and ActivityCounts records.
 Throughput is per core from the process's CPU time (the machine is shared; wall time is shown
 too), with the CPU split by stage. Beside it, in the same run: one device at a time, one sample
-at a time, one model call per window (the per-device design this project avoids).
+at a time, one model call per window (the per-device design this project avoids), and the
+float flatbuffer served before the dynamic-range int8 one (before/after at 10,000 devices).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from har_stream.bench.inference_bench import float_model, served_precision
 from har_stream.bench.measure import Timings, load
 from har_stream.bench.naive import NaiveDevice
 from har_stream.bench.pipeline_bench import MESSAGE, _messages
@@ -125,6 +127,28 @@ def measure_one_at_a_time(model: StatefulModel, devices: int, messages: int) -> 
     return count / (time.process_time() - started)
 
 
+def before_and_after(served: StatefulModel, before: StatefulModel, rounds: int = 2) -> str:
+    """The served (int8) and the float model at 10,000 devices, alternating round by round so
+    both see the same load; a table of each round's pair."""
+    rows = []
+    for i in range(rounds):
+        pair = {name: measure(model, 10_000, 4) for name, model in
+                (("float", before), ("served", served))}
+        after, float_run = pair["served"], pair["float"]
+        rows.append([str(i + 1), rate(float_run.samples_per_s_cpu), rate(after.samples_per_s_cpu),
+                     f"{after.samples_per_s_cpu / float_run.samples_per_s_cpu:.2f}×",
+                     f"{float_run.windows_per_s_cpu:,.0f} / {after.windows_per_s_cpu:,.0f}",
+                     f"{100 * float_run.share['model']:.0f} / {100 * after.share['model']:.0f}"])
+        print(f"round {i + 1}: float {rate(float_run.samples_per_s_cpu)}, served "
+              f"{rate(after.samples_per_s_cpu)} samples/s per core", flush=True)
+    return ("Before/after the dynamic-range int8 flatbuffer, at 10,000 devices in the same run "
+            "(before = the float32 flatbuffer served until then, converted from `model.keras` "
+            "at benchmark time; the two alternate, 4 steps each, so both see the same load):"
+            "\n\n" + table(["round", "float32: samples/s per core", "int8 (served): samples/s "
+                            "per core", "speed-up", "windows/s per core: float / int8",
+                            "model % of CPU: float / int8"], rows))
+
+
 def _steps(devices: int, quick: bool) -> int:
     return 3 if quick else max(4, min(300, 2_000_000 // (devices * MESSAGE)))
 
@@ -146,11 +170,10 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
               f"(wall {rate(got.samples_per_s_wall)}), {share} % decode/pipeline/model/records",
               flush=True)
     whole_round = measure(model, 10_000, 3 if quick else 4, model_batch=0)
-    int8 = None
-    if not quick:
-        from har_stream.bench.inference_bench import dynamic_range_model
-
-        int8 = measure(dynamic_range_model(model_dir), 10_000, 4)
+    precision = served_precision(model_dir)
+    comparison = None
+    if not quick and precision != "float32":
+        comparison = before_and_after(model, float_model(model_dir))
     text = table(["devices", "samples/s per core (CPU)", "samples/s (wall)", "windows/s per core",
                   "devices in real time per core", "CPU % decode / pipeline / model / records",
                   "vs one device at a time"], rows)
@@ -158,23 +181,20 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
               f"per round, at 10,000 devices in the same run: "
               f"{rate(results[-1].samples_per_s_cpu)} against "
               f"{rate(whole_round.samples_per_s_cpu)} samples/s per core.")
-    if int8 is not None:
-        slices += (f"\n\nWhat-if, not shipped: the same model with dynamic-range int8 "
-                   f"quantisation (see Inference), at 10,000 devices in the same run: "
-                   f"{rate(int8.samples_per_s_cpu)} samples/s per core, "
-                   f"{rate(int8.windows_per_s_cpu)} windows/s, model "
-                   f"{100 * int8.share['model']:.0f} % of the CPU.")
+    if comparison is not None:
+        slices += "\n\n" + comparison
     print(text)
     print(f"one device at a time (per-sample filters, one model call per window): "
           f"{rate(baseline)} samples/s per core\n{slices}")
     if write:
         body = (f"{provenance('har-stream bench model-pipeline --write')}\n"
                 f"Machine shared: {before} at the start, {load()} at the end.\n\n"
-                f"Message bytes → decode → signal → windows → model (`{model.version}`, LiteRT, "
-                f"1 thread) → `ActivityResult` and `ActivityCounts` records; no broker. Each step "
-                f"feeds one {MESSAGE}-sample message from every device (one window per device "
-                "per step); medians over the steps after the first. Per core = from the "
-                "process's CPU time; the CPU split is over all measured steps. Target: "
+                f"Message bytes → decode → signal → windows → model (`{model.version}`, LiteRT "
+                f"{precision}, 1 thread) → `ActivityResult` and `ActivityCounts` records; no "
+                f"broker. Each step feeds one {MESSAGE}-sample message from every device (one "
+                "window per device per step); medians over the steps after the first. Per "
+                "core = from the process's CPU time; the CPU split is over all measured steps. "
+                "Target: "
                 "≥ 500,000 samples/s per core at 10,000 devices.\n\n" + text + "\n\n"
                 f"One device at a time, one sample at a time, one model call per window (same "
                 f"decode, `bench/naive.py` filters, batch-1 LiteRT): {rate(baseline)} samples/s "
