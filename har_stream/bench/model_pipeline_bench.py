@@ -127,26 +127,31 @@ def measure_one_at_a_time(model: StatefulModel, devices: int, messages: int) -> 
     return count / (time.process_time() - started)
 
 
-def before_and_after(served: StatefulModel, before: StatefulModel, rounds: int = 2) -> str:
-    """The served (int8) and the float model at 10,000 devices, alternating round by round so
-    both see the same load; a table of each round's pair."""
-    rows = []
+def before_and_after(served: StatefulModel, before: StatefulModel, rounds: int = 3,
+                     steps: int = 6) -> str:
+    """The served (int8) and the float model at 10,000 devices, alternating (float first in
+    odd rounds, served first in even ones) so both see the same load; each round's pair and
+    the median speed-up."""
+    rows, ratios = [], []
     for i in range(rounds):
-        pair = {name: measure(model, 10_000, 4) for name, model in
-                (("float", before), ("served", served))}
+        order = (("float", before), ("served", served))
+        pair = {name: measure(model, 10_000, steps) for name, model in
+                (order if i % 2 == 0 else order[::-1])}
         after, float_run = pair["served"], pair["float"]
+        ratios.append(after.samples_per_s_cpu / float_run.samples_per_s_cpu)
         rows.append([str(i + 1), rate(float_run.samples_per_s_cpu), rate(after.samples_per_s_cpu),
-                     f"{after.samples_per_s_cpu / float_run.samples_per_s_cpu:.2f}×",
+                     f"{ratios[-1]:.2f}×",
                      f"{float_run.windows_per_s_cpu:,.0f} / {after.windows_per_s_cpu:,.0f}",
                      f"{100 * float_run.share['model']:.0f} / {100 * after.share['model']:.0f}"])
         print(f"round {i + 1}: float {rate(float_run.samples_per_s_cpu)}, served "
               f"{rate(after.samples_per_s_cpu)} samples/s per core", flush=True)
     return ("Before/after the dynamic-range int8 flatbuffer, at 10,000 devices in the same run "
             "(before = the float32 flatbuffer served until then, converted from `model.keras` "
-            "at benchmark time; the two alternate, 4 steps each, so both see the same load):"
-            "\n\n" + table(["round", "float32: samples/s per core", "int8 (served): samples/s "
-                            "per core", "speed-up", "windows/s per core: float / int8",
-                            "model % of CPU: float / int8"], rows))
+            f"at benchmark time; the two alternate, {steps} steps each, so both see the same "
+            f"load); median speed-up {float(np.median(ratios)):.2f}×:\n\n"
+            + table(["round", "float32: samples/s per core", "int8 (served): samples/s per core",
+                     "speed-up", "windows/s per core: float / int8",
+                     "model % of CPU: float / int8"], rows))
 
 
 def _steps(devices: int, quick: bool) -> int:
