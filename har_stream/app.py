@@ -54,7 +54,7 @@ from har_stream.changelog import ChangelogReader, ChangelogWriter
 from har_stream.config import Settings
 from har_stream.delivery import DeliveryFailed, Outbox
 from har_stream.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
-from har_stream.health import BrokerWatch
+from har_stream.health import BrokerWatch, TopicIdentity
 from har_stream.ownership import Ownership
 from har_stream.pacing import WorkBudget
 from har_stream.recognizer import Recognizer, RecognizerOutput
@@ -151,6 +151,7 @@ class Service:
                                     burst_samples=settings.max_samples_per_message)
         self.budget = WorkBudget(settings.max_poll_records, settings.work_budget_s)
         self.watch = BrokerWatch(consumer, settings.kafka.bootstrap_servers, clock=clock)
+        self.sensor_identity = TopicIdentity(consumer, settings.topics.sensor_topic)
         self.held = False  # output waits for acknowledgement: partitions paused, no commit
         self._uncommitted = False
         self._next_checkpoint = clock() + settings.commit_interval_s
@@ -178,13 +179,18 @@ class Service:
         While output waits for acknowledgement (`held`), the partitions are paused: the poll
         keeps the group membership alive and brings no new work.
         """
-        self.watch.check()
+        was_down = not self.watch.check()
         if self.held:
             self._pause(True)
         with metrics.STAGE_DURATION.labels(stage="poll").time():
             polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                         max_records=self.budget.limit)
         self.outbox.serve()  # acknowledgements that arrived meanwhile: metrics, errors
+        back = was_down and self.watch.check(force=True)
+        recreated = self.sensor_identity.changed(refresh=back)
+        if recreated:  # before any of its messages is applied to the old topic's state
+            raise ServiceError(f"{recreated}: offsets and device state of the old topic do "
+                               "not apply to it; a restart starts afresh")
         self.ownership.apply(self.events.drain())
         if not polled:
             self._update_lag()

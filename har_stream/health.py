@@ -48,10 +48,10 @@ class BrokerWatch:
         self._down_since = 0.0
         self._next_reminder = 0.0
 
-    def check(self) -> bool:
-        """Look at the client (rate-limited); True while the cluster is reachable."""
+    def check(self, force: bool = False) -> bool:
+        """Look at the client (rate-limited unless `force`); True while the cluster is reachable."""
         now = self.clock()
-        if now < self._next_check:
+        if now < self._next_check and not force:
             return self.up
         self._next_check = now + self.every_s
         count = connection_count(self.client)
@@ -85,3 +85,46 @@ class BrokerWatch:
             log.warning("still no connection to Kafka at %s after %.0f s (%s)", self.address,
                         now - self._down_since, why)
         metrics.BROKER_UP.set(0)
+
+
+def topic_id(client: Any, topic: str) -> object | None:
+    """The id a kafka-python consumer's cluster metadata holds for `topic`; None when unknown.
+
+    kafka-python keeps topic ids (Kafka ≥ 2.8 metadata) in its cluster object, which the
+    consumer does not expose publicly (`_cluster`); a client without one yields None.
+    """
+    lookup = getattr(getattr(client, "_cluster", None), "topic_id", None)
+    return lookup(topic) if callable(lookup) else None
+
+
+class TopicIdentity:
+    """Notices that a topic was deleted and created again while the service runs.
+
+    The new topic's offsets start again at 0, so the consumer's positions, the committed
+    offsets, the replay guards and the device state of the old topic would skip or misplace
+    its messages. Kafka gives every topic a new id when it is created; `changed` compares
+    the id known now with the first one seen. After an outage the cached metadata may still
+    be the old cluster's: `refresh` asks the cluster first (the consumer's public `topics()`,
+    one blocking metadata request).
+    """
+
+    def __init__(self, client: Any, topic: str) -> None:
+        self.client = client
+        self.topic = topic
+        self.first: object | None = None
+
+    def changed(self, refresh: bool = False) -> str | None:
+        """A description of the change, or None while the topic is the one first seen."""
+        if refresh:
+            try:
+                self.client.topics()
+            except Exception as exc:  # the cluster went away again: the next outage's turn
+                log.info("could not refresh the metadata of %s: %s", self.topic, exc)
+        now = topic_id(self.client, self.topic)
+        if now is None:
+            return None
+        if self.first is None:
+            self.first = now
+        elif now != self.first:
+            return f"topic {self.topic} was recreated (id {self.first} is now {now})"
+        return None

@@ -147,6 +147,11 @@ class RdKafkaProducer:
             "linger.ms": linger_ms,
             "compression.type": compression_type or "none",
             "partitioner": "murmur2_random",
+            # one request in flight per broker: records of a partition stay in order across
+            # retries without the idempotent producer, whose ids a broker that restarts empty
+            # forgets (librdkafka then holds the records for ever; measured with tansu)
+            "enable.idempotence": False,
+            "max.in.flight.requests.per.connection": 1,
             "message.max.bytes": MAX_REQUEST_BYTES,
             # 0 = no deadline: while the cluster is away, records wait and are retried
             "message.timeout.ms": 0 if unbounded_delivery else 120_000,

@@ -16,8 +16,9 @@ benchmark reads the recognizer's metrics every second for the measurement window
 
 Levels: 100 and 1,000 devices for latency (15-s windows), with the shipped settings
 (librdkafka producer, fetch wait 25 ms), with the kafka-python producer, and with 5-s
-checkpoints; then, with the shipped settings, a coarse search up 1,000, 2,000, 5,000, 8,000 devices with 60-s windows,
-stopping at the first level not sustained. A full run takes 6 to 9 minutes.
+checkpoints; then, with the shipped settings, a coarse search up 1,000, 2,000, 5,000,
+8,000 devices with 60-s windows, stopping at the first level not sustained. A full run
+takes 6 to 9 minutes.
 """
 
 from __future__ import annotations

@@ -263,3 +263,49 @@ def test_settings_refuse_a_poll_interval_that_the_checkpoint_alone_can_exceed() 
         Settings(max_poll_interval_ms=60_000)  # 2 x 30 s produce + 120 s restore
     assert Settings(max_poll_interval_ms=5000, produce_timeout_s=1,
                     restore_timeout_s=2).work_budget_s == pytest.approx(0.5)
+
+
+class Cluster:
+    """kafka-python's cluster metadata as far as topic ids go."""
+
+    def __init__(self, **ids: str) -> None:
+        self.ids = ids
+
+    def topic_id(self, topic: str) -> str | None:
+        return self.ids.get(topic)
+
+
+def test_a_recreated_sensor_topic_stops_the_service_before_its_messages_are_applied() -> None:
+    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    consumer._cluster = Cluster(**{"in": "id-1"})  # type: ignore[attr-defined]
+    consumer.feed(sensor_records("dev", GOOD[:500]))
+    run_all(service, consumer)
+    before = result_ids(producer.sent["out"])
+    assert before, "the first topic's messages are processed"
+    consumer._cluster.ids["in"] = "id-2"  # type: ignore[attr-defined]
+    consumer.feed(sensor_records("dev", GOOD[500:], first_offset=0))  # offsets from 0 again
+    with pytest.raises(ServiceError, match="was recreated"):
+        service.step()
+    assert result_ids(producer.sent["out"]) == before, "nothing of the new topic applied"
+
+
+def test_after_an_outage_the_topic_is_checked_on_fresh_metadata_before_the_first_message(
+        ) -> None:
+    clock = Clock()
+    service, consumer, producer = make_service(SETTINGS, FakeModel(), clock=clock)
+    cached = Cluster(**{"in": "id-1"})
+    consumer._cluster = cached  # type: ignore[attr-defined]
+    consumer.topics = lambda: cached.ids.update({"in": "id-2"})  # type: ignore[attr-defined]
+    consumer.feed(sensor_records("dev", GOOD[:500]))
+    run_all(service, consumer)
+    before = result_ids(producer.sent["out"])
+    consumer.connections = 0.0  # the broker goes away...
+    for _ in range(4):
+        clock.now += 0.6
+        service.step()
+    assert not service.watch.up
+    consumer.connections = 1.0  # ...and comes back empty; the cache still has the old id
+    consumer.feed(sensor_records("dev", GOOD[500:], first_offset=0))
+    with pytest.raises(ServiceError, match="was recreated"):
+        service.step()
+    assert result_ids(producer.sent["out"]) == before
