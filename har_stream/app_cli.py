@@ -9,6 +9,7 @@ installs signal handlers and maps failures to exit codes:
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -22,6 +23,9 @@ from har_stream.config import Settings, add_options, secret_values, settings_fro
 from har_stream.logsafe import RepeatFilter, SecretFilter
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
+GC_THRESHOLDS = (100_000, 50, 50)
+"""The loop makes many short-lived objects (records, futures) and few cycles: collecting
+every 100,000 allocations instead of 700 gave +3-4 % throughput (docs/PERFORMANCE.md §3)."""
 log = logging.getLogger("har_stream")
 
 
@@ -78,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
     from har_stream.changelog import RestoreError
     from har_stream.kafka_io import BrokerUnavailable, TopicError
 
+    gc.freeze()  # what is loaded so far lives as long as the process: never scan it again
+    gc.set_threshold(*GC_THRESHOLDS)
     with stop_on_signals() as stop:
         try:
             run(settings, stop)
