@@ -40,6 +40,9 @@ class RecordMetadata(NamedTuple):
     partition: int
     offset: int
     timestamp: int
+    acknowledged_at: float
+    """Wall-clock time the broker's acknowledgement arrived (send time + librdkafka's own
+    measured latency), whenever the callback happens to run."""
 
 
 class DeliveryFuture:
@@ -167,11 +170,13 @@ class RdKafkaProducer:
              headers: list[tuple[str, bytes]] | None = None,
              partition: int | None = None) -> DeliveryFuture:
         future = DeliveryFuture(self.flush)
+        sent_at = time.time()
 
         def delivered(error: Any, message: Any) -> None:
             if error is None:
-                future._resolve(RecordMetadata(message.topic(), message.partition(),
-                                               message.offset(), message.timestamp()[1]), None)
+                future._resolve(RecordMetadata(
+                    message.topic(), message.partition(), message.offset(),
+                    message.timestamp()[1], sent_at + (message.latency() or 0.0)), None)
             else:
                 future._resolve(None, as_kafka_error(error))
 

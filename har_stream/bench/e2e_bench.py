@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 
 from har_stream.bench.measure import load
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.broker import EmbeddedBroker, die_with_parent, free_port
+from har_stream.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
 from har_stream.records import HOP, RATE_HZ
 
 LATENCY_LEVELS = (100, 1_000)
@@ -146,13 +145,7 @@ class _Process:
                                       stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, timeout_s)
         self._file.close()
 
     def tail(self, lines: int = 15) -> str:

@@ -43,6 +43,7 @@ def test_keyed_records_land_where_the_java_partitioner_puts_them_and_are_acknowl
     kafka = dataclasses.replace(service_settings.kafka, producer_client=client)
     topic = service_settings.topics.activity_topic
     producer = make_producer(kafka)
+    started = time.time()
     try:
         partitions = sorted(producer.partitions_for(topic))
         keys = [f"device-{i}".encode() for i in range(40)]
@@ -55,6 +56,8 @@ def test_keyed_records_land_where_the_java_partitioner_puts_them_and_are_acknowl
     assert [m.partition for m in metadata] == expected
     assert len({(m.partition, m.offset) for m in metadata}) == len(keys)
     assert all(m.topic == topic and m.offset >= 0 for m in metadata)
+    if client == "librdkafka":  # when the broker acknowledged, not when we asked
+        assert all(started <= m.acknowledged_at <= time.time() for m in metadata)
 
 
 def test_a_record_over_the_request_limit_is_refused_at_send(kafka_settings: KafkaSettings

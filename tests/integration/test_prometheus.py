@@ -31,7 +31,7 @@ import pytest
 import yaml
 from deploy_support import load_deploy_script
 
-from har_stream.broker import free_port
+from har_stream.broker import free_port, stop_process
 from har_stream.model import load_model
 from har_stream.simulator import DATA_FILE, default_data_path
 
@@ -88,15 +88,9 @@ class Process:
             pytest.fail(f"{self.name} exited with {code}:\n{self.log_tail()}")
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        code = stop_process(self.popen, timeout_s)
         self._log.close()
-        return self.popen.returncode
+        return code
 
 
 class Prometheus:

@@ -22,7 +22,7 @@ from har_stream.rdkafka_producer import (
     rdkafka_config,
 )
 
-META = RecordMetadata("t", 1, 42, 1_700_000_000_000)
+META = RecordMetadata("t", 1, 42, 1_700_000_000_000, 1_700_000_000.5)
 
 
 def no_flush(timeout: float | None) -> None:

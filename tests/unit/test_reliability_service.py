@@ -254,7 +254,8 @@ def test_with_a_slow_model_every_step_stays_within_the_work_budget() -> None:
         started = time.perf_counter()
         service.step()
         durations.append(time.perf_counter() - started)
-    assert max(durations[2:]) < 2 * settings.work_budget_s, durations
+    # without the budget one step would take 5 s (20 budgets); 4 leaves room for a busy CI
+    assert max(durations[2:]) < 4 * settings.work_budget_s, durations
     assert max(p for p in consumer.polls if p) < 100, "the poll size came down"
 
 
