@@ -146,8 +146,9 @@ class Settings:
     linger_ms: int = option(5, "producer batching delay")
     compression_type: str = option("none", "compression of produced records",
                                    choices=COMPRESSION_TYPES)
-    commit_interval_s: float = option(1.0, "checkpoint period: flush output, snapshot touched "
-                                           "devices, commit offsets (0 = after every poll)")
+    commit_interval_s: float = option(
+        5.0, "checkpoint period: flush output, snapshot touched devices, commit offsets "
+        "(0 = after every poll); a crash replays at most this much input")
     produce_timeout_s: float = option(30.0, "longest wait for the broker to acknowledge the "
                                             "output of a checkpoint before the service stops")
     restore_timeout_s: float = option(120.0, "longest time to read the state changelog after "

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from har_stream.model import DEFAULT_MODEL_DIR
 from har_stream.model.export import PRECISIONS, SERVED_PRECISION
@@ -211,51 +212,51 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
+def _model_and_data(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
+    """The model directory's training record and the HAPT data; None (reported) if unusable."""
     from har_stream.training.card import read_card
     from har_stream.training.hapt import DataError, load_hapt
-    from har_stream.training.train import evaluate_dir
-    from har_stream.training.windows import make_windows
 
     path = _data_or_exit(args.data)
     if path is None:
-        return 2
+        return None
     if not (args.model / "card.json").is_file():
         print(f"error: {args.model} is not a model directory (no card.json)", file=sys.stderr)
-        return 2
+        return None
     try:
         data = load_hapt(path)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+    return read_card(args.model).get("training", {}), data
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from har_stream.training.train import evaluate_dir
+    from har_stream.training.windows import make_windows
+
+    loaded = _model_and_data(args)
+    if loaded is None:
         return 2
-    test_users = read_card(args.model).get("training", {}).get("test_users", data.test_users)
-    test = make_windows(data.of_users(test_users), progress=True)
+    training, data = loaded
+    test = make_windows(data.of_users(training.get("test_users", data.test_users)),
+                        progress=True)
     evaluate_dir(args.model, test, num_threads=args.threads)
     _print_summary(args.model)
     return 0
 
 
 def run_model_export(args: argparse.Namespace) -> int:
-    from har_stream.training.card import read_card
-    from har_stream.training.hapt import DataError, load_hapt
     from har_stream.training.serving import PrecisionRejected, export_dir
     from har_stream.training.windows import make_windows
 
-    path = _data_or_exit(args.data)
-    if path is None:
+    loaded = _model_and_data(args)
+    if loaded is None:
         return 2
-    if not (args.model / "card.json").is_file():
-        print(f"error: {args.model} is not a model directory (no card.json)", file=sys.stderr)
-        return 2
-    training = read_card(args.model).get("training", {})
+    training, data = loaded
     if not training.get("validation_users") or not training.get("test_users"):
         print(f"error: {args.model}/card.json names no validation and test users",
               file=sys.stderr)
-        return 2
-    try:
-        data = load_hapt(path)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return 2
     validation = make_windows(data.of_users(training["validation_users"]), progress=True)
     test = make_windows(data.of_users(training["test_users"]), progress=True)
