@@ -262,10 +262,8 @@ def run_all(quick: bool) -> list[Level]:
         if quick:
             level(1_000, QUICK_WINDOW_S)
             return results
-        for options in VARIANTS:
+        for options in VARIANTS:  # every variant over the same short window, side by side
             for devices in LATENCY_LEVELS:
-                if not options and devices in SEARCH_LEVELS:
-                    continue  # measured by the search, over its longer window
                 level(devices, LATENCY_WINDOW_S, options)
         for devices in SEARCH_LEVELS:
             if not level(devices, SEARCH_WINDOW_S).sustained:
