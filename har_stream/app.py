@@ -31,7 +31,9 @@ commits nothing until it is acknowledged; a record the broker refuses for good i
 few times, then dead-lettered (`delivery.Outbox`), so it cannot block its partition; each
 poll takes only as many messages as fit in the time budget (`pacing.WorkBudget`), so a slow
 model cannot push polls past `max_poll_interval_ms`; new devices beyond `max_devices` are
-dead-lettered and devices sending far above 50 Hz are flagged (`guards`).
+dead-lettered and devices sending far above 50 Hz are flagged (`guards`); a sensor topic
+deleted and created again under the service (its offsets restart at 0) stops it before any
+of its messages is applied (`health.TopicIdentity`), so a restart starts afresh.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ from kafka.errors import KafkaError, KafkaTimeoutError, for_code
 
 from har_stream.config import KafkaSettings
 
-log = logging.getLogger(__name__)
+client_log = logging.getLogger("kafka.librdkafka")
+"""librdkafka's own log and its client-level errors: under `kafka`, like kafka-python's, so
+`logsafe.RepeatFilter` thins a reconnect loop to one line (and a count) per template."""
 
 MAX_REQUEST_BYTES = 1024 * 1024
 """Largest record accepted, as kafka-python's `max_request_size` default."""
@@ -159,7 +161,7 @@ class RdKafkaProducer:
             # 0 = no deadline: while the cluster is away, records wait and are retried
             "message.timeout.ms": 0 if unbounded_delivery else 120_000,
             "queue.buffering.max.kbytes": 64 * 1024,
-            "logger": logging.getLogger("har_stream.rdkafka"),
+            "logger": client_log,
             "error_cb": _log_client_error,
         }
         self.kafka = kafka
@@ -234,4 +236,4 @@ class RdKafkaProducer:
 
 def _log_client_error(error: confluent_kafka.KafkaError) -> None:
     """Connection-level errors (e.g. all brokers down); retried by the client itself."""
-    log.warning("kafka producer: %s", error.str())
+    client_log.warning("producer: %s", error.str())
