@@ -63,12 +63,16 @@ class SimulatorSettings:
     start_ms: int = option(0, "time of every stream's first sample, epoch ms (0: now)")
     max_samples: int = option(0, "replay at most this many samples per device (0: all)")
     duration_s: float = option(0.0, "stop after this many wall-clock seconds (0: until done)")
+    passes: int = option(1, "times each device replays its recording (0: until stopped); "
+                            "sequence numbers and clocks go on from pass to pass")
     truth: bool = option(False, f"attach the ground-truth activity as header {TRUTH_HEADER}")
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        if self.speed < 0 or self.samples_per_message < 1 or self.devices < 0:
-            raise ValueError("speed must be >= 0, samples_per_message >= 1, devices >= 0")
+        if (self.speed < 0 or self.samples_per_message < 1 or self.devices < 0
+                or self.passes < 0):
+            raise ValueError("speed must be >= 0, samples_per_message >= 1, devices >= 0, "
+                             "passes >= 0")
 
     __repr__ = masked_repr
 
@@ -148,25 +152,37 @@ def plan_streams(recordings: Sequence[Any], devices: int = 0, device_prefix: str
     return streams
 
 
-def schedule(streams: Sequence[DeviceStream], per_message: int
+def schedule(streams: Sequence[DeviceStream], per_message: int, passes: int = 1
              ) -> Iterator[tuple[float, int, int]]:
-    """(send time in stream seconds, stream index, first sample) for every message, in order.
+    """(send time in stream seconds, stream index, first sample's seq) for every message.
 
-    A message is due when its last sample has been measured, as on a real device.
+    A message is due when its last sample has been measured, as on a real device. With
+    `passes` > 1 (0: for ever) a device replays its recording again once it ends, its seq and
+    clock going on: seq s carries sample s % len(recording), and no message spans two passes.
     """
     heap = []
     for index, stream in enumerate(streams):
         if len(stream.samples):
-            end = min(per_message, len(stream.samples))
-            heap.append((stream.offset_s + end * SAMPLE_PERIOD_MS / 1000, index, 0))
+            heap.append((_due(stream, 0, per_message), index, 0))
     heapq.heapify(heap)
     while heap:
         due, index, start = heapq.heappop(heap)
         yield due, index, start
-        stream, nxt = streams[index], start + per_message
-        if nxt < len(stream.samples):
-            end = min(nxt + per_message, len(stream.samples))
-            heapq.heappush(heap, (stream.offset_s + end * SAMPLE_PERIOD_MS / 1000, index, nxt))
+        part = message_slice(streams[index], start, per_message)
+        nxt = start + part.stop - part.start
+        if passes <= 0 or nxt < passes * len(streams[index].samples):
+            heapq.heappush(heap, (_due(streams[index], nxt, per_message), index, nxt))
+
+
+def message_slice(stream: DeviceStream, seq: int, per_message: int) -> slice:
+    """Where the message starting at `seq` lies in the device's recording."""
+    first = seq % len(stream.samples)
+    return slice(first, min(first + per_message, len(stream.samples)))
+
+
+def _due(stream: DeviceStream, seq: int, per_message: int) -> float:
+    part = message_slice(stream, seq, per_message)
+    return stream.offset_s + (seq + part.stop - part.start) * SAMPLE_PERIOD_MS / 1000
 
 
 def truth_header(truth: np.ndarray, names: dict[int, str]) -> bytes:
@@ -190,12 +206,13 @@ def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_messa
            speed: float, names: dict[int, str] | None = None,
            stop: threading.Event | None = None, duration_s: float = 0.0,
            on_sent: Callable[[int, SensorBatch], None] | None = None,
-           progress: bool = False) -> ReplaySummary:
-    """Send every stream's messages in due order, paced by `speed` (0: unpaced)."""
+           progress: bool = False, passes: int = 1) -> ReplaySummary:
+    """Send every stream's messages in due order, paced by `speed` (0: unpaced); each
+    recording `passes` times (0: until stopped), see `schedule`."""
     from har_stream.codec import encode_sensor
 
     stop = stop or threading.Event()
-    total = sum(-(-len(s.samples) // per_message) for s in streams)
+    total = (sum(-(-len(s.samples) // per_message) for s in streams) * passes) or None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -205,7 +222,7 @@ def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_messa
     messages = samples = size = 0
     complete = True
     try:
-        for due, index, start in schedule(streams, per_message):
+        for due, index, start in schedule(streams, per_message, passes):
             if speed > 0:
                 wait = started + due / speed - time.monotonic()
                 if wait > 0 and stop.wait(wait):
@@ -215,14 +232,14 @@ def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_messa
                 complete = False
                 break
             stream = streams[index]
-            chunk = stream.samples[start:start + per_message]
+            part = message_slice(stream, start, per_message)
+            chunk = stream.samples[part]
             batch = SensorBatch(stream.device_id, start,
                                 stream.t0_ms + round(start * SAMPLE_PERIOD_MS), chunk)
             value = encode_sensor(batch)
             headers = None
             if names is not None:
-                headers = [(TRUTH_HEADER,
-                            truth_header(stream.truth[start:start + per_message], names))]
+                headers = [(TRUTH_HEADER, truth_header(stream.truth[part], names))]
             producer.send(topic, key=stream.device_id.encode(), value=value, headers=headers)
             if on_sent is not None:
                 on_sent(index, batch)
@@ -290,7 +307,8 @@ def main(args: argparse.Namespace) -> int:
         summary = replay(producer, settings.sensor_topic, streams,
                          settings.samples_per_message, settings.speed,
                          data.activity_names if settings.truth else None, stop,
-                         settings.duration_s, progress=settings.progress)
+                         settings.duration_s, progress=settings.progress,
+                         passes=settings.passes)
     finally:
         producer.close(timeout=10)
     print(summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -105,3 +106,34 @@ def test_replay_sends_decodable_batches_with_truth_headers() -> None:
         rebuilt.setdefault(batch.device_id, []).append(batch.samples)
     for stream in streams:
         np.testing.assert_array_equal(np.concatenate(rebuilt[stream.device_id]), stream.samples)
+
+
+def test_further_passes_replay_the_recording_with_seq_and_clock_going_on() -> None:
+    streams = plan_streams(DATA.recordings[:1], start_ms=1_700_000_000_000, max_samples=220)
+    producer = FakeProducer()
+    summary = replay(producer, "sensor", streams, per_message=64, speed=0, names=NAMES,
+                     passes=3)
+    batches = [codec.decode_sensor(value, key) for _, key, value, _ in producer.sent]
+    assert [b.seq for b in batches] == [0, 64, 128, 192, 220, 284, 348, 412, 440, 504, 568, 632]
+    assert [len(b.samples) for b in batches] == [64, 64, 64, 28] * 3  # no message spans passes
+    assert summary.complete and summary.samples == 3 * 220
+    stream = streams[0]
+    np.testing.assert_array_equal(np.concatenate([b.samples for b in batches]),
+                                  np.tile(stream.samples, (3, 1)))
+    assert all(b.t0_ms == stream.t0_ms + round(b.seq * SAMPLE_PERIOD_MS) for b in batches)
+    dues = [due for due, _, _ in schedule(streams, 64, passes=3)]
+    assert dues == sorted(dues) and dues[-1] == pytest.approx(660 * SAMPLE_PERIOD_MS / 1000)
+
+
+def test_endless_passes_stop_only_when_told() -> None:
+    streams = plan_streams(DATA.recordings[:1], start_ms=1, max_samples=100)
+    producer = FakeProducer()
+
+    class StopAfter(threading.Event):  # set once 25 messages went out
+        def is_set(self) -> bool:
+            return len(producer.sent) >= 25
+
+    summary = replay(producer, "sensor", streams, per_message=50, speed=0, passes=0,
+                     stop=StopAfter())
+    assert not summary.complete and summary.messages == 25
+    assert codec.decode_sensor(producer.sent[-1][2]).seq == 24 * 50
