@@ -93,22 +93,29 @@ def card_markdown(card: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _serving_markdown(serving: dict, evaluation: dict) -> list[str]:
-    """What `model.tflite` is, and how it compares with the float model: validation users
-    (where it was accepted) first, then test users."""
-    lines = [f"## Served flatbuffer: {serving['precision']}", "",
-             f"`{serving['file']}` is `{serving['float_reference']}` (the float reference, "
-             f"weights `{serving['weights_version']}`) converted by {serving['conversion']}."]
+def float_comparisons(serving: dict, evaluation: dict) -> list[tuple[str, dict, dict, dict]]:
+    """(users, served scores, float scores, agreement) recorded in a card: the validation
+    users (where the precision was accepted) first, then the test users."""
     rows = []
     if "validation" in serving:
         v = serving["validation"]
-        lines[-1] += (f" Accepted on the validation users: at most {serving['max_validation_drop']}"
-                      " accuracy or macro-F1 below float, decided before the test users were "
-                      "scored.")
         rows.append(("validation", v["served"], v["float"], v["agreement"]))
     if "float_reference" in evaluation:
         reference = evaluation["float_reference"]
         rows.append(("test", evaluation["stream"], reference["stream"], reference["agreement"]))
+    return rows
+
+
+def _serving_markdown(serving: dict, evaluation: dict) -> list[str]:
+    """What `model.tflite` is, and how it compares with the float model."""
+    lines = [f"## Served flatbuffer: {serving['precision']}", "",
+             f"`{serving['file']}` is `{serving['float_reference']}` (the float reference, "
+             f"weights `{serving['weights_version']}`) converted by {serving['conversion']}."]
+    if "validation" in serving:
+        lines[-1] += (f" Accepted on the validation users: at most {serving['max_validation_drop']}"
+                      " accuracy or macro-F1 below float, decided before the test users were "
+                      "scored.")
+    rows = float_comparisons(serving, evaluation)
     if rows:
         lines += ["", "| users | accuracy: served / float | macro-F1: served / float | same class"
                   " (all windows) | same class (benchmark) | largest probability difference |",

@@ -296,25 +296,22 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _print_summary(directory: Path) -> None:
-    from har_stream.training.card import read_card
+    from har_stream.training.card import float_comparisons, read_card
 
     card = read_card(directory)
-    evaluation = card.get("evaluation", {})
+    evaluation, serving = card.get("evaluation", {}), card.get("serving", {})
+    comparisons = {users: row for users, *row in float_comparisons(serving, evaluation)}
     print(f"model directory: {directory} (version {card['version']})")
-    validation = card.get("serving", {}).get("validation")
-    if validation:
-        print(f"  served flatbuffer: {card['serving']['precision']}")
-        _print_comparison("validation users", validation["served"], validation["float"],
-                          validation["agreement"])
+    if "validation" in comparisons:
+        print(f"  served flatbuffer: {serving['precision']}")
+        _print_comparison("validation users", *comparisons["validation"])
     for key in ("stream", "reset_every_window", "window"):
         if key in evaluation:
             scores = evaluation[key]
             print(f"  test users, {key}: accuracy {scores['accuracy']:.2%}, "
                   f"macro-F1 {scores['macro_f1']:.4f}")
-    if "float_reference" in evaluation:
-        reference = evaluation["float_reference"]
-        _print_comparison("test users", evaluation["stream"], reference["stream"],
-                          reference["agreement"])
+    if "test" in comparisons:
+        _print_comparison("test users", *comparisons["test"])
 
 
 def _print_comparison(users: str, served: dict, reference: dict, agreement: dict) -> None:
