@@ -84,10 +84,10 @@ def litert_engines(model_dir: Path) -> dict[str, Predict]:
 
 
 def served_precision(model_dir: Path) -> str:
-    from har_stream.model.export import FLOAT32
+    from har_stream.model.export import served_precision as of_card
     from har_stream.training.card import read_card
 
-    return str(read_card(model_dir).get("serving", {}).get("precision", FLOAT32))
+    return of_card(read_card(model_dir))
 
 
 def keras_engines(model_dir: Path, with_tf_function: bool) -> tuple[Predict, dict[str, Predict]]:

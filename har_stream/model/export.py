@@ -62,6 +62,13 @@ def to_tflite(step: keras.Model, precision: str = FLOAT32) -> bytes:
         return converter.convert()
 
 
+def served_precision(card: dict[str, object]) -> str:
+    """The precision of a model directory's `model.tflite`, from its card (float32 for cards
+    written before precisions existed)."""
+    serving = card.get("serving")
+    return str(serving.get("precision", FLOAT32)) if isinstance(serving, dict) else FLOAT32
+
+
 def served_version(weights_version: str, precision: str) -> str:
     return weights_version + VERSION_SUFFIX[precision]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from har_stream.model import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
-from har_stream.model.export import FLOAT32, SERVED_PRECISION
+from har_stream.model.export import FLOAT32, SERVED_PRECISION, served_precision
 from har_stream.records import ACTIVITIES
 from har_stream.training import card as cards
 from har_stream.training import dataset
@@ -143,7 +143,7 @@ def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1,
 
     model = load_model(directory, num_threads=num_threads)
     card = cards.read_card(directory)
-    precision = card.get("serving", {}).get("precision", FLOAT32)
+    precision = served_precision(card)
     report = evaluation_report(model, test)
     report["users"] = sorted(int(u) for u in np.unique(test.user_id))
     report["engine"] = f"LiteRT (model.tflite, {precision})"
