@@ -24,7 +24,6 @@ takes 9 to 12 minutes.
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from har_stream.bench.measure import load
+from har_stream.bench.measure import cpu_seconds, load
 from har_stream.bench.report import provenance, table, write_section
 from har_stream.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
 from har_stream.records import HOP, RATE_HZ
@@ -127,13 +126,6 @@ def histogram_quantile(q: float, start: list[tuple[float, float]],
             return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
         lower, below = bound, cumulative
     return lower
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its reaped children."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
 
 
 class _Process:

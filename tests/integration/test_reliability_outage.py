@@ -17,7 +17,6 @@ docs/RELIABILITY.md explains what happens to in-flight data in each case.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import urllib.request
@@ -46,6 +45,7 @@ from service_support import (
     window_ids,
 )
 
+from har_stream.bench.measure import cpu_seconds
 from har_stream.broker import EmbeddedBroker, free_port
 from har_stream.config import KafkaSettings, Settings
 
@@ -77,12 +77,6 @@ def _gauge(port: int, name: str = "har_broker_connected") -> float | None:
     return float(found.group(1)) if found else None
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _streams(prefix: str, devices: int, seed: int) -> dict:
     return {f"{prefix}-{i}": synthetic_samples(2000, seed=seed + i) for i in range(devices)}
 
@@ -106,9 +100,9 @@ def test_a_broker_that_comes_back_with_its_data_is_resumed_exactly(tmp_path: Pat
         relay.cut()  # mid-stream: output in flight, input not all consumed
         lines_before = len(service.log().splitlines())
         wait_for(lambda: _gauge(metrics_port) == 0, 10, "har_broker_connected 0")
-        cpu_start, wall_start = _cpu_seconds(service.process.pid), time.monotonic()
+        cpu_start, wall_start = cpu_seconds(service.process.pid), time.monotonic()
         time.sleep(OUTAGE_S)
-        cpu = (_cpu_seconds(service.process.pid) - cpu_start) / (time.monotonic() - wall_start)
+        cpu = (cpu_seconds(service.process.pid) - cpu_start) / (time.monotonic() - wall_start)
         assert service.process.poll() is None, service.log()[-3000:]
         assert _gauge(metrics_port) == 0
         outage_log = service.log().splitlines()[lines_before:]
