@@ -9,12 +9,16 @@ One iteration (`Service.step`):
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
   5. send the results and counts (key = device id) without waiting.
 
-A checkpoint (`Service.checkpoint`) runs every `commit_interval_s` and at shutdown:
-  1. flush: everything sent so far is acknowledged by all in-sync replicas, or the service
-     stops without committing;
-  2. snapshot every device touched since the last checkpoint to the changelog; flush again;
-  3. commit the offsets after the last processed message of every owned partition;
-  4. evict devices idle longer than the TTL (their latest snapshot is in the changelog).
+A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by taking a
+snapshot of every device touched since the last one and the offsets after the last processed
+message of every owned partition; then, as acknowledgements arrive (checked once per step):
+  1. once everything sent before it started is acknowledged by all in-sync replicas, the
+     snapshots go to the changelog;
+  2. once they are acknowledged, the offsets are committed and idle devices evicted (their
+     latest snapshot is in the changelog).
+A rebalance abandons a checkpoint in flight (its devices are snapshotted again next time);
+one not done within `produce_timeout_s` holds the service (below). At shutdown,
+`Service.checkpoint` takes a last one and waits for it.
 
 Delivery guarantee: at-least-once. An offset is committed only after the results of its
 message and of all earlier ones are acknowledged, and a snapshot is written only after the
@@ -43,6 +47,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -127,6 +132,18 @@ class _Snapshots:
         return self.outbox.send(topic, poison_to_dlq=False, **record)
 
 
+@dataclass(slots=True)
+class _Checkpoint:
+    """A checkpoint in flight: the state and offsets as of its start (see the module doc)."""
+
+    started: float
+    output_epoch: int  # the Outbox epoch of everything sent before it started
+    snapshots: list[tuple[str, int, int, bytes]]  # device, partition, covered offset, state
+    offsets: dict[int, int]  # sensor partition -> offset to commit
+    sent: list[tuple[str, int, Any]] | None = None  # device, partition, future, once sent
+    snapshot_epoch: int = -1
+
+
 class Service:
     """One consumer-group member: the loop and its checkpoints; which devices it holds and
     where their state is are the `Ownership`'s business."""
@@ -158,6 +175,7 @@ class Service:
         self.sensor_identity = TopicIdentity(consumer, settings.topics.sensor_topic)
         self.held = False  # output waits for acknowledgement: partitions paused, no commit
         self._uncommitted = False
+        self._checkpoint: _Checkpoint | None = None
         self._next_checkpoint = clock() + settings.commit_interval_s
         self._next_eviction = clock() + settings.eviction_interval_s
         self._next_lag = clock()
@@ -174,8 +192,10 @@ class Service:
         """Step until `stop` is set, then finish with a checkpoint."""
         while not stop.is_set():
             self.step()
-            if self.clock() >= self._next_checkpoint:
-                self.checkpoint()
+            if self._checkpoint is None and self.clock() >= self._next_checkpoint:
+                self._begin_checkpoint()
+            if self._checkpoint is not None:
+                self._advance_checkpoint()
         self.checkpoint(final=True)
 
     def step(self) -> RecognizerOutput | None:
@@ -191,12 +211,13 @@ class Service:
             polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                         max_records=self.budget.limit)
         self.outbox.serve()  # acknowledgements that arrived meanwhile: metrics, errors
-        back = was_down and self.watch.check(force=True)
+        # messages prove the cluster is back before the watch has confirmed it
+        back = was_down and (self.watch.check(force=True) or bool(polled))
         recreated = self.sensor_identity.changed(refresh=back)
         if recreated:  # before any of its messages is applied to the old topic's state
             raise ServiceError(f"{recreated}: offsets and device state of the old topic do "
                                "not apply to it; a restart starts afresh")
-        self.ownership.apply(self.events.drain())
+        self._apply_assignment()
         if not polled:
             self._update_lag()
             return None
@@ -303,34 +324,97 @@ class Service:
     # --- checkpoints -------------------------------------------------------------------------
 
     def checkpoint(self, final: bool = False) -> None:
-        """Settle output, snapshot touched devices, settle, commit, evict (see the module doc).
+        """Finish the checkpoint in flight, take one of everything up to now, wait for it.
 
-        When the broker does not acknowledge in time, nothing is committed: the service holds
-        (partitions paused) and the next checkpoint tries again; the final one, at shutdown,
-        raises ServiceError instead.
+        When the broker does not acknowledge in time, nothing more is committed: the service
+        holds (partitions paused) until the checkpoint in flight is done; the final one, at
+        shutdown, raises ServiceError instead.
         """
+        try:
+            for _ in range(2):
+                if self._checkpoint is None:
+                    self._begin_checkpoint()
+                while self._checkpoint is not None and not self._advance_checkpoint():
+                    self._settle("results" if self._checkpoint.sent is None
+                                 else "state snapshots")
+        except KafkaTimeoutError as exc:
+            if final:
+                raise ServiceError(
+                    f"output not acknowledged within {self.settings.produce_timeout_s:g} s "
+                    f"({exc}); offsets stay uncommitted, a restart resumes from the last "
+                    "checkpoint") from exc
+            self._hold(exc)
+
+    def _begin_checkpoint(self) -> None:
+        """Snapshot touched devices and take the offsets to commit; send nothing yet."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
-        self.ownership.apply(self.events.drain())
-        if self._uncommitted:
-            try:
-                with metrics.STAGE_DURATION.labels(stage="produce").time():
-                    self._settle("results")
-                with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-                    self._snapshot()
-            except KafkaTimeoutError as exc:
-                if final:
-                    raise ServiceError(
-                        f"output not acknowledged within {self.settings.produce_timeout_s:g} s "
-                        f"({exc}); offsets stay uncommitted, a restart resumes from the last "
-                        "checkpoint") from exc
-                self._hold(exc)
-                return
-            with metrics.STAGE_DURATION.labels(stage="commit").time():
-                self._commit()
-            if self.held:
-                log.info("output acknowledged: committing and consuming again")
-                self.held = False
-                self._pause(False)
+        self._apply_assignment()
+        if not self._uncommitted:
+            self._housekeeping()
+            return
+        with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+            snapshots = [(device_id, partition, covers, self.registry.snapshot(device_id))
+                         for device_id, partition, covers in self.ownership.to_snapshot()]
+        self._checkpoint = _Checkpoint(self.clock(), self.outbox.mark(), snapshots,
+                                       self.ownership.to_commit())
+        self._uncommitted = False
+
+    def _advance_checkpoint(self) -> bool:
+        """Take the checkpoint in flight as far as acknowledgements allow; True once done."""
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
+        if checkpoint.sent is None:
+            if not self._delivered(checkpoint.output_epoch, "results"):
+                return self._overdue(checkpoint)
+            with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+                checkpoint.sent = [
+                    (device_id, partition, self.writer.write(device_id, partition, data, covers))
+                    for device_id, partition, covers, data in checkpoint.snapshots]
+            checkpoint.snapshots = []
+            checkpoint.snapshot_epoch = self.outbox.mark()
+        if not self._delivered(checkpoint.snapshot_epoch, "state snapshots"):
+            return self._overdue(checkpoint)
+        for device_id, partition, future in checkpoint.sent:
+            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
+        metrics.STATE_SNAPSHOTS.inc(len(checkpoint.sent))
+        with metrics.STAGE_DURATION.labels(stage="commit").time():
+            self._commit(checkpoint.offsets)
+        self._checkpoint = None
+        if self.held:
+            log.info("output acknowledged: committing and consuming again")
+            self.held = False
+            self._pause(False)
+        self._housekeeping()
+        return True
+
+    def _apply_assignment(self) -> None:
+        """Apply the rebalance events; one abandons the checkpoint in flight, whose
+        snapshots and offsets may no longer be this member's to write."""
+        events = self.events.drain()
+        if events and self._checkpoint is not None:
+            checkpoint, self._checkpoint = self._checkpoint, None
+            self.ownership.dirty.update(device_id for device_id, *_ in
+                                        checkpoint.sent or checkpoint.snapshots)
+            self._uncommitted = True
+        self.ownership.apply(events)
+
+    def _delivered(self, epoch: int, what: str) -> bool:
+        try:
+            return self.outbox.delivered(epoch)
+        except DeliveryFailed as exc:
+            metrics.BROKER_UP.set(0)
+            raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
+                               "uncommitted, a restart resumes from the last checkpoint") from exc
+
+    def _overdue(self, checkpoint: _Checkpoint) -> bool:
+        """Hold once a checkpoint waits longer than the produce timeout; always False."""
+        waited = self.clock() - checkpoint.started
+        if not self.held and waited > self.settings.produce_timeout_s:
+            self._hold(KafkaTimeoutError(f"checkpoint waiting for {waited:.0f} s"))
+        return False
+
+    def _housekeeping(self) -> None:
+        """Evict idle devices (not more often than `eviction_interval_s`), report gauges."""
         if self.settings.idle_ttl_s > 0 and self.clock() >= self._next_eviction:
             self._next_eviction = self.clock() + self.settings.eviction_interval_s
             evicted = self.ownership.evict_idle()
@@ -357,24 +441,7 @@ class Service:
             raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
                                "uncommitted, a restart resumes from the last checkpoint") from exc
 
-    def _snapshot(self) -> None:
-        """Write every touched device's state; wait until the broker has all of them."""
-        futures = []
-        for device_id, partition, covers in self.ownership.to_snapshot():
-            future = self.writer.write(device_id, partition, self.registry.snapshot(device_id),
-                                       covers)
-            futures.append((device_id, partition, future))
-        try:
-            self._settle("state snapshots")
-        except KafkaTimeoutError:
-            self.ownership.dirty.update(device_id for device_id, _, _ in futures)
-            raise
-        for device_id, partition, future in futures:
-            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
-        metrics.STATE_SNAPSHOTS.inc(len(futures))
-
-    def _commit(self) -> None:
-        offsets = self.ownership.to_commit()
+    def _commit(self, offsets: dict[int, int]) -> None:
         if offsets:
             try:
                 self.consumer.commit({self._tp(p): OffsetAndMetadata(o, "", -1)
@@ -384,9 +451,9 @@ class Service:
                 # Results and snapshots are safe; the next owner replays from the old offset.
                 log.warning("offset commit failed (%s); messages since the last commit will be "
                             "replayed by the partitions' next owner", exc)
+                self._uncommitted = True  # the next checkpoint tries again
                 return
             self.ownership.commit_done(offsets)
-        self._uncommitted = False
 
 
 def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], metadata: Any) -> None:

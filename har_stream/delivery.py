@@ -15,6 +15,11 @@ record that can never be delivered must not hold its partition forever. Failures
 - any other definitive failure (authorisation, a fatal producer state) is systemic: `settle`
   raises `DeliveryFailed` and the service stops without committing.
 
+Checkpoints need "everything sent before this point is settled" without stopping the loop:
+`mark` closes an epoch of sends, `delivered(epoch)` says, without waiting, whether every
+record of that epoch and the earlier ones is acknowledged or replaced by an acknowledged dead
+letter (a retry or dead letter stays in the epoch of the record it replaces).
+
 Dead letters are bounded copies: the DLQ must accept whatever the input topic accepted, but a
 dead letter adds headers to the original, so a value, key or header set near the size limit
 is truncated (header `har.error.truncated` keeps the original sizes).
@@ -22,6 +27,7 @@ is truncated (header `har.error.truncated` keeps the original sizes).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -74,6 +80,7 @@ class _Outgoing:
     partition: int | None
     on_ack: Callable[[Any], None] | None
     poison_to_dlq: bool  # False: a refusal is systemic (e.g. state snapshots)
+    epoch: int
     attempts: int = 0
     stripped: bool = False
 
@@ -93,6 +100,8 @@ class Outbox:
         self.max_attempts = max(max_attempts, 1)
         self._lock = threading.Lock()  # errbacks run on the producer's IO thread
         self._pending = _Pending()
+        self._epoch = 0
+        self._unsettled: dict[int, int] = {}  # epoch -> records sent, not yet acknowledged
 
     @property
     def failure(self) -> BaseException | None:
@@ -103,7 +112,7 @@ class Outbox:
              on_ack: Callable[[Any], None] | None = None, poison_to_dlq: bool = True) -> Any:
         """Send one record; its future, or None when the producer refused it at once."""
         return self._send(_Outgoing(topic, key, value, list(headers or []), partition, on_ack,
-                                    poison_to_dlq))
+                                    poison_to_dlq, self._epoch))
 
     def dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[Any],
                     error_headers: Headers) -> Any:
@@ -120,18 +129,27 @@ class Outbox:
         deadline = time.monotonic() + timeout_s
         while True:
             self.producer.flush(timeout=max(deadline - time.monotonic(), 0.001))
-            with self._lock:
-                failure = self._pending.failure
-                rejected, self._pending.rejected = self._pending.rejected, []
-            if failure is not None:
-                raise DeliveryFailed(f"{type(failure).__name__}: {failure}")
-            if not rejected:
+            retried = self._resolve()
+            if not retried:
                 return
-            for item, error in rejected:
-                self._retry(item, error)
             if time.monotonic() > deadline:
-                raise KafkaTimeoutError(f"{len(rejected)} refused records still being retried "
+                raise KafkaTimeoutError(f"{retried} refused records still being retried "
                                         f"after {timeout_s:g} s")
+
+    def mark(self) -> int:
+        """Close the current epoch of sends; its number, for `delivered`."""
+        self._epoch += 1
+        return self._epoch - 1
+
+    def delivered(self, epoch: int) -> bool:
+        """Whether every record sent up to `mark() == epoch` is settled; never waits.
+
+        Re-sends refused records like `settle`; raises DeliveryFailed on a systemic refusal.
+        """
+        self._resolve()
+        with self._lock:
+            return (not any(e <= epoch for e in self._unsettled)
+                    and not any(item.epoch <= epoch for item, _ in self._pending.rejected))
 
     def serve(self) -> None:
         """Run the callbacks of acknowledgements that have arrived, without waiting.
@@ -149,6 +167,17 @@ class Outbox:
 
     # --- internals ---------------------------------------------------------------------------
 
+    def _resolve(self) -> int:
+        """Raise a systemic failure, re-send the refused records; how many were re-sent."""
+        with self._lock:
+            failure = self._pending.failure
+            rejected, self._pending.rejected = self._pending.rejected, []
+        if failure is not None:
+            raise DeliveryFailed(f"{type(failure).__name__}: {failure}")
+        for item, error in rejected:
+            self._retry(item, error)
+        return len(rejected)
+
     def _send(self, item: _Outgoing) -> Any:
         item.attempts += 1
         try:
@@ -157,16 +186,32 @@ class Outbox:
         except KafkaTimeoutError:
             raise  # no metadata or no buffer space within max_block_ms: not this record's fault
         except KafkaError as exc:  # e.g. larger than max_request_size: refused before sending
-            self._failed(item, exc)
+            self._failed(item, False, exc)
             return None
-        if item.on_ack is not None:
-            future.add_callback(item.on_ack)
-        future.add_errback(lambda exc: self._failed(item, exc))
+        with self._lock:
+            self._unsettled[item.epoch] = self._unsettled.get(item.epoch, 0) + 1
+        future.add_callback(functools.partial(self._acknowledged, item))
+        future.add_errback(functools.partial(self._failed, item, True))
         return future
 
-    def _failed(self, item: _Outgoing, exc: BaseException) -> None:
+    def _settled(self, item: _Outgoing) -> None:
+        left = self._unsettled[item.epoch] - 1
+        if left:
+            self._unsettled[item.epoch] = left
+        else:
+            del self._unsettled[item.epoch]
+
+    def _acknowledged(self, item: _Outgoing, metadata: Any) -> None:
+        with self._lock:
+            self._settled(item)
+        if item.on_ack is not None:
+            item.on_ack(metadata)
+
+    def _failed(self, item: _Outgoing, counted: bool, exc: BaseException) -> None:
         metrics.PRODUCE_ERRORS.labels(topic=item.topic).inc()
         with self._lock:
+            if counted:
+                self._settled(item)
             if isinstance(exc, POISON_ERRORS) and item.poison_to_dlq:
                 self._pending.rejected.append((item, exc))
             elif self._pending.failure is None:
@@ -182,10 +227,12 @@ class Outbox:
                         escape(str(error)), self.dlq_topic)
             detail = (f"{item.topic} refused it {item.attempts} times: "
                       f"{type(error).__name__}: {error}")
-            self.dead_letter(item.key, item.value, [], [
+            key, value, headers = bounded_dead_letter(item.key, item.value, [], [
                 (codec.HEADER_REASON, UNDELIVERABLE.encode()),
                 (codec.HEADER_DETAIL, escape(detail).encode()),
                 (codec.HEADER_SOURCE_TOPIC, item.topic.encode())])
+            self._send(_Outgoing(self.dlq_topic, key, value, headers, None, None, True,
+                                 item.epoch))
         elif not item.stripped:
             ours = [(k, v) for k, v in item.headers if k.startswith("har.")]
             self._send(replace(item, key=None, value=b"", headers=ours, attempts=0,

@@ -4,8 +4,9 @@ The Kafka client retries on its own when the brokers go away, so the loop sees n
 empty polls; without this watch the service would look healthy while doing nothing. The
 signal is the consumer's own count of open broker connections (its public `metrics()`),
 read at most every `every_s`: the consumer always keeps a connection to its group
-coordinator, so zero for longer than `grace_s` means the cluster is out of reach. A flush
-that times out says the same. Transitions are logged once, with the time they took, and a
+coordinator, so zero for longer than `grace_s` means the cluster is out of reach. The way
+back needs connections on two checks `every_s` apart: the count includes a connection still
+being attempted, which a refused connect closes again. Transitions are logged once, with the time they took, and a
 reminder follows every `remind_s` while the outage lasts; `har_broker_connected` follows.
 """
 
@@ -47,6 +48,7 @@ class BrokerWatch:
         self._next_check = now
         self._down_since = 0.0
         self._next_reminder = 0.0
+        self._seen_since: float | None = None  # connections seen again while down, since
 
     def check(self, force: bool = False) -> bool:
         """Look at the client (rate-limited unless `force`); True while the cluster is reachable."""
@@ -59,12 +61,19 @@ class BrokerWatch:
             return self.up
         if count > 0:
             self._last_connected = now
-            self.connected()
-        elif now - self._last_connected > self.grace_s:
-            self.lost("no open connection to any broker")
+            if self.up or (self._seen_since is not None
+                           and now - self._seen_since >= self.every_s):
+                self.connected()
+            elif self._seen_since is None:
+                self._seen_since = now
+        else:
+            self._seen_since = None
+            if now - self._last_connected > self.grace_s:
+                self.lost("no open connection to any broker")
         return self.up
 
     def connected(self) -> None:
+        self._seen_since = None
         if not self.up:
             log.info("connected to Kafka at %s again after %.1f s; resuming", self.address,
                      self.clock() - self._down_since)

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 TRUTH_HEADER = "har.truth"
 UNLABELLED = "-"
 DATA_FILE = "hapt_raw.npz"
+PACING_QUANTUM_S = 0.005
+"""Shortest pause between paced sends: messages falling due meanwhile go out together, at
+most this late. Waking once per message (thousands a second with many devices) cost the
+simulator more CPU than encoding and sending them (docs/PERFORMANCE.md §4)."""
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -225,7 +229,7 @@ def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_messa
         for due, index, start in schedule(streams, per_message, passes):
             if speed > 0:
                 wait = started + due / speed - time.monotonic()
-                if wait > 0 and stop.wait(wait):
+                if wait > 0 and stop.wait(max(wait, PACING_QUANTUM_S)):
                     complete = False
                     break
             if stop.is_set() or (duration_s and time.monotonic() - started > duration_s):

@@ -207,13 +207,21 @@ def test_the_broker_gauge_and_logs_follow_the_connection(
             clock.now += 0.5
             watch.check()
         assert not watch.up and gauge() == 0
+        client.connections = 1.0  # a connection being attempted counts too...
+        clock.now += 0.5
+        assert not watch.check() and gauge() == 0, "...so one sighting is not enough"
+        client.connections = 0.0  # refused: closed again
+        clock.now += 0.5
+        assert not watch.check()
         client.connections = 1.0
         clock.now += 0.5
-        assert watch.check() and gauge() == 1
+        assert not watch.check()
+        clock.now += 0.5
+        assert watch.check() and gauge() == 1, "seen on two checks 0.5 s apart: back"
     messages = [r.getMessage() for r in caplog.records]
     assert sum("lost the connection to Kafka at 127.0.0.1:9" in m for m in messages) == 1
     assert sum("still no connection" in m for m in messages) == 1  # one reminder a minute
-    assert any("again after 99.0 s" in m for m in messages)  # down from 1 s (grace) to 100 s
+    assert any("again after 100.5 s" in m for m in messages)  # down from 1 s (grace) to 101.5 s
 
 
 def test_a_poll_takes_only_what_fits_in_the_time_budget() -> None:

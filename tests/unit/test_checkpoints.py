@@ -1,0 +1,171 @@
+"""Checkpoints that do not stop the loop: each phase waits for acknowledgements, not the loop.
+
+The Outbox's epochs say when everything sent before a point is settled; the service sends a
+checkpoint's snapshots only after the results they reflect are acknowledged and commits only
+after the snapshots are, while steps go on. Stand-ins: `LeanProducer` acknowledges at `flush`,
+so a test decides when acknowledgements arrive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
+from kafka.future import Future
+from reliability_support import Clock, LeanProducer, make_service
+from service_support import FakeModel, synthetic_samples
+from test_reliability_service import SETTINGS, reference_ids, result_ids, sensor_records
+
+from har_stream.delivery import DeliveryFailed, Outbox
+
+SAMPLES = synthetic_samples(1500, seed=3)
+ASYNC = dataclasses.replace(SETTINGS, commit_interval_s=5.0)
+
+
+class ManualProducer:
+    """Keeps every send's future; a test resolves them one by one."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, Future]] = []
+
+    def send(self, topic: str, key: object = None, value: bytes | None = None,
+             headers: object = None, partition: object = None) -> Future:
+        future = Future()
+        self.sent.append((topic, value, future))
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_an_epoch_is_delivered_once_its_records_are_whatever_comes_after() -> None:
+    producer = ManualProducer()
+    outbox = Outbox(producer, "dlq")
+    outbox.send("out", b"k", b"first")
+    first = outbox.mark()
+    outbox.send("out", b"k", b"second")
+    second = outbox.mark()
+    assert not outbox.delivered(first)
+    producer.sent[0][2].success(None)
+    assert outbox.delivered(first), "the later, unacknowledged record does not count"
+    assert not outbox.delivered(second)
+    producer.sent[1][2].success(None)
+    assert outbox.delivered(second)
+
+
+def test_a_refused_record_holds_its_epoch_until_its_dead_letter_is_acknowledged() -> None:
+    producer = ManualProducer()
+    outbox = Outbox(producer, "dlq", max_attempts=2)
+    outbox.send("out", b"k", b"too large")
+    epoch = outbox.mark()
+    for attempt in range(2):
+        producer.sent[-1][2].failure(MessageSizeTooLargeError("no"))
+        assert not outbox.delivered(epoch), f"attempt {attempt + 1}: re-sent, not settled"
+    topic, _value, dead_letter = producer.sent[-1]
+    assert topic == "dlq" and len(producer.sent) == 3
+    assert not outbox.delivered(epoch)
+    dead_letter.success(None)
+    assert outbox.delivered(epoch)
+
+
+def test_a_systemic_refusal_is_raised_by_delivered() -> None:
+    producer = ManualProducer()
+    outbox = Outbox(producer, "dlq")
+    outbox.send("out", b"k", b"v")
+    epoch = outbox.mark()
+    producer.sent[0][2].failure(TopicAuthorizationFailedError("denied"))
+    with pytest.raises(DeliveryFailed, match="TopicAuthorizationFailed"):
+        outbox.delivered(epoch)
+
+
+def _sent_to(producer: LeanProducer, topic: str) -> int:
+    return sum(record.topic == topic for _, record in producer._pending)
+
+
+def test_a_checkpoint_goes_on_as_acknowledgements_arrive_while_the_loop_steps() -> None:
+    service, consumer, producer = make_service(ASYNC, FakeModel())
+    records = sensor_records("dev", SAMPLES)  # 30 messages
+    consumer.feed(records[:10])
+    service.step()
+    service._begin_checkpoint()
+    assert not service._advance_checkpoint(), "results not acknowledged yet"
+    assert _sent_to(producer, "log") == 0, "no snapshot before its results are acknowledged"
+
+    consumer.feed(records[10:20])
+    assert service.step() is not None, "the loop goes on while the checkpoint waits"
+    producer.flush()  # acknowledges both steps' results
+    assert not service._advance_checkpoint(), "snapshots sent, not yet acknowledged"
+    assert _sent_to(producer, "log") == 1 and consumer.committed_offsets == {}
+    producer.flush()
+    assert service._advance_checkpoint()
+    assert consumer.committed_offsets == {0: 10}, "the offsets as of the checkpoint's start"
+    assert producer.snapshots["dev"].covers_offset == 10
+
+    consumer.feed(records[20:])
+    service.step()
+    service.checkpoint(final=True)
+    assert consumer.committed_offsets == {0: 30}
+    assert result_ids(producer.sent["out"]) == reference_ids("dev", SAMPLES)
+
+
+def test_run_begins_checkpoints_without_waiting_for_the_broker() -> None:
+    """The loop's own path: `run` begins a checkpoint when due and only looks at it after
+    each step; the final checkpoint, at shutdown, is the one that waits."""
+    clock = Clock()
+    service, consumer, producer = make_service(ASYNC, FakeModel(), clock=clock)
+    consumer.feed(sensor_records("dev", SAMPLES)[:10])
+    flushes: list[float | None] = []
+    acknowledge = producer.flush
+    producer.flush = lambda timeout=None: (flushes.append(timeout), acknowledge(timeout))[1]  # type: ignore[method-assign]
+    seen: list[tuple[int, bool, dict[int, int]]] = []
+
+    class StopAfterSteps:
+        def __init__(self, steps: int) -> None:
+            self.steps = steps
+
+        def is_set(self) -> bool:
+            seen.append((len(flushes), service._checkpoint is not None,
+                         dict(consumer.committed_offsets)))
+            clock.now += ASYNC.commit_interval_s  # a checkpoint is due after every step
+            self.steps -= 1
+            return self.steps < 0
+
+    service.run(StopAfterSteps(3))  # type: ignore[arg-type]
+    assert [waited for waited, _, _ in seen] == [0, 0, 0, 0], "the loop never waited"
+    assert seen[-1][1:] == (True, {}), "a checkpoint in flight, waiting for acknowledgements"
+    assert flushes and consumer.committed_offsets == {0: 10}, "the final checkpoint waited"
+
+
+def test_a_rebalance_abandons_the_checkpoint_in_flight() -> None:
+    service, consumer, producer = make_service(ASYNC, FakeModel())
+    records = sensor_records("dev", SAMPLES)
+    consumer.feed(records[:10])
+    service.step()
+    service._begin_checkpoint()
+    consumer.rebalance("revoked", list(range(8)))
+    consumer.rebalance("assigned", list(range(8)))  # given back, nobody committed
+    service.step()
+    assert service._checkpoint is None, "abandoned: its partitions changed hands meanwhile"
+    producer.flush()
+    assert consumer.committed_offsets == {} and not producer.snapshots
+    service.checkpoint()
+    assert consumer.committed_offsets == {0: 10}
+    assert producer.snapshots["dev"].covers_offset == 10, "the device was snapshotted again"
+
+
+def test_an_overdue_checkpoint_holds_the_service_until_it_is_done() -> None:
+    clock = Clock()
+    service, consumer, producer = make_service(ASYNC, FakeModel(), clock=clock)
+    consumer.feed(sensor_records("dev", SAMPLES)[:10])
+    service.step()
+    service._begin_checkpoint()
+    clock.now += ASYNC.produce_timeout_s + 1
+    assert not service._advance_checkpoint()
+    assert service.held and consumer.paused
+    producer.flush()
+    service._advance_checkpoint()
+    producer.flush()
+    assert service._advance_checkpoint()
+    assert not service.held and not consumer.paused
+    assert consumer.committed_offsets == {0: 10}
