@@ -70,6 +70,9 @@ from har_stream.records import RATE_HZ, SensorBatch
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 """How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
+SNAPSHOTS_PER_STEP = 250
+"""Snapshots a checkpoint sends after one step: ~5 ms of the loop's time, so sending those of
+thousands of devices delays no step by much more (docs/PERFORMANCE.md §4)."""
 
 
 class ServiceError(RuntimeError):
@@ -122,7 +125,7 @@ class TimedModel:
 
 
 class _Snapshots:
-    """The outbox as the changelog writer's producer: a refused snapshot is not poison but a
+    """An outbox as the changelog writer's producer: a refused snapshot is not poison but a
     systemic failure, since committing without it would lose state."""
 
     def __init__(self, outbox: Outbox) -> None:
@@ -150,14 +153,19 @@ class Service:
 
     def __init__(self, settings: Settings, model: Any, consumer: Any, producer: Any,
                  reader: ChangelogReader, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 snapshot_producer: Any = None) -> None:
+        """`snapshot_producer` (default: `producer`) writes the changelog: a producer of its
+        own keeps results from queueing behind megabytes of snapshots."""
         self.settings = settings
         self.topics = settings.topics
         self.consumer = consumer
         self.producer = producer
         self.outbox = Outbox(producer, settings.topics.dlq_topic,
                              max_attempts=settings.max_produce_attempts)
-        self.writer = ChangelogWriter(_Snapshots(self.outbox),
+        self.snapshot_outbox = Outbox(snapshot_producer or producer, settings.topics.dlq_topic,
+                                      max_attempts=settings.max_produce_attempts)
+        self.writer = ChangelogWriter(_Snapshots(self.snapshot_outbox),
                                       settings.topics.changelog_topic)
         self.clock, self.wall = clock, wall
         self.recognizer = Recognizer(TimedModel(model), clock=clock)
@@ -211,6 +219,7 @@ class Service:
             polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
                                         max_records=self.budget.limit)
         self.outbox.serve()  # acknowledgements that arrived meanwhile: metrics, errors
+        self.snapshot_outbox.serve()
         # messages prove the cluster is back before the watch has confirmed it
         back = was_down and (self.watch.check(force=True) or bool(polled))
         recreated = self.sensor_identity.changed(refresh=back)
@@ -334,9 +343,11 @@ class Service:
             for _ in range(2):
                 if self._checkpoint is None:
                     self._begin_checkpoint()
-                while self._checkpoint is not None and not self._advance_checkpoint():
-                    self._settle("results" if self._checkpoint.sent is None
-                                 else "state snapshots")
+                while self._checkpoint is not None and not self._advance_checkpoint(None):
+                    if self._checkpoint.sent is None:
+                        self._settle(self.outbox, "results")
+                    else:
+                        self._settle(self.snapshot_outbox, "state snapshots")
         except KafkaTimeoutError as exc:
             if final:
                 raise ServiceError(
@@ -359,20 +370,28 @@ class Service:
                                        self.ownership.to_commit())
         self._uncommitted = False
 
-    def _advance_checkpoint(self) -> bool:
-        """Take the checkpoint in flight as far as acknowledgements allow; True once done."""
+    def _advance_checkpoint(self, limit: int | None = SNAPSHOTS_PER_STEP) -> bool:
+        """Take the checkpoint in flight as far as acknowledgements allow, sending at most
+        `limit` snapshots (None: all); True once done."""
         checkpoint = self._checkpoint
         assert checkpoint is not None
         if checkpoint.sent is None:
-            if not self._delivered(checkpoint.output_epoch, "results"):
+            if not self._delivered(self.outbox, checkpoint.output_epoch, "results"):
                 return self._overdue(checkpoint)
+            checkpoint.sent = []
+        if checkpoint.snapshots:
             with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-                checkpoint.sent = [
+                take = len(checkpoint.snapshots) if limit is None else limit
+                batch, checkpoint.snapshots = (checkpoint.snapshots[:take],
+                                               checkpoint.snapshots[take:])
+                checkpoint.sent += [
                     (device_id, partition, self.writer.write(device_id, partition, data, covers))
-                    for device_id, partition, covers, data in checkpoint.snapshots]
-            checkpoint.snapshots = []
-            checkpoint.snapshot_epoch = self.outbox.mark()
-        if not self._delivered(checkpoint.snapshot_epoch, "state snapshots"):
+                    for device_id, partition, covers, data in batch]
+            if checkpoint.snapshots:
+                return False
+            checkpoint.snapshot_epoch = self.snapshot_outbox.mark()
+        if not self._delivered(self.snapshot_outbox, checkpoint.snapshot_epoch,
+                               "state snapshots"):
             return self._overdue(checkpoint)
         for device_id, partition, future in checkpoint.sent:
             self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
@@ -393,14 +412,14 @@ class Service:
         events = self.events.drain()
         if events and self._checkpoint is not None:
             checkpoint, self._checkpoint = self._checkpoint, None
-            self.ownership.dirty.update(device_id for device_id, *_ in
-                                        checkpoint.sent or checkpoint.snapshots)
+            self.ownership.dirty.update(item[0] for item in checkpoint.sent or [])
+            self.ownership.dirty.update(item[0] for item in checkpoint.snapshots)
             self._uncommitted = True
         self.ownership.apply(events)
 
-    def _delivered(self, epoch: int, what: str) -> bool:
+    def _delivered(self, outbox: Outbox, epoch: int, what: str) -> bool:
         try:
-            return self.outbox.delivered(epoch)
+            return outbox.delivered(epoch)
         except DeliveryFailed as exc:
             metrics.BROKER_UP.set(0)
             raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
@@ -433,9 +452,9 @@ class Service:
         self.held = True
         self._pause(True)
 
-    def _settle(self, what: str) -> None:
+    def _settle(self, outbox: Outbox, what: str) -> None:
         try:
-            self.outbox.settle(self.settings.produce_timeout_s)
+            outbox.settle(self.settings.produce_timeout_s)
         except DeliveryFailed as exc:
             metrics.BROKER_UP.set(0)
             raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
@@ -519,16 +538,19 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     finally:
         close_quietly(admin)
     log.info("topics ready: %s has %d partitions", topics.sensor_topic, partitions)
-    producer = consumer = reader_consumer = server = None
+    producer = snapshot_producer = consumer = reader_consumer = server = None
     try:
         compression = None if settings.compression_type == "none" else settings.compression_type
-        producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
-                                 compression_type=compression, unbounded_delivery=True)
-        for topic in (topics.activity_topic, topics.counts_topic, topics.dlq_topic,
-                      topics.changelog_topic):
+        producer, snapshot_producer = (
+            make_producer(settings.kafka, linger_ms=settings.linger_ms,
+                          compression_type=compression, unbounded_delivery=True)
+            for _ in range(2))
+        for client, topic in ((producer, topics.activity_topic), (producer, topics.counts_topic),
+                              (producer, topics.dlq_topic),
+                              (snapshot_producer, topics.changelog_topic)):
             # metadata now, while the cluster answers: a first send to a topic during an
             # outage would otherwise block for max_block_ms, then fail the step
-            producer.partitions_for(topic)
+            client.partitions_for(topic)
         reader_consumer = make_consumer(settings.kafka, None, fetch_max_wait_ms=50,
                                         max_poll_records=10000,
                                         max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -545,7 +567,8 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
                      server.server_port)
         reader = ChangelogReader(reader_consumer, topics.changelog_topic,
                                  timeout_s=settings.restore_timeout_s)
-        service = Service(settings, model, consumer, producer, reader)
+        service = Service(settings, model, consumer, producer, reader,
+                          snapshot_producer=snapshot_producer)
         consumer.subscribe([topics.sensor_topic], listener=service.events)
         log.info("consuming %s as group %s (model %s)", topics.sensor_topic, settings.group_id,
                  model.version)
@@ -553,10 +576,11 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         log.info("stopped cleanly after the final checkpoint")
     finally:
         close_quietly(consumer, reader_consumer)
-        if producer is not None:
-            try:
-                producer.close(timeout=5)
-            except KafkaError as exc:
-                log.warning("closing the producer: %s", exc)
+        for client in (producer, snapshot_producer):
+            if client is not None:
+                try:
+                    client.close(timeout=5)
+                except KafkaError as exc:
+                    log.warning("closing a producer: %s", exc)
         if server is not None:
             server.shutdown()

@@ -6,8 +6,9 @@ signal is the consumer's own count of open broker connections (its public `metri
 read at most every `every_s`: the consumer always keeps a connection to its group
 coordinator, so zero for longer than `grace_s` means the cluster is out of reach. The way
 back needs connections on two checks `every_s` apart: the count includes a connection still
-being attempted, which a refused connect closes again. Transitions are logged once, with the time they took, and a
-reminder follows every `remind_s` while the outage lasts; `har_broker_connected` follows.
+being attempted, which a refused connect closes again. Transitions are logged once, with
+the time they took, and a reminder follows every `remind_s` while the outage lasts;
+`har_broker_connected` follows.
 """
 
 from __future__ import annotations

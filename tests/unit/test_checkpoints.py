@@ -169,3 +169,64 @@ def test_an_overdue_checkpoint_holds_the_service_until_it_is_done() -> None:
     assert service._advance_checkpoint()
     assert not service.held and not consumer.paused
     assert consumer.committed_offsets == {0: 10}
+
+
+def _devices(count: int) -> list:
+    records = []
+    for d in range(count):
+        for r in sensor_records(f"dev-{d}", SAMPLES[:500], partition=d % 2):
+            records.append(dataclasses.replace(r, offset=len(records)))
+    return records
+
+
+def test_snapshots_go_out_a_slice_per_step_and_the_commit_waits_for_all() -> None:
+    service, consumer, producer = make_service(ASYNC, FakeModel())
+    records = _devices(5)
+    consumer.feed(records)
+    while consumer.queue:
+        service.step()
+    service._begin_checkpoint()
+    producer.flush()  # the results
+    assert not service._advance_checkpoint(limit=2)
+    assert _sent_to(producer, "log") == 2, "one slice per step"
+    assert not service._advance_checkpoint(limit=2) and not service._advance_checkpoint(limit=2)
+    assert _sent_to(producer, "log") == 5 and consumer.committed_offsets == {}
+    producer.flush()
+    assert service._advance_checkpoint(limit=2)
+    assert set(producer.snapshots) == {f"dev-{d}" for d in range(5)}
+    assert consumer.committed_offsets == {p: 1 + max(r.offset for r in records if r.partition == p)
+                                          for p in (0, 1)}
+
+
+def test_a_rebalance_midway_through_sending_snapshots_takes_them_all_again() -> None:
+    service, consumer, producer = make_service(ASYNC, FakeModel())
+    consumer.feed(_devices(5))
+    while consumer.queue:
+        service.step()
+    service._begin_checkpoint()
+    producer.flush()
+    service._advance_checkpoint(limit=2)
+    consumer.rebalance("revoked", list(range(8)))
+    consumer.rebalance("assigned", list(range(8)))
+    service.step()
+    assert service._checkpoint is None
+    assert service.ownership.dirty == {f"dev-{d}" for d in range(5)}, "sent and unsent alike"
+
+
+def test_snapshots_have_a_producer_of_their_own() -> None:
+    """Results never queue behind snapshots; the snapshots still wait for the results."""
+    service, consumer, producer = make_service(ASYNC, FakeModel())
+    changelog = LeanProducer(ASYNC.topics.changelog_topic)
+    service.snapshot_outbox = Outbox(changelog, "dlq")
+    service.writer.producer.outbox = service.snapshot_outbox
+    consumer.feed(sensor_records("dev", SAMPLES)[:10])
+    service.step()
+    service._begin_checkpoint()
+    assert not service._advance_checkpoint()
+    changelog.flush()
+    assert not service._advance_checkpoint() and changelog.pending() == 0, "results first"
+    producer.flush()
+    assert not service._advance_checkpoint()
+    assert changelog.pending() == 1 and _sent_to(producer, "log") == 0
+    changelog.flush()
+    assert service._advance_checkpoint() and consumer.committed_offsets == {0: 10}
