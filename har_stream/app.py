@@ -72,7 +72,7 @@ LAG_INTERVAL_S = 1.0
 """How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
 SNAPSHOTS_PER_STEP = 250
 """Snapshots a checkpoint sends after one step: ~5 ms of the loop's time, so sending those of
-thousands of devices delays no step by much more (docs/PERFORMANCE.md §4)."""
+thousands of devices delays no step by much more (docs/PERFORMANCE.md §5)."""
 
 
 class ServiceError(RuntimeError):

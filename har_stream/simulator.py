@@ -34,7 +34,7 @@ DATA_FILE = "hapt_raw.npz"
 PACING_QUANTUM_S = 0.005
 """Shortest pause between paced sends: messages falling due meanwhile go out together, at
 most this late. Waking once per message (thousands a second with many devices) cost the
-simulator more CPU than encoding and sending them (docs/PERFORMANCE.md §4)."""
+simulator more CPU than encoding and sending them (docs/PERFORMANCE.md §5)."""
 REPO = Path(__file__).resolve().parents[1]
 
 
