@@ -541,10 +541,10 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     producer = snapshot_producer = consumer = reader_consumer = server = None
     try:
         compression = None if settings.compression_type == "none" else settings.compression_type
-        producer, snapshot_producer = (
-            make_producer(settings.kafka, linger_ms=settings.linger_ms,
-                          compression_type=compression, unbounded_delivery=True)
-            for _ in range(2))
+        producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
+                                 compression_type=compression, unbounded_delivery=True)
+        snapshot_producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
+                                          compression_type=compression, unbounded_delivery=True)
         for client, topic in ((producer, topics.activity_topic), (producer, topics.counts_topic),
                               (producer, topics.dlq_topic),
                               (snapshot_producer, topics.changelog_topic)):

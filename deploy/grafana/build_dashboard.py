@@ -183,14 +183,19 @@ def traffic_panels() -> list[Panel]:
         ),
         timeseries(
             "Dead-letter rate by reason",
-            "Sensor messages sent to har.sensor.dlq per second, by rejection reason.",
+            "Records sent to har.sensor.dlq per second: sensor messages by rejection reason, "
+            "and output records the broker refused for good, by the topic they were for.",
             [query(f"sum by (reason) (rate(har_messages_rejected_total[{RATE}]))",
-                   "{{reason}}")],
+                   "{{reason}}"),
+             query(f"sum by (topic) (rate(har_output_dead_lettered_total[{RATE}]))",
+                   "output for {{topic}}")],
         ),
         timeseries(
             "Stream irregularities",
-            "Duplicate samples dropped, gap samples filled, device streams reset (per second).",
-            [query(f"sum by (event) (rate(har_pipeline_events_total[{RATE}]))", "{{event}}")],
+            "Duplicate samples dropped, gap samples filled, device streams reset, devices "
+            "flagged for sending far faster than 50 Hz (per second).",
+            [query(f"sum by (event) (rate(har_pipeline_events_total[{RATE}]))", "{{event}}"),
+             query(f"sum(rate(har_devices_rate_flagged_total[{RATE}]))", "rate flagged")],
         ),
     ]
 
