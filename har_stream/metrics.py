@@ -285,6 +285,7 @@ def declare_label_values(
         MESSAGES_REJECTED.labels(reason=reason)
     for topic in topics:
         PRODUCE_ERRORS.labels(topic=topic)
+        OUTPUT_DEAD_LETTERED.labels(topic=topic)
 
 
 def set_consumer_lag(lag_by_partition: Mapping[int, int]) -> None:

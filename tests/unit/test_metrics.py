@@ -138,6 +138,7 @@ def test_declare_label_values_creates_zero_series() -> None:
     assert value("har_windows_classified_total", activity="CYCLING") == 0
     assert value("har_messages_rejected_total", reason="too_many_samples") == before
     assert value("har_produce_errors_total", topic="some.topic") == 0
+    assert value("har_output_dead_lettered_total", topic="some.topic") == 0
 
 
 def test_consumer_lag_forgets_revoked_partitions() -> None:
