@@ -42,11 +42,12 @@ of its messages is applied (`health.TopicIdentity`), so a restart starts afresh.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -418,12 +419,8 @@ class Service:
         self.ownership.apply(events)
 
     def _delivered(self, outbox: Outbox, epoch: int, what: str) -> bool:
-        try:
+        with _refusal_stops(what):
             return outbox.delivered(epoch)
-        except DeliveryFailed as exc:
-            metrics.BROKER_UP.set(0)
-            raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
-                               "uncommitted, a restart resumes from the last checkpoint") from exc
 
     def _overdue(self, checkpoint: _Checkpoint) -> bool:
         """Hold once a checkpoint waits longer than the produce timeout; always False."""
@@ -453,12 +450,8 @@ class Service:
         self._pause(True)
 
     def _settle(self, outbox: Outbox, what: str) -> None:
-        try:
+        with _refusal_stops(what):
             outbox.settle(self.settings.produce_timeout_s)
-        except DeliveryFailed as exc:
-            metrics.BROKER_UP.set(0)
-            raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
-                               "uncommitted, a restart resumes from the last checkpoint") from exc
 
     def _commit(self, offsets: dict[int, int]) -> None:
         if offsets:
@@ -473,6 +466,18 @@ class Service:
                 self._uncommitted = True  # the next checkpoint tries again
                 return
             self.ownership.commit_done(offsets)
+
+
+@contextlib.contextmanager
+def _refusal_stops(what: str) -> Iterator[None]:
+    """A systemic refusal of output (`DeliveryFailed`) becomes the ServiceError that stops
+    the service without committing."""
+    try:
+        yield
+    except DeliveryFailed as exc:
+        metrics.BROKER_UP.set(0)
+        raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
+                           "uncommitted, a restart resumes from the last checkpoint") from exc
 
 
 def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], metadata: Any) -> None:

@@ -117,8 +117,7 @@ class Outbox:
     def dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[Any],
                     error_headers: Headers) -> Any:
         """Send a bounded copy of a rejected record to the DLQ, with `error_headers` last."""
-        record = bounded_dead_letter(key, value, list(headers or []), error_headers)
-        return self.send(self.dlq_topic, *record)
+        return self._send_dead_letter(key, value, headers, error_headers, self._epoch)
 
     def settle(self, timeout_s: float) -> None:
         """Wait until every send so far is acknowledged or replaced by a dead letter.
@@ -178,6 +177,13 @@ class Outbox:
             self._retry(item, error)
         return len(rejected)
 
+    def _send_dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[Any],
+                          error_headers: Headers, epoch: int) -> Any:
+        key, value, bounded = bounded_dead_letter(key, value, list(headers or []),
+                                                  error_headers)
+        return self._send(_Outgoing(self.dlq_topic, key, value, bounded, None, None, True,
+                                    epoch))
+
     def _send(self, item: _Outgoing) -> Any:
         item.attempts += 1
         try:
@@ -227,12 +233,10 @@ class Outbox:
                         escape(str(error)), self.dlq_topic)
             detail = (f"{item.topic} refused it {item.attempts} times: "
                       f"{type(error).__name__}: {error}")
-            key, value, headers = bounded_dead_letter(item.key, item.value, [], [
+            self._send_dead_letter(item.key, item.value, [], [
                 (codec.HEADER_REASON, UNDELIVERABLE.encode()),
                 (codec.HEADER_DETAIL, escape(detail).encode()),
-                (codec.HEADER_SOURCE_TOPIC, item.topic.encode())])
-            self._send(_Outgoing(self.dlq_topic, key, value, headers, None, None, True,
-                                 item.epoch))
+                (codec.HEADER_SOURCE_TOPIC, item.topic.encode())], item.epoch)
         elif not item.stripped:
             ours = [(k, v) for k, v in item.headers if k.startswith("har.")]
             self._send(replace(item, key=None, value=b"", headers=ours, attempts=0,
