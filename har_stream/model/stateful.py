@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 
+from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
 from har_stream.records import CHANNELS, WINDOW
 
 
@@ -34,8 +35,8 @@ class StatefulConfig:
     """Shape of the stateful model; every field was chosen on validation users."""
 
     state_size: int = 64
-    filters: tuple[int, ...] = (64, 64, 128)
-    kernel: int = 5
+    filters: tuple[int, ...] = STATEFUL_FILTERS
+    kernel: int = STATEFUL_KERNEL
     embedding: int = 96
     dropout: float = 0.3
 

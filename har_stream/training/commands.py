@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from har_stream.model.catalog import ZOO_ARCHITECTURES
+    from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
 
     p = subparsers.add_parser(
         "train", help="train a model on the HAPT recordings (windows cut by the service's "
@@ -67,6 +67,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sequence-length", type=int, default=48,
                    help="stateful: consecutive windows per training sequence")
     p.add_argument("--state-size", type=int, default=64, help="stateful: GRU state width H")
+    p.add_argument("--filters", type=_widths,
+                   default=",".join(map(str, STATEFUL_FILTERS)),
+                   help="stateful: filters of each convolution block, comma-separated (the "
+                   "encoder's cost per window grows with them)")
+    p.add_argument("--kernel", type=int, default=STATEFUL_KERNEL,
+                   help="stateful: convolution kernel width")
     p.add_argument("--transition-class", action=argparse.BooleanOptionalAction, default=True,
                    help="stateful: add a 7th class TRANSITION for windows made mostly of "
                    "postural transitions")
@@ -92,6 +98,18 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    help="--zoo: results file (finished runs are kept, so a rerun resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """`64,64,128` → (64, 64, 128): positive integers, at least one."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive "
+                                         "integers")
+    return widths
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
@@ -187,6 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
         data=data, out=out, arch=args.arch, seed=args.seed, epochs=args.epochs,
         patience=args.patience, learning_rate=args.learning_rate,
         sequence_length=args.sequence_length, state_size=args.state_size,
+        filters=args.filters, kernel=args.kernel,
         with_transition=args.transition_class, augment=args.augment,
         ema_decay=args.ema_decay, precision=args.precision,
         n_validation=args.validation_users, max_recordings=args.max_recordings,

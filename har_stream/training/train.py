@@ -16,16 +16,21 @@ import datetime as dt
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from har_stream.model import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
+from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
 from har_stream.model.export import FLOAT32, SERVED_PRECISION, served_precision
 from har_stream.records import ACTIVITIES
 from har_stream.training import card as cards
 from har_stream.training import dataset
 from har_stream.training.hapt import HaptData, Recording, load_hapt
 from har_stream.training.windows import WindowSet, make_windows
+
+if TYPE_CHECKING:  # Keras is imported by training only
+    from har_stream.model.stateful import StatefulConfig
 
 STATEFUL = "stateful"
 TRANSITION = "TRANSITION"
@@ -44,6 +49,9 @@ class TrainOptions:
     learning_rate: float = 1e-3
     sequence_length: int = 48
     state_size: int = 64
+    filters: tuple[int, ...] = STATEFUL_FILTERS
+    """Stateful: filters of each convolution block (the encoder's cost grows with them)."""
+    kernel: int = STATEFUL_KERNEL
     with_transition: bool = True
     augment: bool = True
     ema_decay: float = 0.99
@@ -54,6 +62,14 @@ class TrainOptions:
     precision: str = SERVED_PRECISION
     """Stateful: precision of the served flatbuffer (`model.export.PRECISIONS`)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def stateful_config(options: TrainOptions) -> StatefulConfig:
+    """The stateful model's shape as the options set it (other fields: the defaults)."""
+    from har_stream.model.stateful import StatefulConfig
+
+    return StatefulConfig(state_size=options.state_size, filters=options.filters,
+                          kernel=options.kernel)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -98,9 +114,7 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0,
         verbose=options.verbose)
     if options.arch == STATEFUL:
-        from har_stream.model.stateful import StatefulConfig
-
-        config = StatefulConfig(state_size=options.state_size)
+        config = stateful_config(options)
         result = fit.fit_stateful(prepared.train, prepared.validation, classes, settings, config)
         validation = _scores(fit.stream_probs(result.trainer, prepared.validation),
                              prepared.validation)

@@ -18,8 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.model.catalog import PUBLISHED_ACCURACY, ZOO_ARCHITECTURES
-from har_stream.training.train import STATEFUL, PreparedData, TrainOptions, class_names, prepare
+from har_stream.model.catalog import (
+    PUBLISHED_ACCURACY,
+    STATEFUL_FILTERS,
+    STATEFUL_KERNEL,
+    ZOO_ARCHITECTURES,
+)
+from har_stream.training.train import (
+    STATEFUL,
+    PreparedData,
+    TrainOptions,
+    class_names,
+    prepare,
+    stateful_config,
+)
 
 ORDER = (*ZOO_ARCHITECTURES, STATEFUL)
 
@@ -29,8 +41,10 @@ def run_zoo(options: TrainOptions, seeds: Iterable[int], results: Path,
     """Run every missing (architecture, seed), then return the markdown table."""
     from tqdm import tqdm
 
-    done = {(r["arch"], r["seed"]) for r in read_results(results)}
-    todo = [(a, s) for a in architectures for s in seeds if (a, s) not in done]
+    encoder = _encoder(options.filters, options.kernel)
+    done = {(r["arch"], r["seed"], _encoder_of(r)) for r in read_results(results)}
+    todo = [(a, s) for a in architectures for s in seeds
+            if (a, s, encoder if a == STATEFUL else None) not in done]
     if todo:
         prepared = prepare(options.data, options.n_validation, options.max_recordings,
                            progress=options.verbose > 0)
@@ -53,16 +67,15 @@ def run_one(options: TrainOptions, prepared: PreparedData) -> dict[str, object]:
         ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0, verbose=0)
     row: dict[str, object] = {"arch": options.arch, "seed": options.seed}
     if options.arch == STATEFUL:
-        from har_stream.model.stateful import StatefulConfig
-
         result = fit.fit_stateful(prepared.train, prepared.validation,
                                   class_names(options.with_transition), settings,
-                                  StatefulConfig(state_size=options.state_size))
+                                  stateful_config(options))
         validation = benchmark_scores(fit.stream_probs(result.trainer, prepared.validation),
                                       prepared.validation)
         test = benchmark_scores(fit.stream_probs(result.trainer, prepared.test), prepared.test)
         row["reset_every_window"] = benchmark_scores(
             fit.reset_probs(result.trainer, prepared.test), prepared.test)
+        row.update(filters=list(options.filters), kernel=options.kernel)
     else:
         result = fit.fit_zoo(options.arch, prepared.train, prepared.validation,
                              class_names(False), settings)
@@ -87,16 +100,36 @@ def zoo_table(rows: list[dict]) -> str:
         "| epochs | train time/run | tutorial's published accuracy |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for arch in ORDER:
+    for arch in ORDER[:-1]:
         runs = [r for r in rows if r["arch"] == arch]
-        if not runs:
-            continue
-        lines.append(_row(arch, runs))
-        if arch == STATEFUL and all("reset_every_window" in r for r in runs):
+        if runs:
+            lines.append(_row(arch, runs))
+    served = _encoder(STATEFUL_FILTERS, STATEFUL_KERNEL)
+    stateful = [r for r in rows if r["arch"] == STATEFUL]
+    for encoder in sorted({_encoder_of(r) for r in stateful}, key=lambda e: e != served):
+        runs = [r for r in stateful if _encoder_of(r) == encoder]
+        filters, kernel = encoder or (None, None)
+        name = (f"stateful CNN+GRU, filters {'/'.join(map(str, filters or ()))} k{kernel}"
+                + (" (served)" if encoder == served else ""))
+        lines.append(_row(name, runs))
+        if all("reset_every_window" in r for r in runs):
             reset = [{k: v for k, v in r.items() if k != "validation"}
                      | {"test": r["reset_every_window"]} for r in runs]
-            lines.append(_row("stateful, state reset every window", reset, published="—"))
+            lines.append(_row(f"{name.removesuffix(' (served)')}, state reset every window",
+                              reset, published="—"))
     return "\n".join(lines)
+
+
+def _encoder(filters: Iterable[int], kernel: int) -> tuple[tuple[int, ...], int]:
+    return tuple(filters), kernel
+
+
+def _encoder_of(row: dict) -> tuple[tuple[int, ...], int] | None:
+    """A stateful run's encoder shape (runs recorded before it was recorded had the first
+    encoder, filters 64/64/128 k5); None for the other architectures."""
+    if row["arch"] != STATEFUL:
+        return None
+    return _encoder(row.get("filters", (64, 64, 128)), row.get("kernel", 5))
 
 
 def _row(name: str, runs: list[dict], published: str | None = None) -> str:
@@ -111,9 +144,8 @@ def _row(name: str, runs: list[dict], published: str | None = None) -> str:
            if all("validation" in r for r in runs) else "—")
     epochs = f"{np.mean([r['epochs'] for r in runs]):.0f}"
     seconds = f"{np.mean([r['seconds'] for r in runs]):.0f} s"
-    label = "stateful CNN+GRU (served)" if name == STATEFUL else name
     reference = published or PUBLISHED_ACCURACY.get(name, "— (this project)")
-    return (f"| {label} | {runs[0]['params']:,} | {len(runs)} | {accuracy} % | {f1} | {val} "
+    return (f"| {name} | {runs[0]['params']:,} | {len(runs)} | {accuracy} % | {f1} | {val} "
             f"| {epochs} | {seconds} | {reference} |")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from har_stream.model import load_model
+from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
 from har_stream.records import ACTIVITIES
 from har_stream.training import commands
 from har_stream.training.hapt import HaptData, Recording, save_npz
@@ -61,7 +62,8 @@ def trained(data_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trained") / "model"
     assert cli("train", "--data", str(data_file), "--out", str(out), "--epochs", "1",
                "--validation-users", "1", "--state-size", "8", "--sequence-length", "8",
-               "--precision", "float32", "--quiet") == 0
+               "--filters", "8,8,16", "--kernel", "3", "--precision", "float32",
+               "--quiet") == 0
     return out
 
 
@@ -75,6 +77,7 @@ def test_train_then_evaluate_the_stateful_model(trained: Path, data_file: Path,
     assert card["version"] == card["serving"]["weights_version"]
     assert "float_reference" not in card["evaluation"]
     assert card["classes"] == [*ACTIVITIES, "TRANSITION"] and card["state_size"] == 8
+    assert card["architecture"]["filters"] == [8, 8, 16] and card["architecture"]["kernel"] == 3
     assert card["training"]["test_users"] == [5] and len(card["training"]["validation_users"]) == 1
     assert card["training"]["epochs_run"] == 1
     windows = card["evaluation"]["windows"]
@@ -89,6 +92,15 @@ def test_train_then_evaluate_the_stateful_model(trained: Path, data_file: Path,
     again = json.loads((out / "card.json").read_text())
     assert again["evaluation"]["stream"] == card["evaluation"]["stream"]  # deterministic
     assert (out / "card.md").is_file()
+
+
+@pytest.mark.parametrize("filters", ["", "64,,128", "64,0", "wide"])
+def test_train_refuses_filters_that_are_not_positive_integers(
+        filters: str, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exited:
+        cli("train", "--filters", filters)
+    assert exited.value.code == 2
+    assert "comma-separated list of positive integers" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -141,3 +153,21 @@ def test_zoo_table_reports_mean_and_spread_per_architecture():
     table = zoo_table(rows)
     assert "| cnn | 1,000 | 3 | 92.00 ± 2.00 % | 0.9200 ± 0.0200 |" in table
     assert "90.9 %" in table  # the tutorial's published figure beside it
+
+
+def test_zoo_table_tells_stateful_encoders_apart_and_marks_the_served_one():
+    def run(seed: int, accuracy: float, **encoder: object) -> dict:
+        scores = {"accuracy": accuracy, "macro_f1": accuracy}
+        return {"arch": "stateful", "seed": seed, "params": 500, "epochs": 20, "seconds": 9.0,
+                "test": scores, "validation": scores, "reset_every_window": scores, **encoder}
+
+    served = {"filters": list(STATEFUL_FILTERS), "kernel": STATEFUL_KERNEL}
+    rows = [run(0, 0.96, filters=[8, 8, 16], kernel=3), run(1, 0.98, filters=[8, 8, 16], kernel=3),
+            run(0, 0.90, **served), run(1, 0.92, **served)]
+    lines = zoo_table(rows).splitlines()[2:]
+    served_name = f"stateful CNN+GRU, filters {'/'.join(map(str, STATEFUL_FILTERS))} " \
+                  f"k{STATEFUL_KERNEL}"
+    assert lines[0].startswith(f"| {served_name} (served) | 500 | 2 | 91.00 ± 1.41 % |")
+    assert lines[1].startswith(f"| {served_name}, state reset every window |")
+    assert lines[2].startswith("| stateful CNN+GRU, filters 8/8/16 k3 | 500 | 2 | 97.00 ± 1.41 % |")
+    assert len(lines) == 4
