@@ -6,7 +6,7 @@ from __future__ import annotations
 ZOO_ARCHITECTURES = ("lstm", "cnn", "multihead-cnn", "cnn-lstm", "convlstm", "deep-cnn", "lstm2")
 """The tutorial architectures (stateless, one window at a time); see `model.zoo`."""
 
-STATEFUL_FILTERS = (64, 64, 128)
+STATEFUL_FILTERS = (32, 32, 64)
 STATEFUL_KERNEL = 5
 """Encoder shape of the served stateful model: filters of its convolution blocks and their
 kernel width (chosen on the validation users, docs/MODELS.md)."""
