@@ -4,8 +4,9 @@ Beside each engine runs the tutorials' way, Keras `model.predict` on one window 
 the table gives every engine's speed-up over it. The service makes one call per poll round with
 every window that became ready, so its batches are tens to a thousand windows.
 
-The served flatbuffer is dynamic-range int8; the full run also measures, in the same run, the
-float flatbuffer served before it (converted from the float reference `model.keras`).
+The full run also measures, in the same run, the shipped weights at the precision that is not
+served (float32 or dynamic-range int8, converted from the float reference `model.keras`):
+which one is faster depends on the CPU (docs/MODELS.md).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ Predict = Callable[[np.ndarray, np.ndarray], object]
 BATCHES = (1, 4, 16, 64, 256, 1024)
 QUICK_BATCHES = (1, 64, 1024)
 TUTORIAL = "Keras model.predict, 1 window per call (tutorials)"
-FLOAT = "LiteRT, 1 thread, float32 (served before)"
 PLOT = BENCHMARKS_MD.parent / "img" / "inference.png"
 
 
@@ -151,24 +151,31 @@ def precision_note(model_dir: Path) -> str:
     card = read_card(model_dir)
     precision = served_precision(model_dir)
     reference = card.get("evaluation", {}).get("float_reference")
+    note = (f"The served flatbuffer is {precision}; the {other_precision(model_dir)} rows are "
+            "the same weights converted in this run from the float reference `model.keras`")
     if reference is None:
-        return f"The served flatbuffer is {precision}."
+        return note + "."
     served, other = card["evaluation"]["stream"], reference["stream"]
-    return (f"The served flatbuffer is {precision}; the float32 rows are the flatbuffer served "
-            "before it, converted in this run from the float reference `model.keras` (model "
-            f"card, test users with state carried: accuracy {served['accuracy']:.2%} against "
-            f"{other['accuracy']:.2%} for float, same class on "
+    return (f"{note} (model card, test users with state carried: accuracy "
+            f"{served['accuracy']:.2%} against {other['accuracy']:.2%} for float, same class on "
             f"{reference['agreement']['same_class']:.2%} of {reference['agreement']['windows']:,}"
             " windows; validation users first, see docs/MODELS.md).")
 
 
-def float_model(model_dir: Path = DEFAULT_MODEL_DIR) -> LiteRTModel:
-    """The float flatbuffer of the model (served before the int8 one), converted from the
-    directory's verified `model.keras` at benchmark time. Needs TensorFlow (~10 s)."""
-    from har_stream.training.card import read_card
-    from har_stream.training.serving import float_reference
+def other_precision(model_dir: Path = DEFAULT_MODEL_DIR) -> str:
+    """float32 if the served flatbuffer is quantised, else dynamic-range int8."""
+    from har_stream.model.export import DYNAMIC_RANGE_INT8, FLOAT32
 
-    return float_reference(model_dir, read_card(model_dir))
+    return DYNAMIC_RANGE_INT8 if served_precision(model_dir) == FLOAT32 else FLOAT32
+
+
+def other_precision_model(model_dir: Path = DEFAULT_MODEL_DIR) -> LiteRTModel:
+    """The shipped weights at `other_precision`, converted from the directory's verified
+    `model.keras` at benchmark time. Needs TensorFlow (~10 s)."""
+    from har_stream.training.card import read_card
+    from har_stream.training.serving import converted
+
+    return converted(model_dir, read_card(model_dir), other_precision(model_dir))
 
 
 def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
@@ -177,8 +184,9 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
     engines = litert_engines(model_dir)
     tutorial, compiled = keras_engines(model_dir, with_tf_function=not quick)
     engines.update(compiled)
-    if not quick and served_precision(model_dir) != "float32":
-        engines[FLOAT] = float_model(model_dir).predict
+    if not quick:
+        engines[f"LiteRT, 1 thread, {other_precision(model_dir)} (not served)"] = \
+            other_precision_model(model_dir).predict
     state_size = load_model(model_dir).state_size
     cells = measure(engines, batches, state_size, min_calls=5 if quick else 20,
                     budget_s=0.3 if quick else 1.5)

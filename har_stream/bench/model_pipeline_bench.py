@@ -5,7 +5,7 @@ windows → model (shipped LiteRT model, one thread) → ActivityResult and Acti
 Throughput is per core from the process's CPU time (the machine is shared; wall time is shown
 too), with the CPU split by stage. Beside it, in the same run: one device at a time, one sample
 at a time, one model call per window (the per-device design this project avoids), and the
-float flatbuffer served before the dynamic-range int8 one (before/after at 10,000 devices).
+same weights at the precision not served (float32 or dynamic-range int8) at 10,000 devices.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.bench.inference_bench import float_model, served_precision
+from har_stream.bench.inference_bench import (
+    other_precision,
+    other_precision_model,
+    served_precision,
+)
 from har_stream.bench.measure import Timings, load
 from har_stream.bench.naive import NaiveDevice
 from har_stream.bench.pipeline_bench import MESSAGE, _messages
@@ -127,31 +131,33 @@ def measure_one_at_a_time(model: StatefulModel, devices: int, messages: int) -> 
     return count / (time.process_time() - started)
 
 
-def before_and_after(served: StatefulModel, before: StatefulModel, rounds: int = 3,
-                     steps: int = 6) -> str:
-    """The served (int8) and the float model at 10,000 devices, alternating (float first in
-    odd rounds, served first in even ones) so both see the same load; each round's pair and
-    the median speed-up."""
+def served_against_other(served: StatefulModel, other: StatefulModel,
+                         precisions: tuple[str, str], rounds: int = 3, steps: int = 6) -> str:
+    """The served flatbuffer and the same weights at the other precision at 10,000 devices,
+    alternating (the other first in odd rounds, served first in even ones) so both see the
+    same load; each round's pair and the median ratio."""
+    served_name, other_name = precisions
     rows, ratios = [], []
     for i in range(rounds):
-        order = (("float", before), ("served", served))
+        order = (("other", other), ("served", served))
         pair = {name: measure(model, 10_000, steps) for name, model in
                 (order if i % 2 == 0 else order[::-1])}
-        after, float_run = pair["served"], pair["float"]
-        ratios.append(after.samples_per_s_cpu / float_run.samples_per_s_cpu)
-        rows.append([str(i + 1), rate(float_run.samples_per_s_cpu), rate(after.samples_per_s_cpu),
+        after, before = pair["served"], pair["other"]
+        ratios.append(after.samples_per_s_cpu / before.samples_per_s_cpu)
+        rows.append([str(i + 1), rate(before.samples_per_s_cpu), rate(after.samples_per_s_cpu),
                      f"{ratios[-1]:.2f}×",
-                     f"{float_run.windows_per_s_cpu:,.0f} / {after.windows_per_s_cpu:,.0f}",
-                     f"{100 * float_run.share['model']:.0f} / {100 * after.share['model']:.0f}"])
-        print(f"round {i + 1}: float {rate(float_run.samples_per_s_cpu)}, served "
-              f"{rate(after.samples_per_s_cpu)} samples/s per core", flush=True)
-    return ("Before/after the dynamic-range int8 flatbuffer, at 10,000 devices in the same run "
-            "(before = the float32 flatbuffer served until then, converted from `model.keras` "
-            f"at benchmark time; the two alternate, {steps} steps each, so both see the same "
-            f"load); median speed-up {float(np.median(ratios)):.2f}×:\n\n"
-            + table(["round", "float32: samples/s per core", "int8 (served): samples/s per core",
-                     "speed-up", "windows/s per core: float / int8",
-                     "model % of CPU: float / int8"], rows))
+                     f"{before.windows_per_s_cpu:,.0f} / {after.windows_per_s_cpu:,.0f}",
+                     f"{100 * before.share['model']:.0f} / {100 * after.share['model']:.0f}"])
+        print(f"round {i + 1}: {other_name} {rate(before.samples_per_s_cpu)}, served "
+              f"{served_name} {rate(after.samples_per_s_cpu)} samples/s per core", flush=True)
+    return (f"The served {served_name} flatbuffer against the same weights in {other_name} "
+            "(converted from `model.keras` at benchmark time), at 10,000 devices in the same "
+            f"run; the two alternate, {steps} steps each, so both see the same load; median "
+            f"ratio served / {other_name} {float(np.median(ratios)):.2f}×:\n\n"
+            + table(["round", f"{other_name}: samples/s per core",
+                     f"{served_name} (served): samples/s per core", "served / other",
+                     f"windows/s per core: {other_name} / {served_name}",
+                     f"model % of CPU: {other_name} / {served_name}"], rows))
 
 
 def _steps(devices: int, quick: bool) -> int:
@@ -177,8 +183,9 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
     whole_round = measure(model, 10_000, 3 if quick else 4, model_batch=0)
     precision = served_precision(model_dir)
     comparison = None
-    if not quick and precision != "float32":
-        comparison = before_and_after(model, float_model(model_dir))
+    if not quick:
+        comparison = served_against_other(model, other_precision_model(model_dir),
+                                          (precision, other_precision(model_dir)))
     text = table(["devices", "samples/s per core (CPU)", "samples/s (wall)", "windows/s per core",
                   "devices in real time per core", "CPU % decode / pipeline / model / records",
                   "vs one device at a time"], rows)

@@ -7,12 +7,14 @@ the model in a hand-written `tf.function` instead left the weights as unfrozen r
 variables that the interpreter read as garbage.)
 
 Two precisions (`PRECISIONS`), chosen at export:
-- `float32`: the Keras model's arithmetic (equal to it within ~3e-7).
-- `dynamic-range-int8` (served): weights stored as int8 per output channel, activations
-  quantised at run time; float in, float out, same signature. 2.3-2.7× faster on one core
-  at batches 1-64. The run-time quantisation is per window (per batch row), so a window's
-  outputs stay bit-identical whatever else is in its call (tested in
-  tests/unit/test_model_engine.py). `model.keras` stays the float reference.
+- `float32` (served): the Keras model's arithmetic (equal to it within ~3e-7).
+- `dynamic-range-int8`: weights stored as int8 per output channel, activations quantised at
+  run time; float in, float out, same signature, 4× smaller. Faster only where the CPU has
+  int8 dot-product instructions (VNNI: 2.2-2.5× at batches 1-64 for the first encoder);
+  on AVX2 alone it runs ~20 % slower than float (docs/MODELS.md). The run-time quantisation
+  is per window (per batch row), so a window's outputs stay bit-identical whatever else is
+  in its call (tested in tests/unit/test_model_engine.py). `model.keras` stays the float
+  reference.
 
 Importing this module is cheap (the CLI reads `PRECISIONS`); converting imports TensorFlow.
 """
@@ -31,7 +33,7 @@ if TYPE_CHECKING:  # TensorFlow and Keras are imported by the conversion only
 FLOAT32 = "float32"
 DYNAMIC_RANGE_INT8 = "dynamic-range-int8"
 PRECISIONS = (DYNAMIC_RANGE_INT8, FLOAT32)
-SERVED_PRECISION = DYNAMIC_RANGE_INT8
+SERVED_PRECISION = FLOAT32
 """What `har-stream train` and `har-stream model export` write unless told otherwise."""
 
 VERSION_SUFFIX = {FLOAT32: "", DYNAMIC_RANGE_INT8: "-int8"}

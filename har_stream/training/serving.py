@@ -39,10 +39,19 @@ def weights_version(card: dict[str, object]) -> str:
 
 def float_reference(directory: Path, card: dict[str, object]) -> LiteRTModel:
     """The directory's `model.keras` converted to a float flatbuffer (needs TensorFlow)."""
-    from har_stream.model.export import FLOAT32, to_tflite
+    from har_stream.model.export import FLOAT32
+
+    return converted(directory, card, FLOAT32)
+
+
+def converted(directory: Path, card: dict[str, object], precision: str) -> LiteRTModel:
+    """The directory's verified `model.keras` converted now to a flatbuffer at `precision`,
+    versioned as an export at that precision would be (needs TensorFlow)."""
+    from har_stream.model.export import served_version, to_tflite
     from har_stream.model.integrity import load_keras
 
-    return _engine(to_tflite(load_keras(directory, card), FLOAT32), card, weights_version(card))
+    return _engine(to_tflite(load_keras(directory, card), precision), card,
+                   served_version(weights_version(card), precision))
 
 
 def check_drop(comparison: dict[str, object], precision: str, max_drop: float) -> None:
