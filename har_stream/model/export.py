@@ -9,9 +9,9 @@ variables that the interpreter read as garbage.)
 Two precisions (`PRECISIONS`), chosen at export:
 - `float32` (served): the Keras model's arithmetic (equal to it within ~3e-7).
 - `dynamic-range-int8`: weights stored as int8 per output channel, activations quantised at
-  run time; float in, float out, same signature, 4× smaller. Faster only where the CPU has
-  int8 dot-product instructions (VNNI: 2.2-2.5× at batches 1-64 for the first encoder);
-  on AVX2 alone it runs ~20 % slower than float (docs/MODELS.md). The run-time quantisation
+  run time; float in, float out, same signature, 4× smaller. Faster on some CPUs (2.2-2.5×
+  at batches 1-64 for the first encoder on an Intel Xeon), slower on others (~20 % on an
+  AVX2 AMD EPYC): docs/MODELS.md; `har-stream bench model-pipeline` compares the two. The run-time quantisation
   is per window (per batch row), so a window's outputs stay bit-identical whatever else is
   in its call (tested in tests/unit/test_model_engine.py). `model.keras` stays the float
   reference.
