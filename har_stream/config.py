@@ -135,7 +135,8 @@ class Settings:
     topics: TopicSettings = field(default_factory=TopicSettings)
     group_id: str = option("har-stream", "consumer group: processes with the same group share "
                                          "the partitions")
-    max_poll_records: int = option(500, "sensor messages per poll (one model call per poll)")
+    max_poll_records: int = option(5000, "most sensor messages per poll (one recognition step "
+                                         "each; larger polls cost less per message)")
     poll_timeout_ms: int = option(200, "longest wait for messages in one poll")
     fetch_max_wait_ms: int = option(25, "longest time the broker may hold a fetch to fill it "
                                         "(kafka-python's 500 ms default adds that much latency)")
