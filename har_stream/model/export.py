@@ -11,10 +11,10 @@ Two precisions (`PRECISIONS`), chosen at export:
 - `dynamic-range-int8`: weights stored as int8 per output channel, activations quantised at
   run time; float in, float out, same signature, 4× smaller. Faster on some CPUs (2.2-2.5×
   at batches 1-64 for the first encoder on an Intel Xeon), slower on others (~20 % on an
-  AVX2 AMD EPYC): docs/MODELS.md; `har-stream bench model-pipeline` compares the two. The run-time quantisation
-  is per window (per batch row), so a window's outputs stay bit-identical whatever else is
-  in its call (tested in tests/unit/test_model_engine.py). `model.keras` stays the float
-  reference.
+  AVX2 AMD EPYC): docs/MODELS.md; `har-stream bench model-pipeline` compares the two. The
+  run-time quantisation is per window (per batch row), so a window's outputs stay
+  bit-identical whatever else is in its call (tested in tests/unit/test_model_engine.py).
+  `model.keras` stays the float reference.
 
 Importing this module is cheap (the CLI reads `PRECISIONS`); converting imports TensorFlow.
 """
