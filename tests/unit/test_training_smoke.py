@@ -112,12 +112,13 @@ def test_export_judges_a_precision_on_validation_users_and_refuses_a_loss(
     float_flatbuffer = (out / "model.tflite").read_bytes()
 
     # a drop budget below zero refuses any quantised flatbuffer: nothing may change
-    assert cli("model", "export", "--model", str(out), "--data", str(data_file),
+    int8 = ("--precision", "dynamic-range-int8")
+    assert cli("model", "export", "--model", str(out), "--data", str(data_file), *int8,
                "--max-drop", "-1") == 1
     assert (out / "model.tflite").read_bytes() == float_flatbuffer
     assert json.loads((out / "card.json").read_text()) == trained_card
 
-    assert cli("model", "export", "--model", str(out), "--data", str(data_file),
+    assert cli("model", "export", "--model", str(out), "--data", str(data_file), *int8,
                "--max-drop", "1") == 0
     card = json.loads((out / "card.json").read_text())
     serving = card["serving"]
@@ -130,9 +131,8 @@ def test_export_judges_a_precision_on_validation_users_and_refuses_a_loss(
     assert (out / "model.tflite").read_bytes() != float_flatbuffer
     assert "## Served flatbuffer: dynamic-range-int8" in (out / "card.md").read_text()
 
-    # and back to float: the weights' own version again
-    assert cli("model", "export", "--model", str(out), "--data", str(data_file),
-               "--precision", "float32") == 0
+    # and back to float (the default precision): the weights' own version again
+    assert cli("model", "export", "--model", str(out), "--data", str(data_file)) == 0
     assert load_model(out).version == trained_card["version"]
     assert (out / "model.tflite").read_bytes() == float_flatbuffer
 
