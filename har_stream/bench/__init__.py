@@ -17,6 +17,7 @@ BENCHMARKS = {
     "scaling": "har_stream.bench.scaling_bench",
     "produce": "har_stream.bench.produce_bench",
     "e2e": "har_stream.bench.e2e_bench",
+    "drift": "har_stream.bench.drift_bench",
 }
 
 

@@ -30,8 +30,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from har_stream.bench.measure import cpu_seconds, load
 from har_stream.bench.report import provenance, table, write_section
@@ -55,6 +57,7 @@ WARMUP_S = 8.0
 QUICK_WINDOW_S = 6.0
 QUICK_WARMUP_S = 5.0
 LATENCY = "har_end_to_end_latency_seconds"
+T = TypeVar("T")
 _SAMPLE_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
 
 
@@ -145,9 +148,20 @@ class _Process:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+Observe = Callable[[int, str, float, str, "_Process", "_Process", EmbeddedBroker], T]
+"""What a run measures once warm: (devices, variant, window_s, metrics url, recognizer,
+simulator, broker) → its result."""
+
+
 def run_level(devices: int, window_s: float, warmup_s: float, workdir: Path,
               options: tuple[str, ...] = ()) -> Level:
     """One device count: broker, recognizer and simulator for warm-up + window seconds."""
+    return run_observed(devices, window_s, warmup_s, workdir, options, _observe)
+
+
+def run_observed(devices: int, window_s: float, warmup_s: float, workdir: Path,
+                 options: tuple[str, ...], observe: Observe[T]) -> T:
+    """Broker, recognizer and simulator at `devices`; once warm, `observe` measures."""
     python = [sys.executable, "-m", "har_stream.cli"]
     period_s = MESSAGE / RATE_HZ
     with EmbeddedBroker() as broker:
@@ -174,7 +188,7 @@ def run_level(devices: int, window_s: float, warmup_s: float, workdir: Path,
                       simulator)
             time.sleep(warmup_s)
             variant = " ".join(options) or "shipped"
-            return _observe(devices, variant, window_s, url, recognizer, simulator, broker)
+            return observe(devices, variant, window_s, url, recognizer, simulator, broker)
         finally:
             if simulator is not None:
                 simulator.stop()

@@ -15,6 +15,7 @@ import pytest
 
 from har_stream.bench import (
     BENCHMARKS,
+    drift_bench,
     e2e_bench,
     inference_bench,
     memory_bench,
@@ -107,6 +108,21 @@ def test_e2e_reads_metrics_and_interpolates_quantiles() -> None:
     # only what happened between the two scrapes counts
     assert e2e_bench.histogram_quantile(0.5, end, end) != e2e_bench.histogram_quantile(
         0.5, start, end)
+
+
+def test_drift_reads_the_loop_stages_and_tabulates_each_interval() -> None:
+    metrics = e2e_bench.parse_metrics(
+        'har_stage_duration_seconds_sum{stage="poll"} 9.5\n'
+        'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
+    assert drift_bench._stage(metrics, "poll") == 9.5
+    assert drift_bench._stage(metrics, "produce") == 0.0
+    cpu = {"recognizer": 0.5, "simulator": 0.1, "broker": 0.75}
+    text = drift_bench.drift_table([drift_bench.Interval(15.0, 40.0, 70.0, 90.0, cpu, 0.61),
+                                    drift_bench.Interval(30.2, 45.0, 80.0, 120.4, cpu, 0.7)])
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert lines[2] == "| 15 s | 40 / 70 / 90 | 0.50 / 0.10 / 0.75 | 61 % |"
+    assert lines[3].startswith("| 30 s | 45 / 80 / 120 |")
 
 
 def test_e2e_variants_are_options_of_run() -> None:

@@ -1,0 +1,108 @@
+"""The rig over time: latency and CPU interval by interval, at a constant load.
+
+`har-stream bench e2e` measures each level over one window; its 60-s windows at 1,000 devices
+show a p99 well above that of its 15-s windows. This benchmark runs one long level (1,000
+devices, the shipped settings, the same broker, recognizer and simulator) and reads, every
+15 s, the latency histogram and the CPU of each process: where latency drifts while the load
+stays constant, the process whose CPU drifts with it is the one that slows down.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from har_stream.bench.e2e_bench import (
+    LATENCY,
+    WARMUP_S,
+    Observe,
+    _Process,
+    buckets,
+    histogram_quantile,
+    run_observed,
+    scrape,
+)
+from har_stream.bench.measure import cpu_seconds, load
+from har_stream.bench.report import provenance, table, write_section
+from har_stream.broker import EmbeddedBroker
+
+DEVICES = 1_000
+INTERVAL_S = 15.0
+INTERVALS = 8
+QUICK_INTERVALS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    end_s: float  # since the end of the warm-up
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu: dict[str, float]  # cores used over the interval, by process
+    poll_share: float  # of the recognizer loop's wall time, in poll (mostly waiting for data)
+
+
+def observe_intervals(interval_s: float) -> Observe[list[Interval]]:
+    """An observer for `run_observed`: one Interval per `interval_s` over the window."""
+
+    def observe(devices: int, variant: str, window_s: float, url: str, recognizer: _Process,
+                simulator: _Process, broker: EmbeddedBroker) -> list[Interval]:
+        pids = {"recognizer": recognizer.popen.pid, "simulator": simulator.popen.pid,
+                "broker": broker._process.pid if broker._process else 0}
+        before, cpu_before, started = scrape(url), _cpu(pids), time.monotonic()
+        intervals = []
+        while time.monotonic() - started < window_s - 1e-6:
+            time.sleep(interval_s)
+            now, cpu_now = scrape(url), _cpu(pids)
+            start, end = buckets(before, LATENCY), buckets(now, LATENCY)
+            p50, p95, p99 = (1e3 * histogram_quantile(q, start, end) for q in (0.5, 0.95, 0.99))
+            intervals.append(Interval(
+                time.monotonic() - started, p50, p95, p99,
+                {k: (cpu_now[k] - cpu_before[k]) / interval_s for k in pids},
+                (_stage(now, "poll") - _stage(before, "poll")) / interval_s))
+            before, cpu_before = now, cpu_now
+        return intervals
+
+    return observe
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def _stage(metrics: dict[str, dict[str, float]], stage: str) -> float:
+    """Seconds the recognizer loop spent in `stage` so far."""
+    return sum(value for labels, value in
+               metrics.get("har_stage_duration_seconds_sum", {}).items()
+               if re.search(rf'stage="{stage}"', labels))
+
+
+def drift_table(intervals: list[Interval]) -> str:
+    return table(["interval ends at", "latency ms p50 / p95 / p99",
+                  "CPU cores: recognizer / simulator / broker", "recognizer loop in poll"],
+                 [[f"{iv.end_s:.0f} s", f"{iv.p50_ms:.0f} / {iv.p95_ms:.0f} / {iv.p99_ms:.0f}",
+                   " / ".join(f"{iv.cpu[k]:.2f}" for k in ("recognizer", "simulator", "broker")),
+                   f"{100 * iv.poll_share:.0f} %"] for iv in intervals])
+
+
+def main(write: bool = False, quick: bool = False) -> None:
+    before = load()
+    count = QUICK_INTERVALS if quick else INTERVALS
+    with tempfile.TemporaryDirectory(prefix="har-bench-drift-") as tmp:
+        intervals = run_observed(DEVICES, count * INTERVAL_S, WARMUP_S, Path(tmp), (),
+                                 observe_intervals(INTERVAL_S))
+    text = drift_table(intervals)
+    print(text)
+    if write:
+        body = (f"{provenance('har-stream bench drift --write')}\n"
+                f"Machine shared: {before} at the start, {load()} at the end.\n\n"
+                f"One run of the end-to-end rig (embedded broker, `har-stream run`, "
+                f"`har-stream simulate`, as in the section above) at a constant {DEVICES:,} "
+                f"devices; after the warm-up, every {INTERVAL_S:.0f} s: the latency quantiles "
+                "of that interval (`har_end_to_end_latency_seconds`), the CPU of each process, "
+                "and the share of the recognizer loop's wall time spent in poll, mostly "
+                "waiting for the broker's fetch response.\n\n" + text)
+        write_section("The end-to-end rig over time", body)
