@@ -22,6 +22,7 @@ from har_stream.bench.e2e_bench import (
     _Process,
     buckets,
     histogram_quantile,
+    process_ids,
     run_observed,
     scrape,
 )
@@ -50,8 +51,7 @@ def observe_intervals(interval_s: float) -> Observe[list[Interval]]:
 
     def observe(devices: int, variant: str, window_s: float, url: str, recognizer: _Process,
                 simulator: _Process, broker: EmbeddedBroker) -> list[Interval]:
-        pids = {"recognizer": recognizer.popen.pid, "simulator": simulator.popen.pid,
-                "broker": broker._process.pid if broker._process else 0}
+        pids = process_ids(recognizer, simulator, broker)
         before, cpu_before, started = scrape(url), _cpu(pids), time.monotonic()
         intervals = []
         while time.monotonic() - started < window_s - 1e-6:

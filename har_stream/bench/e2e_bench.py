@@ -198,8 +198,7 @@ def run_observed(devices: int, window_s: float, warmup_s: float, workdir: Path,
 def _observe(devices: int, variant: str, window_s: float, url: str,
              recognizer: _Process,
              simulator: _Process, broker: EmbeddedBroker) -> Level:
-    pids = {"recognizer": recognizer.popen.pid, "simulator": simulator.popen.pid,
-            "broker": broker._process.pid if broker._process else 0}
+    pids = process_ids(recognizer, simulator, broker)
     cpu_start = {k: cpu_seconds(p) for k, p in pids.items()}
     start, started = scrape(url), time.monotonic()
     lags = []
@@ -231,6 +230,13 @@ def _observe(devices: int, variant: str, window_s: float, url: str,
     return Level(devices, variant, window_s, not grows and not slow_simulator, lag_start,
                  lag_end, input_per_s, consumed, sent_fraction, p50, p95, p99,
                  cpu["recognizer"], cpu["simulator"], cpu["broker"], stages, note.strip("; "))
+
+
+def process_ids(recognizer: _Process, simulator: _Process, broker: EmbeddedBroker
+                ) -> dict[str, int]:
+    """The rig's processes by role, for their CPU time."""
+    return {"recognizer": recognizer.popen.pid, "simulator": simulator.popen.pid,
+            "broker": broker._process.pid if broker._process else 0}
 
 
 def _wait_for(ready: object, timeout_s: float, process: _Process) -> None:
