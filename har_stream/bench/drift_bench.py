@@ -9,24 +9,23 @@ stays constant, the process whose CPU drifts with it is the one that slows down.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from har_stream.bench.e2e_bench import (
-    LATENCY,
     WARMUP_S,
     Observe,
     _Process,
-    buckets,
-    histogram_quantile,
+    latency_ms,
+    process_cpu,
     process_ids,
     run_observed,
     scrape,
+    stage_seconds,
 )
-from har_stream.bench.measure import cpu_seconds, load
+from har_stream.bench.measure import load
 from har_stream.bench.report import provenance, table, write_section
 from har_stream.broker import EmbeddedBroker
 
@@ -52,32 +51,21 @@ def observe_intervals(interval_s: float) -> Observe[list[Interval]]:
     def observe(devices: int, variant: str, window_s: float, url: str, recognizer: _Process,
                 simulator: _Process, broker: EmbeddedBroker) -> list[Interval]:
         pids = process_ids(recognizer, simulator, broker)
-        before, cpu_before, started = scrape(url), _cpu(pids), time.monotonic()
+        before, cpu_before, started = scrape(url), process_cpu(pids), time.monotonic()
         intervals = []
         while time.monotonic() - started < window_s - 1e-6:
             time.sleep(interval_s)
-            now, cpu_now = scrape(url), _cpu(pids)
-            start, end = buckets(before, LATENCY), buckets(now, LATENCY)
-            p50, p95, p99 = (1e3 * histogram_quantile(q, start, end) for q in (0.5, 0.95, 0.99))
+            now, cpu_now = scrape(url), process_cpu(pids)
+            polled = (stage_seconds(now).get("poll", 0.0)
+                      - stage_seconds(before).get("poll", 0.0))
             intervals.append(Interval(
-                time.monotonic() - started, p50, p95, p99,
+                time.monotonic() - started, *latency_ms(before, now),
                 {k: (cpu_now[k] - cpu_before[k]) / interval_s for k in pids},
-                (_stage(now, "poll") - _stage(before, "poll")) / interval_s))
+                polled / interval_s))
             before, cpu_before = now, cpu_now
         return intervals
 
     return observe
-
-
-def _cpu(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
-def _stage(metrics: dict[str, dict[str, float]], stage: str) -> float:
-    """Seconds the recognizer loop spent in `stage` so far."""
-    return sum(value for labels, value in
-               metrics.get("har_stage_duration_seconds_sum", {}).items()
-               if re.search(rf'stage="{stage}"', labels))
 
 
 def drift_table(intervals: list[Interval]) -> str:

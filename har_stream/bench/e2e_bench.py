@@ -199,14 +199,14 @@ def _observe(devices: int, variant: str, window_s: float, url: str,
              recognizer: _Process,
              simulator: _Process, broker: EmbeddedBroker) -> Level:
     pids = process_ids(recognizer, simulator, broker)
-    cpu_start = {k: cpu_seconds(p) for k, p in pids.items()}
+    cpu_start = process_cpu(pids)
     start, started = scrape(url), time.monotonic()
     lags = []
     while time.monotonic() - started < window_s:
         time.sleep(1.0)
         lags.append((time.monotonic() - started, total(scrape(url), "har_consumer_lag_messages")))
-    end, elapsed = scrape(url), time.monotonic() - started
-    cpu = {k: (cpu_seconds(p) - cpu_start[k]) / elapsed for k, p in pids.items()}
+    end, elapsed, cpu_end = scrape(url), time.monotonic() - started, process_cpu(pids)
+    cpu = {k: (cpu_end[k] - cpu_start[k]) / elapsed for k in pids}
     input_per_s = devices / (MESSAGE / RATE_HZ)
     consumed = (total(end, "har_messages_consumed_total")
                 - total(start, "har_messages_consumed_total")) / elapsed
@@ -218,18 +218,38 @@ def _observe(devices: int, variant: str, window_s: float, url: str,
     # then means the simulator could not send at real time (the machine, not the recognizer).
     sent_fraction = consumed / input_per_s
     slow_simulator = not grows and sent_fraction < 0.95
-    before, after = buckets(start, LATENCY), buckets(end, LATENCY)
-    p50, p95, p99 = (1e3 * histogram_quantile(q, before, after) for q in (0.5, 0.95, 0.99))
+    p50, p95, p99 = latency_ms(start, end)
     note = ("lag grows" if grows else "") + ("; simulator behind" if slow_simulator else "")
-    stages = {}
-    for labels, value in end.get("har_stage_duration_seconds_sum", {}).items():
-        stage = re.search(r'stage="([^"]+)"', labels)
-        spent = value - start.get("har_stage_duration_seconds_sum", {}).get(labels, 0.0)
-        if stage and spent > 0:
-            stages[stage.group(1)] = round(spent / elapsed, 3)
+    spent_before = stage_seconds(start)
+    stages = {stage: round((spent - spent_before.get(stage, 0.0)) / elapsed, 3)
+              for stage, spent in stage_seconds(end).items()
+              if spent > spent_before.get(stage, 0.0)}
     return Level(devices, variant, window_s, not grows and not slow_simulator, lag_start,
                  lag_end, input_per_s, consumed, sent_fraction, p50, p95, p99,
                  cpu["recognizer"], cpu["simulator"], cpu["broker"], stages, note.strip("; "))
+
+
+def latency_ms(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]]
+               ) -> tuple[float, float, float]:
+    """p50, p95, p99 of the end-to-end latency between two scrapes, in ms."""
+    before, after = buckets(start, LATENCY), buckets(end, LATENCY)
+    p50, p95, p99 = (1e3 * histogram_quantile(q, before, after) for q in (0.5, 0.95, 0.99))
+    return p50, p95, p99
+
+
+def stage_seconds(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Seconds the recognizer loop has spent in each stage so far."""
+    spent: dict[str, float] = {}
+    for labels, value in metrics.get("har_stage_duration_seconds_sum", {}).items():
+        stage = re.search(r'stage="([^"]+)"', labels)
+        if stage:
+            spent[stage.group(1)] = spent.get(stage.group(1), 0.0) + value
+    return spent
+
+
+def process_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each process."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
 
 
 def process_ids(recognizer: _Process, simulator: _Process, broker: EmbeddedBroker
