@@ -105,6 +105,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """Process id of the running broker (for its CPU time); 0 when it is not running."""
+        return self._process.pid if self._process is not None else 0
+
     def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://{HOST}:{self.port}"

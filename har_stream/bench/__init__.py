@@ -16,6 +16,7 @@ BENCHMARKS = {
     "memory": "har_stream.bench.memory_bench",
     "scaling": "har_stream.bench.scaling_bench",
     "produce": "har_stream.bench.produce_bench",
+    "broker": "har_stream.bench.broker_bench",
     "e2e": "har_stream.bench.e2e_bench",
     "drift": "har_stream.bench.drift_bench",
 }

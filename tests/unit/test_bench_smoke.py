@@ -116,12 +116,15 @@ def test_drift_reads_the_loop_stages_and_tabulates_each_interval() -> None:
         'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
     assert e2e_bench.stage_seconds(metrics) == {"poll": 9.5, "decode": 2.0}
     cpu = {"recognizer": 0.5, "simulator": 0.1, "broker": 0.75}
-    text = drift_bench.drift_table([drift_bench.Interval(15.0, 40.0, 70.0, 90.0, cpu, 0.61),
-                                    drift_bench.Interval(30.2, 45.0, 80.0, 120.4, cpu, 0.7)])
+    text = drift_bench.drift_table({
+        "1": [drift_bench.Interval(15.0, 40.0, 70.0, 90.0, cpu, 0.61),
+              drift_bench.Interval(30.2, 45.0, 80.0, 120.4, cpu, 0.7)],
+        "6": [drift_bench.Interval(15.1, 50.0, 90.0, 150.0, cpu, 0.8)]})
     lines = text.splitlines()
-    assert len(lines) == 4
-    assert lines[2] == "| 15 s | 40 / 70 / 90 | 0.50 / 0.10 / 0.75 | 61 % |"
-    assert lines[3].startswith("| 30 s | 45 / 80 / 120 |")
+    assert len(lines) == 5
+    assert lines[2] == "| 1 | 15 s | 40 / 70 / 90 | 0.50 / 0.10 / 0.75 | 61 % |"
+    assert lines[3].startswith("| 1 | 30 s | 45 / 80 / 120 |")
+    assert lines[4].startswith("| 6 | 15 s | 50 / 90 / 150 |")
 
 
 def test_e2e_variants_are_options_of_run() -> None:
