@@ -196,9 +196,15 @@ class Outbox:
             return None
         with self._lock:
             self._unsettled[item.epoch] = self._unsettled.get(item.epoch, 0) + 1
-        future.add_callback(functools.partial(self._acknowledged, item))
-        future.add_errback(functools.partial(self._failed, item, True))
+        future.add_both(functools.partial(self._outcome, item))
         return future
+
+    def _outcome(self, item: _Outgoing, outcome: Any) -> None:
+        """A send's future resolved: `outcome` is its metadata, or the exception."""
+        if isinstance(outcome, BaseException):
+            self._failed(item, True, outcome)
+        else:
+            self._acknowledged(item, outcome)
 
     def _settled(self, item: _Outgoing) -> None:
         left = self._unsettled[item.epoch] - 1

@@ -51,13 +51,15 @@ class DeliveryFuture:
     """The outcome of one send: callbacks added before or after it is known all run once.
 
     Resolved only inside the producer's `send`, `serve`, `flush` or `close`, on the thread
-    that calls them, so it needs no lock.
+    that calls them, so it needs no lock. Its `_deliver` is librdkafka's delivery callback,
+    so a send allocates no closure (the service sends thousands of records per second).
     """
 
-    __slots__ = ("_callbacks", "_errbacks", "_flush", "done", "exception", "value")
+    __slots__ = ("_callbacks", "_errbacks", "_flush", "done", "exception", "sent_at", "value")
 
-    def __init__(self, flush: Callable[[float | None], None]) -> None:
+    def __init__(self, flush: Callable[[float | None], None], sent_at: float = 0.0) -> None:
         self._flush = flush
+        self.sent_at = sent_at
         self.done = False
         self.value: RecordMetadata | None = None
         self.exception: BaseException | None = None
@@ -84,6 +86,15 @@ class DeliveryFuture:
             fn(self.exception)
         return self
 
+    def add_both(self, fn: Callable[[Any], None]) -> DeliveryFuture:
+        """`fn(metadata)` on success, `fn(exception)` on failure (as kafka-python's futures)."""
+        if not self.done:
+            self._callbacks.append(fn)
+            self._errbacks.append(fn)
+        else:
+            fn(self.value if self.exception is None else self.exception)
+        return self
+
     def get(self, timeout: float | None = None) -> RecordMetadata:
         """The record's metadata, flushing the producer until it is known."""
         if not self.done:
@@ -92,6 +103,15 @@ class DeliveryFuture:
             raise self.exception
         assert self.value is not None
         return self.value
+
+    def _deliver(self, error: Any, message: Any) -> None:
+        """librdkafka's report: the broker's metadata, or its error as kafka-python's."""
+        if error is None:
+            self._resolve(RecordMetadata(
+                message.topic(), message.partition(), message.offset(),
+                message.timestamp()[1], self.sent_at + (message.latency() or 0.0)), None)
+        else:
+            self._resolve(None, as_kafka_error(error))
 
     def _resolve(self, value: RecordMetadata | None, exception: BaseException | None) -> None:
         self.done, self.value, self.exception = True, value, exception
@@ -171,36 +191,41 @@ class RdKafkaProducer:
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None,
              partition: int | None = None) -> DeliveryFuture:
-        future = DeliveryFuture(self.flush)
-        sent_at = time.time()
+        future = DeliveryFuture(self.flush, time.time())
+        record = (topic, value, key, headers, partition, future)
+        try:
+            try:
+                self._produce(*record)
+            except BufferError:  # the local queue is full: wait for acknowledgements
+                self._wait_for_room(record)
+        except confluent_kafka.KafkaException as exc:
+            raise as_kafka_error(exc.args[0]) from None  # e.g. too large: the Outbox decides
+        self._producer.poll(0)
+        return future
 
-        def delivered(error: Any, message: Any) -> None:
-            if error is None:
-                future._resolve(RecordMetadata(
-                    message.topic(), message.partition(), message.offset(),
-                    message.timestamp()[1], sent_at + (message.latency() or 0.0)), None)
-            else:
-                future._resolve(None, as_kafka_error(error))
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None,
+                 headers: list[tuple[str, bytes]] | None, partition: int | None,
+                 future: DeliveryFuture) -> None:
+        if headers or partition is not None:
+            self._producer.produce(topic, value, key, on_delivery=future._deliver,
+                                   headers=headers or None,  # type: ignore[arg-type]
+                                   partition=-1 if partition is None else partition)
+        else:  # the common case, without the keyword arguments' cost
+            self._producer.produce(topic, value, key, on_delivery=future._deliver)
 
-        optional: dict[str, Any] = {}
-        if headers:
-            optional["headers"] = headers
-        if partition is not None:
-            optional["partition"] = partition
+    def _wait_for_room(self, record: tuple[Any, ...]) -> None:
+        """Send once the local queue has room, serving acknowledgements meanwhile."""
         deadline = time.monotonic() + self.max_block_s
         while True:
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"local queue still full after {self.max_block_s:g}"
+                                        " s; the brokers do not acknowledge") from None
+            self._producer.poll(0.05)
             try:
-                self._producer.produce(topic, value, key, on_delivery=delivered, **optional)
-                self._producer.poll(0)
-                return future
-            except BufferError:  # the local queue is full: wait for acknowledgements
-                if time.monotonic() > deadline:
-                    raise KafkaTimeoutError(f"local queue still full after {self.max_block_s:g}"
-                                            " s; the brokers do not acknowledge") from None
-                self._producer.poll(0.05)
-            except confluent_kafka.KafkaException as exc:
-                error = as_kafka_error(exc.args[0])
-                raise error from None  # e.g. MessageSizeTooLargeError: the Outbox decides
+                self._produce(*record)
+                return
+            except BufferError:
+                continue
 
     def serve(self) -> None:
         """Run the callbacks of the acknowledgements that have arrived (does not wait)."""

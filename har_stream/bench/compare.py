@@ -4,8 +4,10 @@
 the same measurement in both trees, alternating between them round by round so that both see
 the same load on a shared machine. Each measurement runs in a fresh interpreter whose import
 path starts with its tree, using only APIs both revisions have (`decode_sensor`, `Pipeline`,
-`Recognizer`). Figures are CPU-time medians per step (per core) and their ratio; they are the
-before/after rows of docs/PERFORMANCE.md.
+`Recognizer`, and for `output` the `Outbox` on a librdkafka producer and the embedded broker).
+Figures are CPU-time medians per step (per core) and their ratio; they are the before/after
+rows of docs/PERFORMANCE.md. `output` counts the calling thread's CPU only (the service's loop
+thread; librdkafka's own threads run beside it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from har_stream.bench.report import table
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = ("decode", "arrays", "bytes", "model")
+MODES = ("decode", "arrays", "bytes", "model", "output")
 
 # Runs inside the measured tree: only APIs that every compared revision has.
 CHILD = r"""
@@ -32,6 +34,26 @@ from har_stream.codec import decode_sensor, encode_sensor
 from har_stream.pipeline import Pipeline
 from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
 mode, devices, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if mode == "output":  # one result and one counts record per device and step, as the service
+    from har_stream.broker import EmbeddedBroker
+    from har_stream.config import KafkaSettings, TopicSettings
+    from har_stream.delivery import Outbox
+    from har_stream.kafka_io import make_admin, make_producer, prepare_service_topics
+    with EmbeddedBroker() as broker:
+        kafka, topics = KafkaSettings(bootstrap_servers=broker.bootstrap_servers), TopicSettings()
+        prepare_service_topics(make_admin(kafka), topics)
+        outbox = Outbox(make_producer(kafka, linger_ms=5, unbounded_delivery=True), "dlq")
+        keys = [f"device-{d:06d}".encode() for d in range(devices)]
+        cpu = []
+        for step in range(steps):
+            started = time.thread_time()
+            for key in keys:
+                outbox.send(topics.activity_topic, key, b"r" * 436, on_ack=len)
+                outbox.send(topics.counts_topic, key, b"c" * 335, on_ack=len)
+            outbox.settle(60)
+            cpu.append(time.thread_time() - started)
+    print(json.dumps(cpu[1:]))
+    sys.exit()
 rng = np.random.default_rng(0)
 base = rng.normal(0, 0.3, (devices, 1, 6)).astype(np.float32)
 polls = []
@@ -88,7 +110,9 @@ def rows(times: dict[tuple[str, str], list[float]], devices: int) -> list[list[s
         before = statistics.median(times[(mode, "before")])
         after = statistics.median(times[(mode, "after")])
         samples = devices * 64
-        unit = ("µs per message", devices / 1e6) if mode == "decode" else ("samples/s", None)
+        unit = {"decode": ("µs per message", devices / 1e6),
+                "output": ("µs per window (2 records)", devices / 1e6)}.get(
+                    mode, ("samples/s", None))
         if unit[1] is not None:
             cells = [f"{before / unit[1]:.1f}", f"{after / unit[1]:.1f}"]
         else:

@@ -170,3 +170,13 @@ def test_e2e_summary_names_the_largest_sustained_level() -> None:
     assert text.count("\n") == 3  # header, rule, two levels
     assert "Largest level sustained: 1,000 devices" in verdict
     assert "640 µs of CPU per message" in verdict  # 0.5 cores / 781.25 messages/s
+
+
+def test_compare_rows_give_each_mode_its_unit_and_the_speed_up() -> None:
+    from har_stream.bench import compare
+
+    times = {("output", "before"): [0.5, 0.4, 0.6], ("output", "after"): [0.25],
+             ("model", "before"): [2.0], ("model", "after"): [1.0]}
+    assert compare.rows(times, devices=10_000) == [
+        ["output", "µs per window (2 records)", "50.0", "25.0", "2.00×"],
+        ["model", "samples/s", "0.32 M", "0.64 M", "2.00×"]]

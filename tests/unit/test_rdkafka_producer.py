@@ -51,6 +51,48 @@ def test_a_failed_delivery_runs_errbacks_and_get_raises_it() -> None:
         future.get(0)
 
 
+def test_add_both_hears_the_outcome_once_whether_added_before_or_after_it() -> None:
+    ok, seen = DeliveryFuture(no_flush), []
+    ok.add_both(seen.append)
+    ok._resolve(META, None)
+    ok.add_both(seen.append)
+    error = MessageSizeTooLargeError("too large")
+    failed = DeliveryFuture(no_flush)
+    failed.add_both(seen.append)
+    failed._resolve(None, error)
+    failed.add_both(seen.append)
+    assert seen == [META, META, error, error]
+
+
+class Message:
+    """What librdkafka hands a delivery callback (the accessors the producer reads)."""
+
+    def topic(self) -> str:
+        return "t"
+
+    def partition(self) -> int:
+        return 1
+
+    def offset(self) -> int:
+        return 42
+
+    def timestamp(self) -> tuple[int, int]:
+        return (confluent_kafka.TIMESTAMP_CREATE_TIME, 1_700_000_000_000)
+
+    def latency(self) -> float:
+        return 0.5
+
+
+def test_a_delivery_report_becomes_metadata_acknowledged_at_send_time_plus_latency() -> None:
+    future = DeliveryFuture(no_flush, sent_at=1_700_000_000.0)
+    future._deliver(None, Message())
+    assert future.get(0) == META
+    failed = DeliveryFuture(no_flush)
+    failed._deliver(confluent_kafka.KafkaError(confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE),
+                    None)
+    assert isinstance(failed.exception, MessageSizeTooLargeError)
+
+
 def test_get_flushes_the_producer_until_the_outcome_is_known() -> None:
     flushed: list[float | None] = []
 
