@@ -22,12 +22,13 @@ from har_stream.bench.e2e_bench import (
     WARMUP_S,
     Observe,
     _Process,
+    cores_used,
     latency_ms,
     process_cpu,
     process_ids,
     run_observed,
     scrape,
-    stage_seconds,
+    stage_shares,
 )
 from har_stream.bench.measure import load
 from har_stream.bench.report import provenance, table, write_section
@@ -61,12 +62,10 @@ def observe_intervals(interval_s: float) -> Observe[list[Interval]]:
         while time.monotonic() - started < window_s - 1e-6:
             time.sleep(interval_s)
             now, cpu_now = scrape(url), process_cpu(pids)
-            polled = (stage_seconds(now).get("poll", 0.0)
-                      - stage_seconds(before).get("poll", 0.0))
             intervals.append(Interval(
                 time.monotonic() - started, *latency_ms(before, now),
-                {k: (cpu_now[k] - cpu_before[k]) / interval_s for k in pids},
-                polled / interval_s))
+                cores_used(cpu_before, cpu_now, interval_s),
+                stage_shares(before, now, interval_s).get("poll", 0.0)))
             before, cpu_before = now, cpu_now
         return intervals
 

@@ -217,7 +217,7 @@ def _observe(devices: int, variant: str, window_s: float, url: str,
         time.sleep(1.0)
         lags.append((time.monotonic() - started, total(scrape(url), "har_consumer_lag_messages")))
     end, elapsed, cpu_end = scrape(url), time.monotonic() - started, process_cpu(pids)
-    cpu = {k: (cpu_end[k] - cpu_start[k]) / elapsed for k in pids}
+    cpu = cores_used(cpu_start, cpu_end, elapsed)
     input_per_s = devices / (MESSAGE / RATE_HZ)
     consumed = (total(end, "har_messages_consumed_total")
                 - total(start, "har_messages_consumed_total")) / elapsed
@@ -231,10 +231,7 @@ def _observe(devices: int, variant: str, window_s: float, url: str,
     slow_simulator = not grows and sent_fraction < 0.95
     p50, p95, p99 = latency_ms(start, end)
     note = ("lag grows" if grows else "") + ("; simulator behind" if slow_simulator else "")
-    spent_before = stage_seconds(start)
-    stages = {stage: round((spent - spent_before.get(stage, 0.0)) / elapsed, 3)
-              for stage, spent in stage_seconds(end).items()
-              if spent > spent_before.get(stage, 0.0)}
+    stages = {stage: round(share, 3) for stage, share in stage_shares(start, end, elapsed).items()}
     return Level(devices, variant, window_s, not grows and not slow_simulator, lag_start,
                  lag_end, input_per_s, consumed, sent_fraction, p50, p95, p99,
                  cpu["recognizer"], cpu["simulator"], cpu["broker"], stages, note.strip("; "))
@@ -256,6 +253,21 @@ def stage_seconds(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
         if stage:
             spent[stage.group(1)] = spent.get(stage.group(1), 0.0) + value
     return spent
+
+
+def stage_shares(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]],
+                 elapsed_s: float) -> dict[str, float]:
+    """Share of `elapsed_s` the recognizer loop spent in each stage between two scrapes
+    (the stages it spent any time in)."""
+    before = stage_seconds(start)
+    return {stage: (spent - before.get(stage, 0.0)) / elapsed_s
+            for stage, spent in stage_seconds(end).items() if spent > before.get(stage, 0.0)}
+
+
+def cores_used(cpu_start: dict[str, float], cpu_end: dict[str, float], elapsed_s: float
+               ) -> dict[str, float]:
+    """Cores each process used between two `process_cpu` readings `elapsed_s` apart."""
+    return {name: (cpu_end[name] - cpu_start[name]) / elapsed_s for name in cpu_start}
 
 
 def process_cpu(pids: dict[str, int]) -> dict[str, float]:

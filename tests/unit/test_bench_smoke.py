@@ -115,6 +115,10 @@ def test_drift_reads_the_loop_stages_and_tabulates_each_interval() -> None:
         'har_stage_duration_seconds_sum{stage="poll"} 9.5\n'
         'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
     assert e2e_bench.stage_seconds(metrics) == {"poll": 9.5, "decode": 2.0}
+    later = e2e_bench.parse_metrics('har_stage_duration_seconds_sum{stage="poll"} 12.5\n'
+                                    'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
+    assert e2e_bench.stage_shares(metrics, later, 10.0) == {"poll": 0.3}
+    assert e2e_bench.cores_used({"broker": 1.0}, {"broker": 4.0}, 10.0) == {"broker": 0.3}
     cpu = {"recognizer": 0.5, "simulator": 0.1, "broker": 0.75}
     text = drift_bench.drift_table({
         "1": [drift_bench.Interval(15.0, 40.0, 70.0, 90.0, cpu, 0.61),
