@@ -44,12 +44,13 @@ if mode == "output":  # one result and one counts record per device and step, as
         prepare_service_topics(make_admin(kafka), topics)
         outbox = Outbox(make_producer(kafka, linger_ms=5, unbounded_delivery=True), "dlq")
         keys = [f"device-{d:06d}".encode() for d in range(devices)]
+        result, counts = b"r" * 436, b"c" * 335  # the sizes of the service's records
         cpu = []
         for step in range(steps):
             started = time.thread_time()
             for key in keys:
-                outbox.send(topics.activity_topic, key, b"r" * 436, on_ack=len)
-                outbox.send(topics.counts_topic, key, b"c" * 335, on_ack=len)
+                outbox.send(topics.activity_topic, key, result, on_ack=len)
+                outbox.send(topics.counts_topic, key, counts, on_ack=len)
             outbox.settle(60)
             cpu.append(time.thread_time() - started)
     print(json.dumps(cpu[1:]))
