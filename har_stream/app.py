@@ -322,8 +322,8 @@ class Service:
         lag = {}
         for p in self.ownership.owned:
             highwater = self.consumer.highwater(self._tp(p))
-            lag[p] = 0 if highwater is None else max(
-                highwater - self.consumer.position(self._tp(p)), 0)
+            position = None if highwater is None else self.consumer.position(self._tp(p))
+            lag[p] = 0 if position is None else max(highwater - position, 0)
         metrics.set_consumer_lag(lag)
 
     def _pause(self, paused: bool) -> None:
@@ -525,6 +525,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         close_quietly,
         make_admin,
         make_consumer,
+        make_group_consumer,
         make_producer,
         prepare_service_topics,
     )
@@ -559,7 +560,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         reader_consumer = make_consumer(settings.kafka, None, fetch_max_wait_ms=50,
                                         max_poll_records=10000,
                                         max_partition_fetch_bytes=8 * 1024 * 1024)
-        consumer = make_consumer(
+        consumer = make_group_consumer(
             settings.kafka, settings.group_id, max_poll_records=settings.max_poll_records,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,

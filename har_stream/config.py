@@ -23,6 +23,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSION_TYPES = ("none", "gzip", "lz4", "zstd", "snappy")
 PRODUCER_CLIENTS = ("librdkafka", "kafka-python")
+CONSUMER_CLIENTS = ("kafka-python", "librdkafka")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off", ""))
@@ -75,6 +76,10 @@ class KafkaSettings:
     producer_client: str = option(
         "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, ~15x "
         "less CPU per record) or kafka-python", choices=PRODUCER_CLIENTS)
+    consumer_client: str = option(
+        "kafka-python", "Kafka client that consumes sensor messages: kafka-python or librdkafka "
+        "(confluent-kafka: fetches in its own threads, less CPU per message)",
+        choices=CONSUMER_CLIENTS)
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():

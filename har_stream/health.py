@@ -98,12 +98,14 @@ class BrokerWatch:
 
 
 def topic_id(client: Any, topic: str) -> object | None:
-    """The id a kafka-python consumer's cluster metadata holds for `topic`; None when unknown.
+    """The id a consumer's cluster metadata holds for `topic`; None when unknown.
 
     kafka-python keeps topic ids (Kafka ≥ 2.8 metadata) in its cluster object, which the
-    consumer does not expose publicly (`_cluster`); a client without one yields None.
+    consumer does not expose publicly (`_cluster`); the librdkafka adapter has `topic_id`;
+    a client with neither yields None.
     """
-    lookup = getattr(getattr(client, "_cluster", None), "topic_id", None)
+    lookup = getattr(client, "topic_id", None) or getattr(
+        getattr(client, "_cluster", None), "topic_id", None)
     return lookup(topic) if callable(lookup) else None
 
 

@@ -156,6 +156,16 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None = None,
     return _build(kafka, "consumer", KafkaConsumer, **(defaults | config))
 
 
+def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Any:
+    """The service's group member, of the client `kafka.consumer_client`: `make_consumer`'s,
+    or librdkafka's behind the same calls (`rdkafka_consumer`)."""
+    if kafka.consumer_client != "librdkafka":
+        return make_consumer(kafka, group_id, **config)
+    from har_stream.rdkafka_consumer import RdKafkaConsumer
+
+    return RdKafkaConsumer(kafka, group_id, **config)
+
+
 # ---------------------------------------------------------------------------------------------
 # topics
 

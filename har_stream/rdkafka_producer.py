@@ -182,7 +182,7 @@ class RdKafkaProducer:
             "message.timeout.ms": 0 if unbounded_delivery else 120_000,
             "queue.buffering.max.kbytes": 64 * 1024,
             "logger": client_log,
-            "error_cb": _log_client_error,
+            "error_cb": client_error_logger("producer"),
         }
         self.kafka = kafka
         self.max_block_s = max_block_s
@@ -259,6 +259,11 @@ class RdKafkaProducer:
         self._producer.flush(-1 if timeout is None else timeout)
 
 
-def _log_client_error(error: confluent_kafka.KafkaError) -> None:
-    """Connection-level errors (e.g. all brokers down); retried by the client itself."""
-    client_log.warning("producer: %s", error.str())
+def client_error_logger(role: str) -> Callable[[confluent_kafka.KafkaError], None]:
+    """librdkafka's error callback for a client: connection-level errors (e.g. all brokers
+    down), which it retries by itself, logged under `role`."""
+
+    def log_error(error: confluent_kafka.KafkaError) -> None:
+        client_log.warning("%s: %s", role, error.str())
+
+    return log_error
