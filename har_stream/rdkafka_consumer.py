@@ -21,6 +21,7 @@ ready records (docs/PERFORMANCE.md §9). `Service` keeps calling what it called 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -67,6 +68,8 @@ class RdKafkaConsumer:
         self._connections: int | None = None
         self._topic_ids: dict[str, object | None] = {}
         self._listener: Any = None
+        self._subscribed = False
+        self._session_timeout_s = session_timeout_ms / 1000.0
         self._consumer = confluent_kafka.Consumer(rdkafka_config(kafka) | {
             "group.id": group_id,
             "enable.auto.commit": False,
@@ -87,6 +90,7 @@ class RdKafkaConsumer:
 
     def subscribe(self, topics: list[str], listener: Any = None) -> None:
         self._listener = listener
+        self._subscribed = True
         self._consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
                                  on_lost=self._lost)
 
@@ -209,7 +213,17 @@ class RdKafkaConsumer:
             return None
 
     def close(self) -> None:
-        """Leave the group (no commit: the service commits at its checkpoints)."""
+        """Leave the group (no commit: the service commits at its checkpoints).
+
+        A member that closes while it is joining is not forgotten by every broker: the
+        embedded one then holds the group's next join for the whole rebalance timeout
+        (max_poll_interval_ms, 5 minutes by default; measured). So a join in progress is
+        finished first, for at most the session timeout, while a broker is connected.
+        """
+        deadline = time.monotonic() + self._session_timeout_s
+        while (self._subscribed and self._connections and not self._consumer.assignment()
+               and time.monotonic() < deadline):
+            self._consumer.consume(1, 0.1)  # serves the join; records are not taken
         self._consumer.close()
 
 

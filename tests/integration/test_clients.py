@@ -1,8 +1,9 @@
-"""Both output clients against the real broker: same partitions, acknowledgements, refusals.
+"""Both Kafka clients against the real broker: same partitions, acknowledgements, refusals.
 
-The service produces with librdkafka by default (`producer_client`); kafka-python stays
-selectable. Whichever produced a device's records, they must land on the same partition
-(the Java client's murmur2), and the service's output must be the offline run's.
+The service produces and consumes with librdkafka by default (`producer_client`,
+`consumer_client`); kafka-python stays selectable for either. Whichever produced a device's
+records, they must land on the same partition (the Java client's murmur2), and with either
+client the service's output must be the offline run's.
 """
 
 from __future__ import annotations
@@ -86,11 +87,12 @@ def test_without_a_broker_start_fails_fast_and_flush_times_out_keeping_the_recor
         producer.close(0)
 
 
-def test_the_service_with_the_kafka_python_producer_matches_the_offline_run(
-        service_settings: Settings) -> None:
+@pytest.mark.parametrize("role", ["producer_client", "consumer_client"])
+def test_the_service_with_a_kafka_python_client_matches_the_offline_run(
+        service_settings: Settings, role: str) -> None:
     settings = dataclasses.replace(
         service_settings,
-        kafka=dataclasses.replace(service_settings.kafka, producer_client="kafka-python"))
+        kafka=dataclasses.replace(service_settings.kafka, **{role: "kafka-python"}))
     streams = {f"kp-{i}": synthetic_samples(900, seed=60 + i) for i in range(3)}
     expected = offline_results(FakeModel(), streams, T0_MS)
     send_batches(settings.kafka, settings.topics.sensor_topic,
