@@ -102,15 +102,16 @@ class RdKafkaConsumer:
         waits for all `max_records` or the timeout, so only a wait for the first one blocks.
         """
         consume = self._consumer.consume
-        messages = consume(max_records, 0)
+        messages: list[Any] = consume(max_records, 0)  # a record's fields are never None
         if not messages and timeout_ms > 0:
             messages = consume(1, timeout_ms / 1000.0)
             if messages and max_records > 1:
                 messages += consume(max_records - 1, 0)
         polled: dict[TopicPartition, list[ConsumedRecord]] = {}
         for message in messages:
-            if message.error() is not None:
-                log.warning("consumer: %s", message.error().str())
+            error = message.error()
+            if error is not None:
+                log.warning("consumer: %s", error.str())
                 continue
             topic, partition = message.topic(), message.partition()
             record = ConsumedRecord(topic, partition, message.offset(), message.timestamp()[1],

@@ -83,8 +83,10 @@ def settle_memory() -> None:
         pass
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of another process (and its reaped children), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of another process (and its reaped children), or of one of
+    its threads, from /proc."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks

@@ -168,7 +168,7 @@ def test_e2e_summary_names_the_largest_sustained_level() -> None:
     def level(devices: int, sustained: bool, cpu: float) -> e2e_bench.Level:
         rate = devices / 1.28
         return e2e_bench.Level(devices, "shipped", 60.0, sustained, 0.0, 0.0, rate, rate, 1.0,
-                               10.0, 20.0, 30.0, cpu, 0.1, 0.1, {"poll": 0.5}, "")
+                               10.0, 20.0, 30.0, cpu, 0.1, 0.1, 0.9 * cpu, {"poll": 0.5}, "")
 
     text, verdict = e2e_bench.summarize([level(1_000, True, 0.5), level(2_000, False, 1.0)])
     assert text.count("\n") == 3  # header, rule, two levels

@@ -1,6 +1,6 @@
 """The librdkafka adapter's own logic: futures, error mapping, connection settings.
 
-Its behaviour against a real broker is in tests/integration/test_producers.py.
+Its behaviour against a real broker is in tests/integration/test_clients.py.
 """
 
 from __future__ import annotations
