@@ -81,10 +81,12 @@ class ServiceError(RuntimeError):
 
 
 class RebalanceEvents(ConsumerRebalanceListener):
-    """Collects assignment changes on the consumer's IO thread; the loop applies them.
+    """Collects assignment changes where the consumer reports them; the loop applies them.
 
     kafka-python runs listeners on its IO thread, where blocking work (reading the
-    changelog) would stall heartbeats; so the listener only records what happened.
+    changelog) would stall heartbeats; so the listener only records what happened. (The
+    librdkafka consumer calls it inside `poll`, on the loop thread; recording is right
+    there too: assignment changes are applied at one point of the step.)
     """
 
     def __init__(self) -> None:

@@ -78,8 +78,8 @@ class KafkaSettings:
         "less CPU per record) or kafka-python", choices=PRODUCER_CLIENTS)
     consumer_client: str = option(
         "librdkafka", "Kafka client that consumes sensor messages: librdkafka (confluent-kafka, "
-        "fetches in its own threads: 6,000 devices per process instead of 5,000) or "
-        "kafka-python", choices=CONSUMER_CLIENTS)
+        "fetches in its own threads, so the loop does not wait for them: more devices per "
+        "process) or kafka-python", choices=CONSUMER_CLIENTS)
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers.strip():
