@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 STATS_INTERVAL_MS = 500
 """How often librdkafka reports its broker connections (`health.BrokerWatch` checks every
 0.5 s and declares an outage after 1 s without one)."""
-_UNSET = -1001  # librdkafka's "no offset" (OFFSET_INVALID)
 
 
 class ConsumedRecord(NamedTuple):
@@ -59,7 +58,11 @@ class ConsumedRecord(NamedTuple):
 
 
 class RdKafkaConsumer:
-    """kafka-python's consumer calls on top of confluent-kafka (see the module doc)."""
+    """kafka-python's consumer calls on top of confluent-kafka (see the module doc).
+
+    Takes `make_consumer`'s keyword arguments; those without a librdkafka counterpart
+    (`max_poll_records`: here the `max_records` of each `poll`) are ignored.
+    """
 
     def __init__(self, kafka: KafkaSettings, group_id: str, *, fetch_max_wait_ms: int = 25,
                  session_timeout_ms: int = 10000, heartbeat_interval_ms: int = 3000,
