@@ -47,6 +47,7 @@ import functools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -249,7 +250,8 @@ class Service:
         return output
 
     def _decode(self, polled: dict[Any, list[Any]]) -> list[SensorBatch]:
-        batches = []
+        batches: list[SensorBatch] = []
+        consumed = 0
         own = self.ownership
         self.device_limit.reset()
         for tp, records in polled.items():
@@ -260,7 +262,7 @@ class Service:
             for record in records:
                 if own.is_replay(p, record.offset):
                     continue
-                metrics.MESSAGES_CONSUMED.inc()
+                consumed += 1
                 try:
                     batch = codec.decode_sensor(record.value, record.key, self.limits,
                                                 record_ts_ms=max(record.timestamp, 0))
@@ -278,8 +280,10 @@ class Service:
                 self.rate_guard.observe(batch.device_id, len(batch.samples),
                                         batch.record_ts_ms)
                 own.touched(batch.device_id, p)
-                metrics.SAMPLES_CONSUMED.inc(len(batch.samples))
                 batches.append(batch)
+        # once per poll: a metric update costs ~0.6 µs, ~4 µs with a label (§9)
+        metrics.MESSAGES_CONSUMED.inc(consumed)
+        metrics.SAMPLES_CONSUMED.inc(sum(len(batch.samples) for batch in batches))
         return batches
 
     def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
@@ -310,8 +314,8 @@ class Service:
         metrics.PIPELINE_EVENTS.labels(event="duplicate_samples").inc(stats.duplicate_samples)
         metrics.PIPELINE_EVENTS.labels(event="gap_samples_filled").inc(stats.gap_samples_filled)
         metrics.PIPELINE_EVENTS.labels(event="stream_resets").inc(stats.stream_resets)
-        for result in output.results:
-            metrics.WINDOWS_CLASSIFIED.labels(activity=result.activity).inc()
+        for activity, windows in Counter(result.activity for result in output.results).items():
+            metrics.WINDOWS_CLASSIFIED.labels(activity=activity).inc(windows)
 
     def _update_lag(self) -> None:
         """Lag per owned partition from the last fetch's high watermark (0 until known).
