@@ -162,7 +162,7 @@ class RdKafkaConsumer:
     # --- assignment --------------------------------------------------------------------------
 
     def assignment(self) -> set[TopicPartition]:
-        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        return set(_kp(self._consumer.assignment()))
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._consumer.pause([_rd(tp) for tp in partitions])
