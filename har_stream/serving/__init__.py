@@ -1,9 +1,4 @@
-"""The stateful activity model as the service sees it: a protocol and a loader.
-
-The service classifies every window that became ready in a poll with one batched call,
-carrying each device's recurrent state from one of its windows to the next:
-
-    probs, state = model.predict(windows, state)   # windows[B,128,9], state[B,H] (zeros: fresh)
+"""Serving: the model directory, its integrity check and the LiteRT engine (imports only core).
 
 Windows are the raw pipeline output (`records.CHANNELS` order, not standardised): the
 standardisation learnt from the training data is part of the model. `load_model` reads the
@@ -18,31 +13,16 @@ pass the directory explicitly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
-import numpy as np
+from har_stream.core.model import StatefulModel
+
+__all__ = ["StatefulModel", "load_model"]
 
 DEFAULT_MODEL_NAME = "cnn-gru"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
 TFLITE_FILE = "model.tflite"
 KERAS_FILE = "model.keras"
 CARD_FILE = "card.json"
-
-
-@runtime_checkable
-class StatefulModel(Protocol):
-    """A batched classifier of windows with explicit per-stream recurrent state."""
-
-    classes: tuple[str, ...]
-    """Class names, in the order of the probability columns."""
-    state_size: int
-    """H: width of the recurrent state; a new stream starts from zeros."""
-    version: str
-    """Identifies the trained weights (published with every result)."""
-
-    def predict(self, windows: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`(windows[B,128,9] f32, state[B,H] f32) -> (probs[B,C] f32, next state[B,H] f32)`."""
-        ...
 
 
 def load_model(path: str | Path = DEFAULT_MODEL_DIR, num_threads: int = 1) -> StatefulModel:
@@ -53,8 +33,8 @@ def load_model(path: str | Path = DEFAULT_MODEL_DIR, num_threads: int = 1) -> St
     """
     import json
 
-    from har_stream.model.engine import LiteRTModel
-    from har_stream.model.integrity import ModelIntegrityError, verify
+    from har_stream.serving.engine import LiteRTModel
+    from har_stream.serving.integrity import ModelIntegrityError, verify
 
     directory = Path(path)
     verify(directory, json.loads((directory / CARD_FILE).read_text()), TFLITE_FILE)
