@@ -8,8 +8,8 @@ a model through `har-stream train` rewrites the card, so the hashes always follo
 A card without `files` (written before this check existed) is accepted with a warning.
 
 Nothing here unpickles: the card is JSON, the serving model a LiteRT flatbuffer, and the Keras
-file is read only with `safe_mode=True` (`load_keras`), which refuses lambdas and classes it
-does not know.
+file is read (by training only: `training.keras_file.load_keras`) with `safe_mode=True`,
+which refuses lambdas and classes it does not know.
 """
 
 from __future__ import annotations
@@ -65,15 +65,3 @@ def verify(directory: Path, card: dict[str, Any], name: str) -> None:
             f"{path} has sha256 {actual}, but its card records {expected}: the file was "
             "changed or replaced after the card was written; refusing to load it "
             "(re-ship the model with `har-stream train`, which rewrites the card)")
-
-
-def load_keras(directory: Path, card: dict[str, Any]) -> Any:
-    """The verified `model.keras` of a model directory, loaded in Keras' safe mode."""
-    import keras
-
-    verify(directory, card, KERAS_FILE)
-    try:
-        return keras.saving.load_model(directory / KERAS_FILE, compile=False, safe_mode=True)
-    except (TypeError, ValueError) as exc:  # unknown layer class, lambda, bad config
-        raise ModelIntegrityError(f"{directory / KERAS_FILE} cannot be loaded safely: "
-                                  f"{str(exc)[:500]}") from exc

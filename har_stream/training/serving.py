@@ -47,8 +47,8 @@ def float_reference(directory: Path, card: dict[str, object]) -> LiteRTModel:
 def converted(directory: Path, card: dict[str, object], precision: str) -> LiteRTModel:
     """The directory's verified `model.keras` converted now to a flatbuffer at `precision`,
     versioned as an export at that precision would be (needs TensorFlow)."""
-    from har_stream.serving.integrity import load_keras
     from har_stream.training.export import served_version, to_tflite
+    from har_stream.training.keras_file import load_keras
 
     return _engine(to_tflite(load_keras(directory, card), precision), card,
                    served_version(weights_version(card), precision))
@@ -70,10 +70,10 @@ def export_dir(directory: Path, precision: str, validation: WindowSet, test: Win
                max_drop: float = MAX_VALIDATION_DROP) -> dict[str, object]:
     """Re-export `directory/model.tflite` at `precision` from its `model.keras`, judged on
     `validation`, then evaluated on `test`; returns the card's new `serving` section."""
-    from har_stream.serving.integrity import load_keras
     from har_stream.training import card as cards
     from har_stream.training.evaluate import compare_models
     from har_stream.training.export import FLOAT32, served_version, serving_section, to_tflite
+    from har_stream.training.keras_file import load_keras
     from har_stream.training.train import evaluate_dir
 
     card = cards.read_card(directory)

@@ -17,9 +17,9 @@ from har_stream.serving.integrity import (
     FILES_KEY,
     ModelIntegrityError,
     file_hashes,
-    load_keras,
     sha256_of,
 )
+from har_stream.training.keras_file import load_keras
 
 PACKAGE = Path(__file__).resolve().parents[2] / "har_stream"
 needs_shipped_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file(),
