@@ -32,7 +32,7 @@ demo: $(STAMP)  ## embedded broker + recognizer + simulator, live view, final ac
 
 lock: $(STAMP)  ## regenerate deploy/requirements.lock (the serving profile the image installs)
 	$(VENV)/bin/uv pip compile pyproject.toml -o deploy/requirements.lock --quiet \
-		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+		--constraint deploy/lock-constraints.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 		--custom-compile-command "make lock"
 
 clean:
