@@ -21,7 +21,8 @@ def run_without_train_extra(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["simulate", "--help"],
-                                  ["demo", "--help"], ["train", "--help"], ["--version"]])
+                                  ["demo", "--help"], ["train", "--help"],
+                                  ["data", "convert", "--help"], ["--version"]])
 def test_help_works_without_the_train_extra(args: list[str]) -> None:
     done = run_without_train_extra(*args)
     assert done.returncode == 0, done.stderr
