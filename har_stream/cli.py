@@ -19,9 +19,9 @@ from har_stream.extras import MissingExtra, missing_message, train_module_missin
 EXIT_MISSING_EXTRA = 2
 
 SUBCOMMAND_MODULES = (
-    "har_stream.app_cli",  # run
-    "har_stream.simulator",  # simulate
-    "har_stream.demo",  # demo
+    "har_stream.service.command",  # run
+    "har_stream.tools.simulator",  # simulate
+    "har_stream.tools.demo",  # demo
     "har_stream.training.commands",  # train, evaluate, data
     "har_stream.bench",  # bench
 )

@@ -12,6 +12,10 @@ import dataclasses
 import time
 
 import pytest
+from har_stream.kafka.clients import BrokerUnavailable, make_producer
+from har_stream.kafka.rdkafka_producer import RdKafkaProducer
+from har_stream.service.settings import KafkaSettings, Settings
+from har_stream.tools.broker import free_port
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.partitioner import murmur2
 from service_support import (
@@ -27,11 +31,6 @@ from service_support import (
     synthetic_samples,
     window_ids,
 )
-
-from har_stream.broker import free_port
-from har_stream.config import KafkaSettings, Settings
-from har_stream.kafka_io import BrokerUnavailable, make_producer
-from har_stream.rdkafka_producer import RdKafkaProducer
 
 pytestmark = pytest.mark.integration
 CLIENTS = ("librdkafka", "kafka-python")

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from har_stream.core.records import SensorBatch
+from har_stream.service.settings import Settings
 from service_support import (
     FakeModel,
     Service,
@@ -35,9 +37,6 @@ from service_support import (
     wait_for,
     window_ids,
 )
-
-from har_stream.config import Settings
-from har_stream.records import SensorBatch
 
 pytestmark = pytest.mark.integration
 

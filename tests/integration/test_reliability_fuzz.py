@@ -14,6 +14,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from har_stream.core import codec
+from har_stream.service.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_LETTER_VALUE
+from har_stream.service.guards import APP_REASONS
+from har_stream.service.settings import Settings
 from hostile_corpus import corpus
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from service_support import (
@@ -28,11 +32,6 @@ from service_support import (
     synthetic_samples,
     window_ids,
 )
-
-from har_stream import codec
-from har_stream.config import Settings
-from har_stream.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_LETTER_VALUE
-from har_stream.guards import APP_REASONS
 
 pytestmark = pytest.mark.integration
 

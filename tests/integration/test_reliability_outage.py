@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
+from har_stream.service.settings import KafkaSettings, Settings
+from har_stream.tools.broker import EmbeddedBroker, free_port
 from reliability_support import AdvertisingBroker, Relay
 from service_support import (
     FakeModel,
@@ -46,8 +48,6 @@ from service_support import (
 )
 
 from har_stream.bench.measure import cpu_seconds
-from har_stream.broker import EmbeddedBroker, free_port
-from har_stream.config import KafkaSettings, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
+from har_stream.core.records import SensorBatch
+from har_stream.service.settings import KafkaSettings, Settings
 from service_support import (
     FakeModel,
     Service,
@@ -36,9 +38,6 @@ from service_support import (
     wait_for,
     window_ids,
 )
-
-from har_stream.config import KafkaSettings, Settings
-from har_stream.records import SensorBatch
 
 pytestmark = pytest.mark.integration
 

@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
+from har_stream.core.logsafe import SecretFilter
+from har_stream.kafka.clients import BrokerUnavailable, make_admin
+from har_stream.service.settings import KafkaSettings, Settings, secret_values
+from har_stream.tools.broker import free_port
 from reliability_support import AdvertisingBroker, TlsFrontDoor, make_certificates
 from service_support import (
     REPO,
@@ -37,11 +41,6 @@ from service_support import (
     unique,
     window_ids,
 )
-
-from har_stream.broker import free_port
-from har_stream.config import KafkaSettings, Settings, secret_values
-from har_stream.kafka_io import BrokerUnavailable, make_admin
-from har_stream.logsafe import SecretFilter
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from har_stream.service.settings import Settings
 from service_support import (
     FakeModel,
     InProcessService,
@@ -29,8 +30,6 @@ from service_support import (
     synthetic_samples,
     window_ids,
 )
-
-from har_stream.config import Settings
 
 pytestmark = pytest.mark.integration
 

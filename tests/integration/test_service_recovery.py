@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
+from har_stream.core.records import SensorBatch
+from har_stream.kafka.clients import make_consumer
+from har_stream.service.settings import Settings
 from kafka import TopicPartition
 from service_support import (
     FakeModel,
@@ -36,10 +39,6 @@ from service_support import (
     wait_for,
     window_ids,
 )
-
-from har_stream.config import Settings
-from har_stream.kafka_io import make_consumer
-from har_stream.records import SensorBatch
 
 pytestmark = pytest.mark.integration
 

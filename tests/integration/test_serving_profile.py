@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from har_stream.service.settings import Settings
+from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE, load_model
 from service_support import (
     TopicReader,
     check_results,
@@ -24,9 +26,6 @@ from service_support import (
 )
 from serving_profile import LAUNCHER, REPO, cli_command, cli_env
 
-from har_stream.config import Settings
-from har_stream.model import DEFAULT_MODEL_DIR, TFLITE_FILE, load_model
-
 pytestmark = pytest.mark.integration
 
 T0_MS = 1_700_000_000_000
@@ -36,7 +35,8 @@ DEVICES = 3
 
 def test_simulate_and_run_work_without_tensorflow(service_settings: Settings,
                                                   tmp_path: Path) -> None:
-    from har_stream.simulator import default_data_path
+    from har_stream.tools.simulator import default_data_path
+
     from har_stream.training.hapt import DataError, load_hapt
 
     if not (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file():

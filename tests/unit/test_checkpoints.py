@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from har_stream.service.delivery import DeliveryFailed, Outbox
 from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 from kafka.future import Future
 from reliability_support import Clock, LeanProducer, make_service
 from service_support import FakeModel, synthetic_samples
 from test_reliability_service import SETTINGS, reference_ids, result_ids, sensor_records
-
-from har_stream.delivery import DeliveryFailed, Outbox
 
 SAMPLES = synthetic_samples(1500, seed=3)
 ASYNC = dataclasses.replace(SETTINGS, commit_interval_s=5.0)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from har_stream.core.pipeline import Pipeline, PipelineConfig, replay
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch, WindowBatch
+from har_stream.core.windowing import window_count
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from har_stream.pipeline import Pipeline, PipelineConfig, replay
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch, WindowBatch
-from har_stream.windowing import window_count
 
 FAST = settings(max_examples=40, deadline=None)
 

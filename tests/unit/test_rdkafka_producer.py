@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import confluent_kafka
 import pytest
+from har_stream.kafka.rdkafka_producer import (
+    DeliveryFuture,
+    RecordMetadata,
+    as_kafka_error,
+    rdkafka_config,
+)
+from har_stream.service.settings import KafkaSettings
 from kafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     TopicAuthorizationFailedError,
-)
-
-from har_stream.config import KafkaSettings
-from har_stream.rdkafka_producer import (
-    DeliveryFuture,
-    RecordMetadata,
-    as_kafka_error,
-    rdkafka_config,
 )
 
 META = RecordMetadata("t", 1, 42, 1_700_000_000_000, 1_700_000_000.5)

@@ -1,9 +1,8 @@
 """The causal filters against scipy run offline, and their vectorisation across devices."""
 
 import numpy as np
+from har_stream.core.signal import FilterBank, SignalSettings
 from scipy.signal import butter, medfilt, sosfilt, sosfilt_zi
-
-from har_stream.signal import FilterBank, SignalSettings
 
 
 def _stream(n: int, devices: int = 1, seed: int = 0) -> np.ndarray:
