@@ -95,14 +95,15 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
-def start_service(args: Iterable[str], log_path: Path, env: dict[str, str] | None = None
-                  ) -> Service:
-    """Start `python -m har_stream.cli run ARGS` with tests/ importable (for the fake model)."""
+def start_service(args: Iterable[str], log_path: Path, env: dict[str, str] | None = None,
+                  launcher: Iterable[str] = ("-m", "har_stream.cli")) -> Service:
+    """Start `python -m har_stream.cli run ARGS` with tests/ importable (for the fake model);
+    `launcher` replaces `-m har_stream.cli` (serving_profile.LAUNCHER: without TensorFlow)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HAR_")}
     environment["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(REPO)])
     environment.update(env or {})
     log_file = open(log_path, "wb")  # noqa: SIM115 (the child owns it)
-    process = subprocess.Popen([sys.executable, "-m", "har_stream.cli", "run", *args],
+    process = subprocess.Popen([sys.executable, *launcher, "run", *args],
                                stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO,
                                env=environment)
     log_file.close()
@@ -324,6 +325,7 @@ class InProcessService:
 
     def _run(self) -> None:
         from har_stream.service import loop as app
+
         try:
             app.run(self.settings, self.stop, self.model)  # type: ignore[arg-type]
         except BaseException as exc:  # surfaced in check() and on exit
