@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from har_stream.core.model import StatefulModel
+from har_stream.core.signal import SignalSettings
 
 __all__ = ["StatefulModel", "load_model"]
 
@@ -25,19 +26,25 @@ KERAS_FILE = "model.keras"
 CARD_FILE = "card.json"
 
 
-def load_model(path: str | Path = DEFAULT_MODEL_DIR, num_threads: int = 1) -> StatefulModel:
+def load_model(path: str | Path = DEFAULT_MODEL_DIR, num_threads: int = 1,
+               signal: SignalSettings = SignalSettings()) -> StatefulModel:
     """Load a model directory (`model.tflite` + `card.json`) into the LiteRT engine.
 
-    The flatbuffer must have the sha256 its card records (`model.integrity`); a file that does
-    not, or that is not a valid LiteRT model, raises `ModelIntegrityError` with the reason.
+    The flatbuffer must have the sha256 its card records (`serving.integrity`), and the card
+    must record the pipeline contract of the windows it will be fed (`serving.contract`, for a
+    pipeline filtering with `signal`); otherwise, or when the file is not a valid LiteRT model,
+    `ModelIntegrityError` (a `ContractError` for the contract) says why.
     """
     import json
 
+    from har_stream.serving.contract import check_contract
     from har_stream.serving.engine import LiteRTModel
     from har_stream.serving.integrity import ModelIntegrityError, verify
 
     directory = Path(path)
-    verify(directory, json.loads((directory / CARD_FILE).read_text()), TFLITE_FILE)
+    card = json.loads((directory / CARD_FILE).read_text())
+    verify(directory, card, TFLITE_FILE)
+    check_contract(card, signal, where=str(directory / CARD_FILE))
     try:
         return LiteRTModel.from_dir(directory, num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:  # not a flatbuffer, unresolved (custom) ops
