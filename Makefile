@@ -20,9 +20,10 @@ install: $(STAMP)  ## create .venv with the package, every extra and the dev too
 test: $(STAMP)  ## the whole test suite (unit + integration against a real broker and Prometheus)
 	$(PY) -m pytest
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy and the import contracts of the layers (docs/ARCHITECTURE.md)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)  ## benchmarks that print numbers (see docs/BENCHMARKS.md)
 	$(PY) -m har_stream.cli bench all
