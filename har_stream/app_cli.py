@@ -4,6 +4,10 @@ This module is the only place (with the other subcommands) that reads the enviro
 installs signal handlers and maps failures to exit codes:
 0 clean stop (SIGTERM/SIGINT), 1 output not acknowledged, 2 bad settings,
 3 Kafka unreachable or topics unusable.
+
+Bad settings are all found before the cluster is touched: the values and their relations
+when the settings are built, then (in `run`) the model and the metrics port. Each is one
+line on stderr, `har-stream run: HAR_VARIABLE=value: the rule`, and exit code 2.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from har_stream.config import Settings, add_options, secret_values, settings_from
+from har_stream.config import Settings, SettingsError, add_options, secret_values, settings_from
 from har_stream.logsafe import RepeatFilter, SecretFilter
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
@@ -87,6 +91,9 @@ def main(args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         try:
             run(settings, stop)
+        except SettingsError as exc:  # the model or the metrics address, found at start
+            print(f"har-stream run: {exc}", file=sys.stderr)
+            return EXIT_SETTINGS
         except (BrokerUnavailable, TopicError) as exc:
             log.error("%s", exc)
             return EXIT_KAFKA
