@@ -202,7 +202,7 @@ class Settings:
                                        "(0 = never)", off="never", above=0)
     eviction_interval_s: float = option(30.0, "how often to look for idle devices", above=0)
     model: str = option("", "model directory, or module:function returning a model "
-                            "(empty: the shipped model)")
+                            "(empty: the shipped model)", form="model")
     max_devices: int = option(100_000, "most devices with state in this process; messages of "
                                        "further new devices go to the dead-letter topic, "
                                        "reason too_many_devices (0 = no limit)",

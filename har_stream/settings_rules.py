@@ -59,6 +59,8 @@ FORMS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
                   lambda text: host_port(text, lowest_port=0)),
     "topic": ("1 to 249 of a-z A-Z 0-9 . _ -", _topic),
     "not empty": ("not empty", _not_empty),
+    "model": ("a model directory (model.tflite and a card.json with its sha256) or "
+              "module:function; checked at start, before the cluster", lambda text: None),
 }
 """Forms a text setting may be required to have: the rule as written, and its check."""
 
@@ -131,3 +133,14 @@ def markdown_table(cls: type, env_name: Callable[[str], str],
             text = meta["help"].replace("|", "\\|")
             rows.append(f"| `{env_name(f.name)}` | {default} | {valid} | {text} |")
     return "\n".join(rows)
+
+
+def service_table() -> str:
+    """The rows of the settings table of docs/SERVICE.md, for `har-stream run`."""
+    from har_stream import config
+
+    return markdown_table(config.Settings, config.env_name, config._nested)
+
+
+if __name__ == "__main__":  # python -m har_stream.settings_rules: the table, to paste
+    print(service_table())

@@ -169,3 +169,19 @@ def test_every_number_option_declares_its_valid_range() -> None:
         if f.metadata.get("kind") in (int, float):
             assert {"at_least", "above"} & {k for k, v in f.metadata.items() if v is not None}, \
                 f"{f.name} has no lower bound"
+
+
+def test_the_service_doc_lists_every_setting_with_its_valid_values() -> None:
+    """docs/SERVICE.md's table is the one the declarations generate: no setting missing, no
+    rule out of date (regenerate with `python -m har_stream.settings_rules`)."""
+    from pathlib import Path
+
+    from har_stream.settings_rules import service_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "SERVICE.md").read_text()
+    block = doc.split("<!-- settings-table:")[1].split("\n", 1)[1]
+    rows = [line for line in block.splitlines() if line.startswith("| `HAR_")]
+    assert "\n".join(rows) == service_table(), "regenerate: python -m har_stream.settings_rules"
+    variables = {config.env_name(f.name) for cls in (KafkaSettings, TopicSettings, Settings)
+                 for f in dataclasses.fields(cls) if "kind" in f.metadata}
+    assert {row.split("`")[1] for row in rows} == variables
