@@ -552,6 +552,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         activities=model.classes, reasons=codec.REASONS + APP_REASONS,
         topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
                 topics.changelog_topic))
+    settings.kafka.check_files()
     server = start_metrics(settings)
     producer = snapshot_producer = consumer = reader_consumer = None
     try:

@@ -91,9 +91,12 @@ class KafkaSettings:
         above=0, at_most=3600)
     security_protocol: str = option("PLAINTEXT", "protocol to talk to the brokers",
                                     choices=SECURITY_PROTOCOLS)
-    ssl_cafile: str | None = option(None, "CA bundle (PEM) to verify the brokers", kind=str)
-    ssl_certfile: str | None = option(None, "client certificate (PEM) for mutual TLS", kind=str)
-    ssl_keyfile: str | None = option(None, "client private key (PEM) for mutual TLS", kind=str)
+    ssl_cafile: str | None = option(None, "CA bundle (PEM) to verify the brokers", kind=str,
+                                    form="file")
+    ssl_certfile: str | None = option(None, "client certificate (PEM) for mutual TLS", kind=str,
+                                      form="file")
+    ssl_keyfile: str | None = option(None, "client private key (PEM) for mutual TLS", kind=str,
+                                     form="file")
     ssl_password: str | None = option(None, "password of the client private key", kind=str,
                                       secret=True)
     ssl_check_hostname: bool = option(True, "verify that broker certificates match host names")
@@ -123,6 +126,22 @@ class KafkaSettings:
                                 f"{self.security_protocol}; use SASL_PLAINTEXT or SASL_SSL")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise SettingsError("HAR_SSL_CERTFILE and HAR_SSL_KEYFILE go together")
+
+    def check_files(self) -> None:
+        """SettingsError unless every TLS file set is readable. Called at start, before any
+        client (not when built: settings may be made where the files are not); otherwise
+        the client retries the missing file until the connect timeout, then reports the
+        cluster unreachable."""
+        if "SSL" not in self.security_protocol:
+            return
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path:
+                try:
+                    open(path, "rb").close()  # only whether it opens
+                except OSError as exc:
+                    raise SettingsError(f"{env_name(name)}={path}: must be a readable file "
+                                        f"({exc.strerror or exc})") from exc
 
     __repr__ = masked_repr
 

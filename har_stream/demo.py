@@ -291,6 +291,7 @@ def check_recognizer_settings(settings: DemoSettings) -> None:
     add_options(parser, Settings)
     flags = recognizer_command(settings, "127.0.0.1:0")[4:]  # after `python -m ... run`
     settings_from(parser.parse_args(flags), os.environ)
+    settings.kafka.check_files()
     check_model_setting(settings.model)
 
 

@@ -59,6 +59,7 @@ FORMS: Mapping[str, tuple[str, Callable[[str], Any]]] = {
                   lambda text: host_port(text, lowest_port=0)),
     "topic": ("1 to 249 of a-z A-Z 0-9 . _ -", _topic),
     "not empty": ("not empty", _not_empty),
+    "file": ("a readable file; checked at start, before the cluster", lambda text: None),
     "model": ("a model directory (model.tflite and a card.json with its sha256) or "
               "module:function; checked at start, before the cluster", lambda text: None),
 }

@@ -284,6 +284,7 @@ def add_parser(subparsers: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         settings = options_from(SimulatorSettings, args, os.environ)
+        settings.kafka.check_files()
     except ValueError as exc:
         print(f"har-stream simulate: {exc}", file=sys.stderr)
         return 2

@@ -31,6 +31,8 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
      "har-stream simulate: HAR_SPEED=nan: must be a finite number at least 0"),
     (["simulate", "--samples-per-message", "0"], {},
      "har-stream simulate: HAR_SAMPLES_PER_MESSAGE=0: must be an integer at least 1"),
+    (["simulate"], {"HAR_SECURITY_PROTOCOL": "SSL", "HAR_SSL_CAFILE": "/no/such/ca.pem"},
+     "har-stream simulate: HAR_SSL_CAFILE=/no/such/ca.pem: must be a readable file"),
     (["demo", "--speed", "inf"], {}, "har-stream demo: HAR_SPEED=inf: must be a finite number"),
     (["demo"], {"HAR_METRICS_ADDRESS": "9108"},
      "har-stream demo: HAR_METRICS_ADDRESS='9108': must be host:port"),
@@ -38,7 +40,8 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
      "har-stream demo: HAR_COMMIT_INTERVAL_S=inf: must be a finite number from 0 to 3,600"),
     (["demo"], {"HAR_MODEL": "no_such_module:make"},
      "har-stream demo: HAR_MODEL=no_such_module:make: cannot import module no_such_module"),
-], ids=["simulate-bootstrap", "simulate-speed-nan", "simulate-samples-0", "demo-speed-inf",
+], ids=["simulate-bootstrap", "simulate-speed-nan", "simulate-samples-0",
+        "simulate-tls-file", "demo-speed-inf",
         "demo-metrics-address", "demo-recognizer-commit-interval", "demo-model-module"])
 def test_bad_settings_stop_simulate_and_demo_with_one_line(
         args: list[str], env: dict[str, str], line: str) -> None:
