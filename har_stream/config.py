@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from har_stream import settings_rules
+from har_stream.settings_rules import SettingsError, check_fields, env_name
 
-ENV_PREFIX = "HAR_"
-MASK = "***"
+MASK = settings_rules.MASK
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSION_TYPES = ("none", "gzip", "lz4", "zstd", "snappy")
@@ -36,10 +36,6 @@ _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off", ""))
 
 T = TypeVar("T")
-
-
-class SettingsError(ValueError):
-    """A setting breaks its rule; the message names its variable and the rule (exit code 2)."""
 
 
 def option(default: Any, help: str, *, kind: type | None = None, secret: bool = False,
@@ -55,14 +51,6 @@ def option(default: Any, help: str, *, kind: type | None = None, secret: bool = 
         "above": above, "at_most": at_most, "off": off, "form": form})
 
 
-def check_fields(obj: object) -> None:
-    """Raise SettingsError for the first field of `obj` whose value breaks its rule."""
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-        value = getattr(obj, f.name)
-        broken = settings_rules.broken_rule(f.metadata, value) if "kind" in f.metadata else None
-        if broken:
-            shown = MASK if f.metadata["secret"] else repr(value)
-            raise SettingsError(f"{env_name(f.name)}={shown}: must be {broken}")
 
 
 def _mask(value: object) -> str:
@@ -128,20 +116,11 @@ class KafkaSettings:
             raise SettingsError("HAR_SSL_CERTFILE and HAR_SSL_KEYFILE go together")
 
     def check_files(self) -> None:
-        """SettingsError unless every TLS file set is readable. Called at start, before any
-        client (not when built: settings may be made where the files are not); otherwise
-        the client retries the missing file until the connect timeout, then reports the
-        cluster unreachable."""
-        if "SSL" not in self.security_protocol:
-            return
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, name)
-            if path:
-                try:
-                    open(path, "rb").close()  # only whether it opens
-                except OSError as exc:
-                    raise SettingsError(f"{env_name(name)}={path}: must be a readable file "
-                                        f"({exc.strerror or exc})") from exc
+        """SettingsError unless every TLS file set opens: at start, before any client (not
+        when built, as settings may be made where the files are not); a client would retry
+        a missing file until the connect timeout, then report the cluster unreachable."""
+        if "SSL" in self.security_protocol:
+            settings_rules.check_files(self, ("ssl_cafile", "ssl_certfile", "ssl_keyfile"))
 
     __repr__ = masked_repr
 
@@ -301,10 +280,6 @@ def metrics_host_port(address: str) -> tuple[str, int]:
 
 # ---------------------------------------------------------------------------------------------
 # flags and environment variables, derived from the declarations above
-
-
-def env_name(name: str) -> str:
-    return ENV_PREFIX + name.upper()
 
 
 def flag_name(name: str) -> str:

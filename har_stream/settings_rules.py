@@ -19,10 +19,21 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+ENV_PREFIX = "HAR_"
+MASK = "***"
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 """Kafka's legal topic names (and not '.' or '..')."""
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
 """A host name, an IPv4 address, or an IPv6 address in brackets."""
+
+
+class SettingsError(ValueError):
+    """A setting breaks its rule; the message names its variable and the rule (exit code 2)."""
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a settings field."""
+    return ENV_PREFIX + name.upper()
 
 
 def host_port(text: str, lowest_port: int = 1) -> tuple[str, int]:
@@ -115,15 +126,37 @@ def broken_rule(meta: Mapping[str, Any], value: Any) -> str | None:
     return None
 
 
-def markdown_table(cls: type, env_name: Callable[[str], str],
-                   nested: Callable[[dataclasses.Field[Any]], type | None]) -> str:
+def check_fields(obj: object) -> None:
+    """Raise SettingsError for the first field of `obj` whose value breaks its rule."""
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        broken = broken_rule(f.metadata, value) if "kind" in f.metadata else None
+        if broken:
+            shown = MASK if f.metadata["secret"] else repr(value)
+            raise SettingsError(f"{env_name(f.name)}={shown}: must be {broken}")
+
+
+def check_files(obj: object, names: tuple[str, ...]) -> None:
+    """Raise SettingsError unless each of the fields `names` of `obj` that is set names a
+    file that opens for reading."""
+    for name in names:
+        path = getattr(obj, name)
+        if path:
+            try:
+                open(path, "rb").close()  # only whether it opens
+            except OSError as exc:
+                raise SettingsError(f"{env_name(name)}={path}: must be a readable file "
+                                    f"({exc.strerror or exc})") from exc
+
+
+def markdown_table(cls: type, nested: Callable[[dataclasses.Field[Any]], type | None]) -> str:
     """Every setting of `cls` (nested ones first) as the rows of a markdown table:
     variable, default, valid values, meaning."""
     rows = []
     for f in dataclasses.fields(cls):
         sub = nested(f)
         if sub is not None:
-            rows.append(markdown_table(sub, env_name, nested))
+            rows.append(markdown_table(sub, nested))
         elif "kind" in f.metadata:
             meta = f.metadata
             default = "" if f.default in (None, "") else f"`{f.default}`"
@@ -140,7 +173,7 @@ def service_table() -> str:
     """The rows of the settings table of docs/SERVICE.md, for `har-stream run`."""
     from har_stream import config
 
-    return markdown_table(config.Settings, config.env_name, config._nested)
+    return markdown_table(config.Settings, config._nested)
 
 
 if __name__ == "__main__":  # python -m har_stream.settings_rules: the table, to paste
