@@ -6,7 +6,8 @@ installs signal handlers and maps failures to exit codes:
 3 Kafka unreachable or topics unusable.
 
 Bad settings are all found before the cluster is touched: the values and their relations
-when the settings are built, then (in `run`) the model and the metrics port. Each is one
+when the settings are built, the TLS files and the model (`model.setting`) right after, then
+(in `run`) the metrics port. Each is one
 line on stderr, `har-stream run: HAR_VARIABLE=value: the rule`, and exit code 2.
 """
 
@@ -75,6 +76,10 @@ def stop_on_signals() -> Iterator[threading.Event]:
 def main(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args, os.environ)
+        settings.kafka.check_files()
+        from har_stream.model.setting import check_model_setting
+
+        check_model_setting(settings.model)  # cheap, before the Kafka modules are imported
     except ValueError as exc:
         print(f"har-stream run: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
