@@ -51,8 +51,6 @@ def option(default: Any, help: str, *, kind: type | None = None, secret: bool = 
         "above": above, "at_most": at_most, "off": off, "form": form})
 
 
-
-
 def _mask(value: object) -> str:
     return repr(None) if value is None else repr(MASK)
 

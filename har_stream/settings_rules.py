@@ -43,7 +43,7 @@ def host_port(text: str, lowest_port: int = 1) -> tuple[str, int]:
         raise ValueError(f"{text.strip()!r} is not host:port")
     if not lowest_port <= int(port) <= 65535:
         raise ValueError(f"port {port} of {text.strip()!r} is outside {lowest_port}..65535")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def _host_ports(text: str) -> None:

@@ -185,3 +185,8 @@ def test_the_service_doc_lists_every_setting_with_its_valid_values() -> None:
     variables = {config.env_name(f.name) for cls in (KafkaSettings, TopicSettings, Settings)
                  for f in dataclasses.fields(cls) if "kind" in f.metadata}
     assert {row.split("`")[1] for row in rows} == variables
+
+
+def test_an_ipv6_metrics_address_is_split_without_its_brackets() -> None:
+    assert config.metrics_host_port("[::1]:9108") == ("::1", 9108)
+    assert settings_from(parse(), {"HAR_METRICS_ADDRESS": "[::]:0"}).metrics_host == "::"
