@@ -24,8 +24,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from har_stream.config import Settings, SettingsError, add_options, secret_values, settings_from
-from har_stream.logsafe import RepeatFilter, SecretFilter
+from har_stream.core.logsafe import RepeatFilter, SecretFilter
+from har_stream.service.settings import (
+    Settings,
+    SettingsError,
+    add_options,
+    secret_values,
+    settings_from,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
 GC_THRESHOLDS = (100_000, 50, 50)
@@ -77,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args, os.environ)
         settings.kafka.check_files()
-        from har_stream.model.setting import check_model_setting
+        from har_stream.service.model_setting import check_model_setting
 
         check_model_setting(settings.model)  # cheap, before the Kafka modules are imported
     except ValueError as exc:
@@ -87,9 +93,9 @@ def main(args: argparse.Namespace) -> int:
     log.info("settings: %r", settings)
     from kafka.errors import KafkaError
 
-    from har_stream.app import ServiceError, run
-    from har_stream.changelog import RestoreError
-    from har_stream.kafka_io import BrokerUnavailable, TopicError
+    from har_stream.kafka.clients import BrokerUnavailable, TopicError
+    from har_stream.service.changelog import RestoreError
+    from har_stream.service.loop import ServiceError, run
 
     gc.freeze()  # what is loaded so far lives as long as the process: never scan it again
     gc.set_threshold(*GC_THRESHOLDS)

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from har_stream import settings_rules
-from har_stream.settings_rules import SettingsError, check_fields, env_name
+from har_stream.service import settings_rules
+from har_stream.service.settings_rules import SettingsError, check_fields, env_name
 
 MASK = settings_rules.MASK
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -171,10 +171,10 @@ def markdown_table(cls: type, nested: Callable[[dataclasses.Field[Any]], type | 
 
 def service_table() -> str:
     """The rows of the settings table of docs/SERVICE.md, for `har-stream run`."""
-    from har_stream import config
+    from har_stream.service import settings as config
 
     return markdown_table(config.Settings, config._nested)
 
 
-if __name__ == "__main__":  # python -m har_stream.settings_rules: the table, to paste
+if __name__ == "__main__":  # python -m har_stream.service.settings_rules: the table, to paste
     print(service_table())

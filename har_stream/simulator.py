@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from har_stream.config import (
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.service.settings import (
     KafkaSettings,
     add_options,
     check_fields,
@@ -31,7 +32,6 @@ from har_stream.config import (
     option,
     options_from,
 )
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_messa
            progress: bool = False, passes: int = 1) -> ReplaySummary:
     """Send every stream's messages in due order, paced by `speed` (0: unpaced); each
     recording `passes` times (0: until stopped), see `schedule`."""
-    from har_stream.codec import encode_sensor
+    from har_stream.core.codec import encode_sensor
 
     stop = stop or threading.Event()
     total = (sum(-(-len(s.samples) // per_message) for s in streams) * passes) or None
@@ -290,7 +290,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    from har_stream.kafka_io import BrokerUnavailable, make_producer
+    from har_stream.kafka.clients import BrokerUnavailable, make_producer
     from har_stream.training.hapt import DataError, load_hapt
 
     path = settings.data or default_data_path()

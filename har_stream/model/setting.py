@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from har_stream.config import SettingsError
-from har_stream.model import CARD_FILE, DEFAULT_MODEL_DIR, TFLITE_FILE, StatefulModel
+from har_stream.service.settings import SettingsError
+from har_stream.serving import CARD_FILE, DEFAULT_MODEL_DIR, TFLITE_FILE, StatefulModel
 
 VARIABLE = "HAR_MODEL"
 
@@ -47,7 +47,7 @@ def _factory(spec: str) -> Callable[[], Any]:
 
 def _checked_directory(spec: str) -> Path:
     """The model directory, its card parsed and its flatbuffer's hash verified."""
-    from har_stream.model.integrity import ModelIntegrityError, verify
+    from har_stream.serving.integrity import ModelIntegrityError, verify
 
     path = Path(spec) if spec else DEFAULT_MODEL_DIR
     if not path.is_dir():
@@ -81,8 +81,8 @@ def check_model_setting(spec: str) -> None:
 
 def load_model_setting(spec: str) -> StatefulModel:
     """The model `spec` names, or SettingsError saying why there is none."""
-    from har_stream.model import load_model
-    from har_stream.model.integrity import ModelIntegrityError
+    from har_stream.serving import load_model
+    from har_stream.serving.integrity import ModelIntegrityError
 
     if _is_factory(spec):
         try:

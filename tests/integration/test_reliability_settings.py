@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from service_support import REPO, TESTS, unique, wait_for
 
-from har_stream.config import KafkaSettings
-from har_stream.model import DEFAULT_MODEL_DIR, TFLITE_FILE
+from har_stream.service.settings import KafkaSettings
+from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE
 
 TOPIC_VARIABLES = ("HAR_SENSOR_TOPIC", "HAR_DLQ_TOPIC", "HAR_ACTIVITY_TOPIC", "HAR_COUNTS_TOPIC",
                    "HAR_CHANGELOG_TOPIC")
@@ -48,7 +48,7 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def existing_topics(kafka_settings: KafkaSettings) -> set[str]:
-    from har_stream.kafka_io import close_quietly, make_admin
+    from har_stream.kafka.clients import close_quietly, make_admin
 
     admin = make_admin(kafka_settings)
     try:

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from har_stream import config
-from har_stream.config import KafkaSettings, Settings, TopicSettings, settings_from
+from har_stream.service import settings as config
+from har_stream.service.settings import KafkaSettings, Settings, TopicSettings, settings_from
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -89,7 +89,7 @@ def test_secrets_never_appear_in_repr_or_help() -> None:
 
 
 def test_kafka_security_settings_reach_the_client_configuration() -> None:
-    from har_stream.kafka_io import client_config
+    from har_stream.kafka.clients import client_config
 
     kafka = KafkaSettings(bootstrap_servers="a:9093, b:9093", security_protocol="SASL_SSL",
                           sasl_mechanism="SCRAM-SHA-256", sasl_username="u",
@@ -173,15 +173,15 @@ def test_every_number_option_declares_its_valid_range() -> None:
 
 def test_the_service_doc_lists_every_setting_with_its_valid_values() -> None:
     """docs/SERVICE.md's table is the one the declarations generate: no setting missing, no
-    rule out of date (regenerate with `python -m har_stream.settings_rules`)."""
+    rule out of date (regenerate with `python -m har_stream.service.settings_rules`)."""
     from pathlib import Path
 
-    from har_stream.settings_rules import service_table
+    from har_stream.service.settings_rules import service_table
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "SERVICE.md").read_text()
     block = doc.split("<!-- settings-table:")[1].split("\n", 1)[1]
     rows = [line for line in block.splitlines() if line.startswith("| `HAR_")]
-    assert "\n".join(rows) == service_table(), "regenerate: python -m har_stream.settings_rules"
+    assert "\n".join(rows) == service_table(), "regenerate: python -m har_stream.service.settings_rules"
     variables = {config.env_name(f.name) for cls in (KafkaSettings, TopicSettings, Settings)
                  for f in dataclasses.fields(cls) if "kind" in f.metadata}
     assert {row.split("`")[1] for row in rows} == variables

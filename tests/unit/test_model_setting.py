@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from har_stream.config import SettingsError
-from har_stream.model import CARD_FILE, DEFAULT_MODEL_DIR, TFLITE_FILE
-from har_stream.model.setting import check_model_setting, load_model_setting
+from har_stream.service.model_setting import check_model_setting, load_model_setting
+from har_stream.service.settings import SettingsError
+from har_stream.serving import CARD_FILE, DEFAULT_MODEL_DIR, TFLITE_FILE
 
 
 @pytest.fixture
