@@ -4,6 +4,11 @@ This module is the only place (with the other subcommands) that reads the enviro
 installs signal handlers and maps failures to exit codes:
 0 clean stop (SIGTERM/SIGINT), 1 output not acknowledged, 2 bad settings,
 3 Kafka unreachable or topics unusable.
+
+Bad settings are all found before the cluster is touched: the values and their relations
+when the settings are built, the TLS files and the model (`model.setting`) right after, then
+(in `run`) the metrics port. Each is one
+line on stderr, `har-stream run: HAR_VARIABLE=value: the rule`, and exit code 2.
 """
 
 from __future__ import annotations
@@ -20,7 +25,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from har_stream.core.logsafe import RepeatFilter, SecretFilter
-from har_stream.service.settings import Settings, add_options, secret_values, settings_from
+from har_stream.service.settings import (
+    Settings,
+    SettingsError,
+    add_options,
+    secret_values,
+    settings_from,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
 GC_THRESHOLDS = (100_000, 50, 50)
@@ -71,6 +82,10 @@ def stop_on_signals() -> Iterator[threading.Event]:
 def main(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args, os.environ)
+        settings.kafka.check_files()
+        from har_stream.service.model_setting import check_model_setting
+
+        check_model_setting(settings.model)  # cheap, before the Kafka modules are imported
     except ValueError as exc:
         print(f"har-stream run: {exc}", file=sys.stderr)
         return EXIT_SETTINGS
@@ -87,6 +102,9 @@ def main(args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         try:
             run(settings, stop)
+        except SettingsError as exc:  # the model or the metrics address, found at start
+            print(f"har-stream run: {exc}", file=sys.stderr)
+            return EXIT_SETTINGS
         except (BrokerUnavailable, TopicError) as exc:
             log.error("%s", exc)
             return EXIT_KAFKA

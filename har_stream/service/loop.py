@@ -68,7 +68,7 @@ from har_stream.service.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit
 from har_stream.service.health import BrokerWatch, TopicIdentity
 from har_stream.service.ownership import Ownership
 from har_stream.service.pacing import WorkBudget
-from har_stream.service.settings import Settings
+from har_stream.service.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
@@ -505,28 +505,36 @@ def _acknowledged_counts(_metadata: Any) -> None:
 
 
 def load_service_model(spec: str) -> Any:
-    """The model to serve: '' = the shipped one, a directory, or 'module:function'."""
-    from pathlib import Path
+    """The model to serve: '' = the shipped one, a directory, or 'module:function';
+    SettingsError naming HAR_MODEL when there is none (`model.setting`)."""
+    from har_stream.service.model_setting import load_model_setting
 
-    from har_stream.serving import DEFAULT_MODEL_DIR, load_model
+    return load_model_setting(spec)
 
-    if spec and ":" in spec and not Path(spec).exists():
-        import importlib
 
-        module_name, _, function = spec.partition(":")
-        return getattr(importlib.import_module(module_name), function)()
-    path = Path(spec) if spec else DEFAULT_MODEL_DIR
-    if not path.is_dir():
-        raise ServiceError(f"no model directory at {path}: train one with `har-stream train` "
-                           "or pass --model (HAR_MODEL)")
-    return load_model(path)
+def start_metrics(settings: Settings) -> Any:
+    """The metrics endpoint, bound before the cluster is touched: a taken port is a bad
+    setting (SettingsError), found before any topic is created. None without an address."""
+    if not settings.metrics_address:
+        return None
+    try:
+        server = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        raise SettingsError(
+            f"HAR_METRICS_ADDRESS={settings.metrics_address}: cannot listen there "
+            f"({exc.strerror or exc}); choose a free port, 0 for any, or empty for no "
+            "endpoint") from exc
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    return server
 
 
 def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
-    """Connect, create missing topics, serve until `stop` is set, then shut down cleanly.
+    """Load the model, bind the metrics endpoint, connect, create missing topics, serve until
+    `stop` is set, then shut down cleanly.
 
-    Raises BrokerUnavailable / TopicError before consuming anything when the cluster is not
-    usable, and ServiceError when output cannot be acknowledged (nothing is committed then).
+    Raises SettingsError before touching the cluster when the model or the metrics address is
+    unusable, BrokerUnavailable / TopicError before consuming anything when the cluster is
+    not, and ServiceError when output cannot be acknowledged (nothing is committed then).
     """
     from har_stream.kafka.clients import (
         close_quietly,
@@ -545,14 +553,16 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         activities=model.classes, reasons=codec.REASONS + APP_REASONS,
         topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
                 topics.changelog_topic))
-    admin = make_admin(settings.kafka)
+    settings.kafka.check_files()
+    server = start_metrics(settings)
+    producer = snapshot_producer = consumer = reader_consumer = None
     try:
-        partitions = prepare_service_topics(admin, topics)
-    finally:
-        close_quietly(admin)
-    log.info("topics ready: %s has %d partitions", topics.sensor_topic, partitions)
-    producer = snapshot_producer = consumer = reader_consumer = server = None
-    try:
+        admin = make_admin(settings.kafka)
+        try:
+            partitions = prepare_service_topics(admin, topics)
+        finally:
+            close_quietly(admin)
+        log.info("topics ready: %s has %d partitions", topics.sensor_topic, partitions)
         compression = None if settings.compression_type == "none" else settings.compression_type
         producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
                                  compression_type=compression, unbounded_delivery=True)
@@ -574,10 +584,6 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms)
         metrics.BROKER_UP.set(1)
-        if settings.metrics_address:
-            server = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
-            log.info("metrics on http://%s:%d/metrics", settings.metrics_host,
-                     server.server_port)
         reader = ChangelogReader(reader_consumer, topics.changelog_topic,
                                  timeout_s=settings.restore_timeout_s)
         service = Service(settings, model, consumer, producer, reader,

@@ -35,6 +35,7 @@ from har_stream.service.settings import (
     KafkaSettings,
     TopicSettings,
     add_options,
+    check_fields,
     masked_repr,
     metrics_host_port,
     option,
@@ -51,16 +52,23 @@ class DemoSettings:
 
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
-    group_id: str = option("har-stream-demo", "consumer group of the demo's recognizer")
-    devices: int = option(0, "devices to simulate (0: one per test recording, 15 here)")
-    speed: float = option(10.0, "replay speed, times real time (0: as fast as possible)")
+    group_id: str = option("har-stream-demo", "consumer group of the demo's recognizer",
+                           form="not empty")
+    devices: int = option(0, "devices to simulate (0: one per test recording, 15 here)",
+                          at_least=0)
+    speed: float = option(10.0, "replay speed, times real time (0: as fast as possible)",
+                          at_least=0)
     duration: float = option(120.0, "stop the replay after this many seconds (0: whole "
-                                    "recordings)")
-    samples_per_message: int = option(50, "samples per sensor message")
+                                    "recordings)", at_least=0)
+    samples_per_message: int = option(50, "samples per sensor message", at_least=1)
     data: str = option("", "HAPT recordings (empty: ./data, <repo>/data, ../shared/data)")
     model: str = option("", "model directory for the recognizer (empty: the shipped one)")
     metrics_address: str = option("127.0.0.1:9108", "recognizer metrics endpoint (a free port "
-                                                    "is used if this one is taken)")
+                                                    "is used if this one is taken)",
+                                  form="host:port")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     __repr__ = masked_repr
 
@@ -272,11 +280,31 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=main)
 
 
+def check_recognizer_settings(settings: DemoSettings) -> None:
+    """Raise SettingsError if the recognizer the demo starts would refuse its settings: its
+    flags (`recognizer_command`) over the HAR_* variables it inherits, and its model. So a
+    bad one stops the demo before a broker is started."""
+    from har_stream.service.model_setting import check_model_setting
+    from har_stream.service.settings import Settings, settings_from
+
+    parser = argparse.ArgumentParser()
+    add_options(parser, Settings)
+    flags = recognizer_command(settings, "127.0.0.1:0")[4:]  # after `python -m ... run`
+    settings_from(parser.parse_args(flags), os.environ)
+    settings.kafka.check_files()
+    check_model_setting(settings.model)
+
+
 def main(args: argparse.Namespace) -> int:
     embedded = args.bootstrap_servers is None and not os.environ.get("HAR_BOOTSTRAP_SERVERS")
     try:
         settings = options_from(DemoSettings, args, os.environ)
     except ValueError as exc:
+        print(f"har-stream demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        check_recognizer_settings(settings)
+    except ValueError as exc:  # SettingsError: the variable and the rule
         print(f"har-stream demo: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -291,13 +319,6 @@ def main(args: argparse.Namespace) -> int:
               "./data or ../shared/data, or pass --data PATH; `har-stream data --help` shows "
               "how to download and convert the UCI archive.", file=sys.stderr)
         return 2
-    if not settings.model:
-        from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE
-
-        if not (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file():
-            print(f"har-stream demo: no model at {DEFAULT_MODEL_DIR}; train one with "
-                  "`har-stream train` or pass --model DIR", file=sys.stderr)
-            return 2
     streams = plan_streams(select_recordings(data, "test", ""), settings.devices)
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):  # stop as cleanly as on Ctrl-C
         signal.signal(stop_signal, signal.default_int_handler)

@@ -27,6 +27,7 @@ from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 from har_stream.service.settings import (
     KafkaSettings,
     add_options,
+    check_fields,
     masked_repr,
     option,
     options_from,
@@ -58,31 +59,32 @@ class SimulatorSettings:
     """Simulator: which recordings, as which devices, how fast."""
 
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    sensor_topic: str = option("har.sensor", "topic to publish sensor batches to")
+    sensor_topic: str = option("har.sensor", "topic to publish sensor batches to", form="topic")
     data: str = option("", "HAPT recordings (hapt_raw.npz or the UCI zip); empty: look in "
                            "./data, <repo>/data and ../shared/data")
     users: str = option("test", "users to replay: 'test', 'train', 'all' or ids like 2,4")
     experiments: str = option("", "experiment ids to replay (overrides --users), e.g. 3,4")
     devices: int = option(0, "number of devices (0: one per recording; more than the "
-                             "recordings reuses them under new ids)")
+                             "recordings reuses them under new ids)", at_least=0)
     device_prefix: str = option("", "device id prefix (empty: hapt-expXX-userYY ids)")
     speed: float = option(1.0, "1 = real time (50 Hz), 10 = ten times faster, 0 = as fast as "
-                               "possible")
-    samples_per_message: int = option(50, "samples per Kafka message")
-    stagger_s: float = option(0.0, "start offset between consecutive devices (stream seconds)")
-    start_ms: int = option(0, "time of every stream's first sample, epoch ms (0: now)")
-    max_samples: int = option(0, "replay at most this many samples per device (0: all)")
-    duration_s: float = option(0.0, "stop after this many wall-clock seconds (0: until done)")
+                               "possible", at_least=0)
+    samples_per_message: int = option(50, "samples per Kafka message", at_least=1)
+    stagger_s: float = option(0.0, "start offset between consecutive devices (stream seconds)",
+                              at_least=0)
+    start_ms: int = option(0, "time of every stream's first sample, epoch ms (0: now)",
+                           at_least=0)
+    max_samples: int = option(0, "replay at most this many samples per device (0: all)",
+                              at_least=0)
+    duration_s: float = option(0.0, "stop after this many wall-clock seconds (0: until done)",
+                               at_least=0)
     passes: int = option(1, "times each device replays its recording (0: until stopped); "
-                            "sequence numbers and clocks go on from pass to pass")
+                            "sequence numbers and clocks go on from pass to pass", at_least=0)
     truth: bool = option(False, f"attach the ground-truth activity as header {TRUTH_HEADER}")
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        if (self.speed < 0 or self.samples_per_message < 1 or self.devices < 0
-                or self.passes < 0):
-            raise ValueError("speed must be >= 0, samples_per_message >= 1, devices >= 0, "
-                             "passes >= 0")
+        check_fields(self)
 
     __repr__ = masked_repr
 
@@ -282,6 +284,7 @@ def add_parser(subparsers: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         settings = options_from(SimulatorSettings, args, os.environ)
+        settings.kafka.check_files()
     except ValueError as exc:
         print(f"har-stream simulate: {exc}", file=sys.stderr)
         return 2
