@@ -169,6 +169,10 @@ class Settings:
                                        "reason too_many_devices (0 = no limit)")
     max_message_bytes: int = option(256 * 1024, "largest sensor message accepted (bytes)")
     max_samples_per_message: int = option(500, "most samples in one sensor message")
+    reorder_samples: int = option(
+        256, "per device, hold a message that arrives ahead of a gap back while it ends within "
+        "this many samples of the expected seq, so out-of-order messages are put back in "
+        "order (0 = off; costs ~41 bytes of state per sample per device)")
     max_rate_factor: float = option(20.0, "flag a device whose samples arrive faster than "
                                           "50 Hz times this, on broker timestamps (0 = off)")
     max_produce_attempts: int = option(3, "sends of an output record the broker refuses (e.g. "

@@ -63,6 +63,10 @@ class PipelineConfig:
     """A message ahead of a gap that ends within this many samples of the expected seq is held
     back until the messages before it arrive (0: never held; the service's default is 256)."""
 
+    def __post_init__(self) -> None:
+        if self.reorder_samples < 0:
+            raise ValueError(f"reorder_samples must be >= 0, not {self.reorder_samples}")
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineStep:
