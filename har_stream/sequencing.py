@@ -92,26 +92,29 @@ class Segment:
 
 
 class _Held:
-    """A device's held samples (copies of its registry rows while it is being planned)."""
+    """A device's held samples: views of its registry rows (copies for a device without a
+    slot yet, saved once it has one)."""
 
     def __init__(self, registry: DeviceRegistry, slot: int | None, size: int) -> None:
         a = registry.arrays
+        self.views = slot is not None
         if slot is None:
             self.data = np.zeros((size, RAW), np.float32)
-            self.mask = np.zeros(size, bool)
+            self.mask = np.zeros(size, np.uint8)
             self.ts = np.zeros(size, np.int64)
             self.ms = np.zeros(size, np.int64)
+            self.count = 0
         else:
-            self.data, self.ts, self.ms = (a[k][slot].copy() for k in ("held", "held_ts",
-                                                                         "held_ms"))
-            self.mask = a["held_mask"][slot].astype(bool)
+            self.data, self.mask, self.ts, self.ms = (
+                a[k][slot] for k in ("held", "held_mask", "held_ts", "held_ms"))
+            self.count = int(a["held_n"][slot])
         self.size = size
-        self.count = int(self.mask.sum())
 
     def save(self, registry: DeviceRegistry, slot: int) -> None:
         a = registry.arrays
-        a["held"][slot], a["held_ts"][slot], a["held_ms"][slot] = self.data, self.ts, self.ms
-        a["held_mask"][slot] = self.mask
+        if not self.views:
+            a["held"][slot], a["held_ts"][slot], a["held_ms"][slot] = self.data, self.ts, self.ms
+            a["held_mask"][slot] = self.mask
         a["held_n"][slot] = self.count
 
     def put(self, batch: SensorBatch) -> int:
@@ -122,7 +125,7 @@ class _Held:
         self.data[index] = batch.samples
         self.ts[index] = batch.record_ts_ms
         self.ms[index] = batch.t0_ms + np.arange(n, dtype=np.int64) * PERIOD_MS
-        self.mask[index] = True
+        self.mask[index] = 1
         self.count += n - again
         return again
 
@@ -133,7 +136,7 @@ class _Held:
         index = slice(None) if stop - start >= self.size else (
             np.arange(start, stop) % self.size)
         dropped = int(self.mask[index].sum())
-        self.mask[index] = False
+        self.mask[index] = 0
         self.count -= dropped
         return dropped
 
@@ -149,7 +152,7 @@ class _Held:
         present = self.mask[index]
         length = self.size if present.all() else int(np.argmin(present))
         index = index[:length]
-        self.mask[index] = False
+        self.mask[index] = 0
         self.count -= length
         ts = self.ts[index]
         cuts = [0, *(np.flatnonzero(np.diff(ts)) + 1).tolist(), length]
@@ -179,11 +182,10 @@ class DevicePlanner:
             self.last_raw = a["median"][slot, -1].copy()
             self.skip = (int(a["skip_from"][slot]), int(a["skip_to"][slot]))
         self.held = _Held(reg, slot, self.reorder) if self.reorder else None
-        held_before = self.held.count if self.held else 0
         for batch in batches:
             if len(batch.samples):
                 self._arrive(batch)
-        if self.segments or (self.held and (self.held.count or held_before)):
+        if self.segments or (self.held and (self.held.count or self.held.views)):
             slot = reg.slot(device_id)
             reg.arrays["skip_from"][slot], reg.arrays["skip_to"][slot] = self.skip
             if self.held:
