@@ -39,10 +39,10 @@ from har_stream.sequencing import (
 )
 from har_stream.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
 from har_stream.state import DeviceRegistry, Field
+from har_stream.windowing import at_hop_boundary, emit_windows
 
 __all__ = ["Pipeline", "PipelineConfig", "PipelineStats", "PipelineStep", "pipeline_fields",
            "replay"]
-from har_stream.windowing import at_hop_boundary, emit_windows
 
 _BLOCK = 1024
 """Devices filtered and windowed together in the steady state: their intermediate arrays
