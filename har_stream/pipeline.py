@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from har_stream.records import (
+from har_stream.core.records import (
     CHANNELS,
     HOP,
     SAMPLE_PERIOD_MS,
@@ -30,16 +30,16 @@ from har_stream.records import (
     SensorBatch,
     WindowBatch,
 )
-from har_stream.sequencing import (
+from har_stream.core.sequencing import (
     PERIOD_MS,
     DevicePlanner,
     PipelineStats,
     Segment,
     sequencing_fields,
 )
-from har_stream.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
-from har_stream.state import DeviceRegistry, Field
-from har_stream.windowing import at_hop_boundary, emit_windows
+from har_stream.core.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
+from har_stream.core.state import DeviceRegistry, Field
+from har_stream.core.windowing import at_hop_boundary, emit_windows
 
 __all__ = ["Pipeline", "PipelineConfig", "PipelineStats", "PipelineStep", "pipeline_fields",
            "replay"]

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
-from har_stream.signal import RAW
-from har_stream.state import DeviceRegistry, Field
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.signal import RAW
+from har_stream.core.state import DeviceRegistry, Field
 
 PERIOD_MS = int(SAMPLE_PERIOD_MS)
 assert PERIOD_MS == SAMPLE_PERIOD_MS, "stream times count whole milliseconds per sample"

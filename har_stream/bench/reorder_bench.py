@@ -17,9 +17,9 @@ import numpy as np
 
 from har_stream.bench.measure import Timings, load
 from har_stream.bench.report import provenance, table
-from har_stream.pipeline import Pipeline, PipelineConfig
-from har_stream.recognizer import Recognizer
-from har_stream.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.pipeline import Pipeline, PipelineConfig
+from har_stream.core.recognizer import Recognizer
+from har_stream.core.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
 
 T0_MS = 1_700_000_000_000
 
@@ -46,7 +46,7 @@ class _RandomModel:
 
 
 def _model() -> object:
-    from har_stream.model import DEFAULT_MODEL_DIR, TFLITE_FILE, load_model
+    from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE, load_model
 
     if (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file():
         return load_model(DEFAULT_MODEL_DIR)

@@ -28,10 +28,10 @@ from service_support import (
     window_ids,
 )
 
-from har_stream import metrics
-from har_stream.config import Settings
-from har_stream.pipeline import replay
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch, window_id
+from har_stream.core.pipeline import replay
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch, window_id
+from har_stream.service import metrics
+from har_stream.service.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from service_support import FakeModel
 
-from har_stream.codec import (
+from har_stream.core.codec import (
     MAX_SAFE_INTEGER,
     MAX_TIME_MS,
     DecodeError,
@@ -28,8 +28,8 @@ from har_stream.codec import (
     encode_counts,
     encode_result,
 )
-from har_stream.pipeline import PipelineConfig
-from har_stream.recognizer import Recognizer
+from har_stream.core.pipeline import PipelineConfig
+from har_stream.core.recognizer import Recognizer
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 RESULT = Draft202012Validator(json.loads((SCHEMAS / "activity.schema.json").read_text()))

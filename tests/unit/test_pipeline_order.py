@@ -12,8 +12,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream.pipeline import Pipeline, PipelineConfig
-from har_stream.records import SensorBatch, WindowBatch
+from har_stream.core.pipeline import Pipeline, PipelineConfig
+from har_stream.core.records import SensorBatch, WindowBatch
 
 FAST = settings(max_examples=40, deadline=None)
 T0 = 1_700_000_000_000
