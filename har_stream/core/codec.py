@@ -59,7 +59,11 @@ HEADER_SOURCE_OFFSET = "har.source.offset"
 """Headers of a dead-letter record; its key and value are the original record's, untouched."""
 
 MAX_SAFE_INTEGER = 2**53 - 1
-"""Largest seq / timestamp accepted: every JSON consumer can represent it exactly."""
+"""Largest seq accepted and largest integer written: every JSON consumer represents it exactly."""
+MAX_TIME_MS = 253_402_300_799_999
+"""Latest sensor time accepted (9999-12-31T23:59:59.999Z, the end of ISO 8601 and of most
+date types): a stream's window times (its first time + 20 ms per sample) then stay below
+MAX_SAFE_INTEGER for ~278,000 years of samples (docs/WIRE_FORMAT.md, "Time")."""
 MAX_DETAIL_CHARS = 300
 
 
@@ -208,7 +212,7 @@ def _fast_fields(document: Any, value: bytes, key: bytes | None, limits: Limits,
         return None
     seq, t0_ms = document["seq"], document["t0_ms"]
     if (type(seq) is not int or type(t0_ms) is not int or seq < 0
-            or not 0 <= t0_ms <= MAX_SAFE_INTEGER):
+            or not 0 <= t0_ms <= MAX_TIME_MS):
         return None
     if "rate_hz" in document:
         rate = document["rate_hz"]
@@ -259,8 +263,8 @@ def _sensor_from(
         raise DecodeError("negative_seq", f"seq: {seq} is negative")
     time_field = "t_ms" if single else "t0_ms"
     t0_ms = _integer(message, time_field)
-    if not 0 <= t0_ms <= MAX_SAFE_INTEGER:
-        raise DecodeError("out_of_range", f"{time_field}: {t0_ms} is outside 0..{MAX_SAFE_INTEGER}")
+    if not 0 <= t0_ms <= MAX_TIME_MS:
+        raise DecodeError("out_of_range", f"{time_field}: {t0_ms} is outside 0..{MAX_TIME_MS}")
     if "rate_hz" in message:
         _check_rate(message["rate_hz"], limits)
     samples = _one_sample(message) if single else _sample_rows(message, raw, device_id, limits)
@@ -534,10 +538,13 @@ def _integer(message: dict, name: str, minimum: int | None = None) -> int:
 
 
 def _whole(x: Any, where: str, minimum: int | None) -> int:
+    """An integer that every JSON consumer reads exactly (at most MAX_SAFE_INTEGER)."""
     if type(x) is not int:  # excludes bool, and 6400.0: a count must be written as an integer
         raise _wrong_type(where, "an integer", x)
     if minimum is not None and x < minimum:
         raise DecodeError("out_of_range", f"{where}: {x} is below {minimum}")
+    if x > MAX_SAFE_INTEGER:
+        raise DecodeError("out_of_range", f"{where}: {_show(x)} is above {MAX_SAFE_INTEGER}")
     return x
 
 

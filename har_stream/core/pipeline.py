@@ -1,10 +1,11 @@
 """Sensor batches of many devices in, every window that became ready out. No model, no I/O.
 
 `Pipeline.process` runs in two parts:
-  1. per device, in message order, the sequence checks (pure Python, per message, never
-     per sample): duplicates are dropped, small gaps are filled by holding the last value,
-     large gaps and rewinds restart the device's stream. The result is one or more
-     segments of consecutive samples per device;
+  1. per device, in message order, the sequence checks (`sequencing`; pure Python, per
+     message, never per sample): duplicates are dropped, messages ahead of a gap are held
+     back within the reorder allowance until their predecessors arrive, small gaps are filled
+     by holding the last value, large gaps and rewinds restart the device's stream. The
+     result is one or more segments of consecutive samples per device;
   2. vectorised across devices, one round per segment index: restart the streams that
      need it, then filter and window every group of segments of equal length at once.
 
@@ -29,9 +30,19 @@ from har_stream.core.records import (
     SensorBatch,
     WindowBatch,
 )
+from har_stream.core.sequencing import (
+    PERIOD_MS,
+    DevicePlanner,
+    PipelineStats,
+    Segment,
+    sequencing_fields,
+)
 from har_stream.core.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
 from har_stream.core.state import DeviceRegistry, Field
 from har_stream.core.windowing import at_hop_boundary, emit_windows
+
+__all__ = ["Pipeline", "PipelineConfig", "PipelineStats", "PipelineStep", "pipeline_fields",
+           "replay"]
 
 _BLOCK = 1024
 """Devices filtered and windowed together in the steady state: their intermediate arrays
@@ -48,15 +59,13 @@ class PipelineConfig:
     max_rewind: int = 3000
     """A message starting at most this far behind the expected seq holds duplicates (dropped);
     further back means the device restarted its counter, so its stream restarts."""
+    reorder_samples: int = 0
+    """A message ahead of a gap that ends within this many samples of the expected seq is held
+    back until the messages before it arrive (0: never held; the service's default is 256)."""
 
-
-@dataclass(slots=True)
-class PipelineStats:
-    """What the sequence checks did in one step (exported as metrics)."""
-
-    duplicate_samples: int = 0
-    gap_samples_filled: int = 0
-    stream_resets: int = 0
+    def __post_init__(self) -> None:
+        if self.reorder_samples < 0:
+            raise ValueError(f"reorder_samples must be >= 0, not {self.reorder_samples}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +74,10 @@ class PipelineStep:
     stats: PipelineStats
 
 
-def pipeline_fields(settings: SignalSettings) -> dict[str, Field]:
+def pipeline_fields(settings: SignalSettings, reorder_samples: int = 0) -> dict[str, Field]:
     """The per-device state the pipeline keeps in the registry."""
     sections = FilterBank(settings).sections
-    return {
+    return sequencing_fields(reorder_samples) | {
         "median": Field((MEDIAN_HISTORY, RAW), "<f4"),
         "noise_zi": Field((sections, 2, RAW), "<f4"),
         "gravity_zi": Field((sections, 2, 3), "<f4"),
@@ -76,30 +85,6 @@ def pipeline_fields(settings: SignalSettings) -> dict[str, Field]:
         "n": Field((), "<i8"),  # samples in the current stream
         "origin": Field((), "<i8"),  # seq of the current stream's first sample
     }
-
-
-@dataclass(slots=True)
-class _Segment:
-    """Consecutive samples of one device within one step, ready to filter."""
-
-    device_id: str
-    restart: bool  # the stream (re)starts at this segment's first sample
-    seq: int  # seq of the first sample
-    parts: list[np.ndarray] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)  # seq after each message's last sample
-    record_ts: list[int] = field(default_factory=list)
-    anchor_seq: int = 0  # (seq, time) of the latest message: window times derive from it
-    anchor_ms: int = 0
-
-    @property
-    def length(self) -> int:
-        return self.ends[-1] - self.seq
-
-    def add(self, samples: np.ndarray, batch: SensorBatch) -> None:
-        self.parts.append(samples)
-        self.ends.append(self.ends[-1] + len(samples) if self.ends else self.seq + len(samples))
-        self.record_ts.append(batch.record_ts_ms)
-        self.anchor_seq, self.anchor_ms = batch.seq, batch.t0_ms
 
 
 class Pipeline:
@@ -113,8 +98,9 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.filters = FilterBank(config.signal)
-        self.registry = (DeviceRegistry(pipeline_fields(config.signal)) if registry is None
-                         else registry)
+        self.registry = (DeviceRegistry(pipeline_fields(config.signal, config.reorder_samples))
+                         if registry is None else registry)
+        self._holds = config.reorder_samples > 0
         self.clock = clock
 
     def process(self, batches: Iterable[SensorBatch]) -> PipelineStep:
@@ -132,7 +118,9 @@ class Pipeline:
         by_device: dict[str, list[SensorBatch]] = defaultdict(list)
         for batch in others:
             by_device[batch.device_id].append(batch)
-        plans = [self._plan(d, bs, stats) for d, bs in by_device.items()]
+        planner = DevicePlanner(self.registry, self.config.max_gap, self.config.max_rewind,
+                                self.config.reorder_samples, stats)
+        plans = [planner.plan(d, bs) for d, bs in by_device.items()]
         for round_index in range(max((len(p) for p in plans), default=0)):
             segments = [p[round_index] for p in plans if len(p) > round_index]
             self._restart([s for s in segments if s.restart])
@@ -147,7 +135,8 @@ class Pipeline:
     def _split_steady(self, batches: list[SensorBatch]
                       ) -> tuple[list[_Group], list[SensorBatch]]:
         """Groups of batches that exactly continue a known device's stream (its only batch this
-        step), by length; and the other batches. Per batch only a few attribute reads."""
+        step, nothing held back), by length; and the other batches. Per batch only a few
+        attribute reads."""
         if not batches:
             return [], []
         reg = self.registry
@@ -163,6 +152,8 @@ class Pipeline:
         safe = np.where(known, slots, 0)
         expected = reg.arrays["origin"][safe] + reg.arrays["n"][safe]
         steady = known & (lengths > 0) & (seqs == expected)
+        if self._holds:
+            steady &= reg.arrays["held_n"][safe] == 0
         if not steady.any():
             return [], batches
         groups = []
@@ -174,52 +165,13 @@ class Pipeline:
                 device_ids=device_ids if every else [device_ids[i] for i in index.tolist()],
                 slots=slots[index],
                 raw=np.concatenate([b.samples for b in members]).reshape(len(index), length, RAW),
-                anchor_seq=seqs[index],
-                anchor_ms=np.fromiter((b.t0_ms for b in members), np.int64, len(members)),
                 record_ts=np.fromiter((b.record_ts_ms for b in members), np.int64, len(members)),
                 split={},
             ))
         others = [] if steady.all() else [batches[i] for i in np.flatnonzero(~steady).tolist()]
         return groups, others
 
-    def _plan(self, device_id: str, batches: list[SensorBatch], stats: PipelineStats
-              ) -> list[_Segment]:
-        """Split one device's batches into segments of consecutive samples."""
-        reg, cfg = self.registry, self.config
-        slot = reg.get(device_id)
-        expected: int | None = None
-        last_raw: np.ndarray | None = None
-        if slot is not None:
-            expected = int(reg.arrays["origin"][slot] + reg.arrays["n"][slot])
-            last_raw = reg.arrays["median"][slot, -1]
-        segments: list[_Segment] = []
-        for batch in batches:
-            samples, seq = batch.samples, batch.seq
-            if not len(samples):
-                continue
-            gap = 0 if expected is None else seq - expected
-            if expected is None or gap > cfg.max_gap or gap < -cfg.max_rewind:
-                stats.stream_resets += expected is not None
-                segments.append(_Segment(device_id, restart=True, seq=seq))
-            else:
-                if gap > 0:
-                    assert last_raw is not None
-                    samples = np.concatenate([np.repeat(last_raw[None], gap, axis=0), samples])
-                    stats.gap_samples_filled += gap
-                elif gap < 0:
-                    dropped = min(-gap, len(samples))
-                    stats.duplicate_samples += dropped
-                    samples = samples[dropped:]
-                if not len(samples):
-                    continue
-                if not segments:
-                    segments.append(_Segment(device_id, restart=False, seq=expected))
-            segments[-1].add(samples, batch)
-            expected = segments[-1].ends[-1]
-            last_raw = samples[-1]
-        return segments
-
-    def _restart(self, segments: list[_Segment]) -> None:
+    def _restart(self, segments: list[Segment]) -> None:
         """Start fresh streams: filters settled on the first sample, empty buffer, n = 0."""
         if not segments:
             return
@@ -230,6 +182,7 @@ class Pipeline:
         reg.arrays["ring"][slots] = 0
         reg.arrays["n"][slots] = 0
         reg.arrays["origin"][slots] = [s.seq for s in segments]
+        reg.arrays["origin_ms"][slots] = [s.t0_ms for s in segments]
 
     def _advance(self, group: _Group) -> WindowBatch:
         """Filter and window equal-length runs of several devices (one vectorised step)."""
@@ -272,11 +225,9 @@ class Pipeline:
         # one window per row, in row order (a row may also emit two windows while another
         # emits none, so the count alone does not tell)
         every = len(rows) == len(group.device_ids) and bool(np.all(rows == np.arange(len(rows))))
-        seqs = self.registry.arrays["origin"][group.slots][rows] + starts
-        anchor_seq = group.anchor_seq if every else group.anchor_seq[rows]
-        anchor_ms = group.anchor_ms if every else group.anchor_ms[rows]
-        offsets = np.rint((seqs - anchor_seq) * SAMPLE_PERIOD_MS).astype(np.int64)
-        t_start = anchor_ms + offsets
+        a, slots = self.registry.arrays, group.slots if every else group.slots[rows]
+        seqs = a["origin"][slots] + starts
+        t_start = a["origin_ms"][slots] + starts * PERIOD_MS  # the stream's clock (sequencing)
         return WindowBatch(
             device_ids=group.device_ids if every else [group.device_ids[r] for r in rows.tolist()],
             seqs=seqs,
@@ -309,8 +260,6 @@ class _Group:
     device_ids: list[str]
     slots: np.ndarray  # int64 (G,)
     raw: np.ndarray  # float32 (G, k, 6)
-    anchor_seq: np.ndarray  # int64 (G,) (seq, time) of the latest message: window times
-    anchor_ms: np.ndarray  # int64 (G,)
     record_ts: np.ndarray  # int64 (G,) broker timestamp of the latest message
     split: dict[int, tuple[list[int], list[int]]]  # row -> (message end seqs, record ts)
 
@@ -324,28 +273,27 @@ class _Group:
         return out
 
 
-def _groups(runs: list[SensorBatch] | list[_Segment], registry: DeviceRegistry
+def _groups(runs: list[SensorBatch] | list[Segment], registry: DeviceRegistry
             ) -> list[_Group]:
     """Group single batches or planned segments by length, one `_Group` per length."""
     by_length: dict[int, list] = defaultdict(list)
     for run in runs:
-        by_length[run.length if isinstance(run, _Segment) else len(run.samples)].append(run)
+        by_length[run.length if isinstance(run, Segment) else len(run.samples)].append(run)
     return [_group_of(members, registry) for members in by_length.values()]
 
 
 def _group_of(runs: list, registry: DeviceRegistry) -> _Group:
     device_ids = [r.device_id for r in runs]
-    if runs and isinstance(runs[0], _Segment):
+    if runs and isinstance(runs[0], Segment):
         raw = np.stack([s.parts[0] if len(s.parts) == 1 else np.concatenate(s.parts)
                         for s in runs])
-        anchors = [(s.anchor_seq, s.anchor_ms, s.record_ts[-1]) for s in runs]
+        ts = np.array([s.record_ts[-1] for s in runs], np.int64)
         split = {i: (s.ends, s.record_ts) for i, s in enumerate(runs) if len(s.ends) > 1}
     else:
         raw = np.stack([b.samples for b in runs])
-        anchors = [(b.seq, b.t0_ms, b.record_ts_ms) for b in runs]
+        ts = np.array([b.record_ts_ms for b in runs], np.int64)
         split = {}
-    seq, ms, ts = (np.array(a, np.int64) for a in zip(*anchors, strict=True))
-    return _Group(device_ids, registry.slots(device_ids), raw, seq, ms, ts, split)
+    return _Group(device_ids, registry.slots(device_ids), raw, ts, split)
 
 
 def _concat(pieces: list[WindowBatch]) -> WindowBatch:

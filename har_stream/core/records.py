@@ -36,8 +36,10 @@ class SensorBatch:
     """Consecutive raw samples of one device, as decoded from one sensor message.
 
     `seq` is the index of the first sample in the device's stream; sample `i` has
-    index `seq + i` and time `t0_ms + i * SAMPLE_PERIOD_MS`. `record_ts_ms` is the
-    broker's timestamp of the message (0 when unknown), used for end-to-end latency.
+    index `seq + i` and, as the message states it, time `t0_ms + i * SAMPLE_PERIOD_MS`
+    (window times run from the time of the stream's first message, see `sequencing`).
+    `record_ts_ms` is the broker's timestamp of the message (0 when unknown), used for
+    end-to-end latency.
     """
 
     device_id: str

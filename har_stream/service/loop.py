@@ -59,6 +59,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from har_stream.core import codec
+from har_stream.core.pipeline import PipelineConfig
 from har_stream.core.recognizer import Recognizer, RecognizerOutput
 from har_stream.core.records import RATE_HZ, SensorBatch
 from har_stream.service import metrics
@@ -173,7 +174,9 @@ class Service:
         self.writer = ChangelogWriter(_Snapshots(self.snapshot_outbox),
                                       settings.topics.changelog_topic)
         self.clock, self.wall = clock, wall
-        self.recognizer = Recognizer(TimedModel(model), clock=clock)
+        self.recognizer = Recognizer(
+            TimedModel(model), PipelineConfig(reorder_samples=settings.reorder_samples),
+            clock=clock)
         self.registry = self.recognizer.registry
         self.ownership = Ownership(self.registry, reader, self._committed_offset,
                                    settings.idle_ttl_s, clock, wall)
@@ -315,6 +318,8 @@ class Service:
         metrics.PIPELINE_EVENTS.labels(event="duplicate_samples").inc(stats.duplicate_samples)
         metrics.PIPELINE_EVENTS.labels(event="gap_samples_filled").inc(stats.gap_samples_filled)
         metrics.PIPELINE_EVENTS.labels(event="stream_resets").inc(stats.stream_resets)
+        metrics.PIPELINE_EVENTS.labels(event="late_samples").inc(stats.late_samples)
+        metrics.PIPELINE_EVENTS.labels(event="reordered_messages").inc(stats.reordered_messages)
         for activity, windows in Counter(result.activity for result in output.results).items():
             metrics.WINDOWS_CLASSIFIED.labels(activity=activity).inc(windows)
 

@@ -36,7 +36,8 @@ from har_stream import __version__
 REGISTRY = CollectorRegistry(auto_describe=True)
 """The registry that `start_metrics_server` serves; every metric below is on it."""
 
-PIPELINE_EVENT_NAMES = ("duplicate_samples", "gap_samples_filled", "stream_resets")
+PIPELINE_EVENT_NAMES = ("duplicate_samples", "gap_samples_filled", "stream_resets",
+                        "late_samples", "reordered_messages")
 """Values of the `event` label of `PIPELINE_EVENTS`."""
 STAGES = ("poll", "decode", "process", "produce", "commit", "snapshot", "restore")
 """Values of the `stage` label of `STAGE_DURATION`: the steps of one loop iteration."""
@@ -77,14 +78,18 @@ MESSAGES_REJECTED = Counter(
 
 PIPELINE_EVENTS = Counter(
     "har_pipeline_events_total",
-    "Stream irregularities handled by the pipeline, by event (unit: samples or resets).",
+    "Stream irregularities handled by the pipeline, by event (unit: samples, resets or "
+    "messages).",
     ["event"],
     registry=REGISTRY,
 )
 """Irregularities the per-device seq checks absorbed.
 
 `duplicate_samples` and `gap_samples_filled` count samples; `stream_resets` counts
-device streams restarted from scratch (a seq jump too large to fill).
+device streams restarted from scratch (a seq jump too large to fill); `late_samples` counts
+samples dropped because they arrived after their stream had moved past them (reordered beyond
+the reorder allowance); `reordered_messages` counts messages that arrived after their
+successors and were put back in order (within the allowance).
 """
 
 # --- output ------------------------------------------------------------------------------

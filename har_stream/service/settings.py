@@ -207,6 +207,10 @@ class Settings:
                                     at_least=1)
     max_samples_per_message: int = option(500, "most samples in one sensor message",
                                           at_least=1)
+    reorder_samples: int = option(
+        256, "per device, hold a message that arrives ahead of a gap back while it ends within "
+        "this many samples of the expected seq, so out-of-order messages are put back in "
+        "order", off="off", at_least=1, at_most=3000)
     max_rate_factor: float = option(20.0, "flag a device whose samples arrive faster than "
                                           "50 Hz times this, on broker timestamps (0 = off)",
                                     off="off", at_least=1)

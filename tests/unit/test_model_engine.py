@@ -19,6 +19,7 @@ import pytest
 
 from har_stream.core.records import ACTIVITIES, CHANNELS, WINDOW
 from har_stream.serving import DEFAULT_MODEL_DIR, StatefulModel, load_model
+from har_stream.serving.contract import pipeline_contract
 from har_stream.serving.engine import LiteRTModel
 from har_stream.training.commands import default_data_path
 from har_stream.training.export import DYNAMIC_RANGE_INT8, FLOAT32, VERSION_SUFFIX, served_precision
@@ -61,7 +62,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("tiny")
     save_model_dir(models.step, directory, precision=FLOAT32)
     (directory / "card.json").write_text(json.dumps(
-        {"classes": list(ACTIVITIES), "state_size": 8, "version": "tiny"}))
+        {"classes": list(ACTIVITIES), "state_size": 8, "version": "tiny",
+         "preprocessing": pipeline_contract()}))
     return models, directory, windows
 
 
