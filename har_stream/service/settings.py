@@ -156,7 +156,7 @@ class Settings:
         5.0, "checkpoint period: flush output, snapshot touched devices, commit offsets "
         "(0 = after every poll); a crash replays at most this much input")
     produce_timeout_s: float = option(30.0, "longest wait for the broker to acknowledge the "
-                                            "output of a checkpoint before the service stops")
+                                            "output of a checkpoint before consumption pauses")
     restore_timeout_s: float = option(120.0, "longest time to read the state changelog after "
                                              "an assignment")
     idle_ttl_s: float = option(3600.0, "evict a device's state after this many idle seconds "
