@@ -74,7 +74,7 @@ class KafkaSettings:
     sasl_username: str | None = option(None, "SASL user name", kind=str)
     sasl_password: str | None = option(None, "SASL password", kind=str, secret=True)
     producer_client: str = option(
-        "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, ~15x "
+        "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, 8-13x "
         "less CPU per record) or kafka-python", choices=PRODUCER_CLIENTS)
     consumer_client: str = option(
         "librdkafka", "Kafka client that consumes sensor messages: librdkafka (confluent-kafka, "
