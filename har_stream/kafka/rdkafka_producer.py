@@ -1,7 +1,7 @@
 """A librdkafka producer (confluent-kafka) behind the part of kafka-python's API we use.
 
-Why: producing is most of the service's CPU with kafka-python (49 µs per 350-byte record,
-130 µs per 5.4 KB snapshot, against 3 and 9 µs with librdkafka; docs/PERFORMANCE.md §4).
+Why: producing is most of the service's CPU with kafka-python (7.8× librdkafka's CPU per
+350-byte record, 12.9× per 5.4 KB snapshot: `har-stream bench produce`, docs/BENCHMARKS.md).
 The delivery logic (`delivery.Outbox`), the changelog writer and the simulator keep calling
 `send(...) -> future`, `flush(timeout)`, `partitions_for`, `close`; this adapter maps them:
 

@@ -91,7 +91,7 @@ class KafkaSettings:
     sasl_username: str | None = option(None, "SASL user name", kind=str)
     sasl_password: str | None = option(None, "SASL password", kind=str, secret=True)
     producer_client: str = option(
-        "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, ~15x "
+        "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, 8-13x "
         "less CPU per record) or kafka-python", choices=PRODUCER_CLIENTS)
     consumer_client: str = option(
         "librdkafka", "Kafka client that consumes sensor messages: librdkafka (confluent-kafka, "
@@ -190,7 +190,7 @@ class Settings:
         "(0 = after every poll); a crash replays at most this much input",
         at_least=0, at_most=3600)
     produce_timeout_s: float = option(30.0, "longest wait for the broker to acknowledge the "
-                                            "output of a checkpoint before the service stops",
+                                            "output of a checkpoint before consumption pauses",
                                       above=0)
     restore_timeout_s: float = option(120.0, "longest time to read the state changelog after "
                                              "an assignment", above=0)
