@@ -1,0 +1,75 @@
+"""One call per poll: the results in, every subscriber record out (changes, devices, days).
+
+The service wires this beside the recognizer: its fields (`subscriber_fields`) join the
+recognizer's registry, so the smoother's and the day's state are snapshot, restored, moved
+and evicted with the rest of the device; then each poll's results go through `process` and
+the three lists go to their topics (`har.activity-changes`, `har.devices`,
+`har.daily-totals`), keyed by device id. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from har_stream.core.daily import DailySettings, DailyTotals, daily_fields
+from har_stream.core.records import ActivityResult
+from har_stream.core.state import DeviceRegistry, Field
+from har_stream.core.subscriber_records import ActivityChange, DayTotals, DeviceStatus
+from har_stream.core.transitions import (
+    ActivityTransitions,
+    Smoothed,
+    SmoothingSettings,
+    transition_fields,
+)
+
+_SMOOTHING = SmoothingSettings()
+_DAILY = DailySettings()
+
+
+def subscriber_fields(classes: Sequence[str]) -> dict[str, Field]:
+    """Per-device state of the subscriber outputs, to add to the recognizer's fields."""
+    return transition_fields() | daily_fields(len(classes))
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStep:
+    changes: list[ActivityChange]  # per device in window order
+    devices: list[DeviceStatus]  # one per device with results in the poll
+    closed_days: list[DayTotals]  # per device in day order
+
+
+class SubscriberOutputs:
+    """Activity changes, device records and daily totals of every device."""
+
+    def __init__(self, classes: Sequence[str], smoothing: SmoothingSettings = _SMOOTHING,
+                 daily: DailySettings = _DAILY,
+                 registry: DeviceRegistry | None = None) -> None:
+        self.classes = tuple(classes)
+        if registry is None:
+            registry = DeviceRegistry(subscriber_fields(self.classes))
+        self.registry = registry
+        self.transitions = ActivityTransitions(self.classes, smoothing, registry)
+        self.days = DailyTotals(self.classes, daily, registry)
+
+    def process(self, results: Sequence[ActivityResult]) -> SubscriberStep:
+        changes, states = self.transitions.update(results)
+        closed, opened = self.days.update(results)
+        today = {day.device_id: day for day in opened}
+        devices = [device_status(state, today.get(state.device_id)) for state in states]
+        return SubscriberStep(changes, devices, closed)
+
+    def device(self, device_id: str) -> DeviceStatus | None:
+        """The device's current record, None for a device never seen."""
+        state = self.transitions.state(device_id)
+        if state is None:
+            return None
+        return device_status(state, self.days.today(device_id))
+
+
+def device_status(state: Smoothed, today: DayTotals | None) -> DeviceStatus:
+    return DeviceStatus(
+        device_id=state.device_id, activity=state.activity, since_ms=state.since_ms,
+        confidence=state.confidence, last_activity=state.last_activity,
+        last_confidence=state.last_confidence, last_seq=state.last_seq,
+        updated_ms=state.updated_ms, today=today)
