@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -45,10 +46,8 @@ def create(bootstrap: str, names: list[str]) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         for name in names:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(name, 2, 1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
