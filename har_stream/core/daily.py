@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from har_stream.core.records import HOP, SAMPLE_PERIOD_MS, ActivityResult
+import numpy as np
+
+from har_stream.core.records import ActivityResult
 from har_stream.core.state import DeviceRegistry, Field
-from har_stream.core.subscriber_records import DayTotals
+from har_stream.core.subscriber_records import DayTotals, group_by_device
 
 DAY_MS = 86_400_000
-HOP_SECONDS = HOP * SAMPLE_PERIOD_MS / 1000.0
 _EPOCH = dt.date(1970, 1, 1)
+_SCALARS = ("day_index", "day_first_ms", "day_last_ms", "day_last_seq")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +83,33 @@ class DailyTotals:
     def update(self, results: Sequence[ActivityResult]
                ) -> tuple[list[DayTotals], list[DayTotals]]:
         """Count one poll's results (each device's in window order); return the days they
-        closed, in order, and the open day of every device touched."""
-        by_device: dict[str, list[ActivityResult]] = {}
-        for result in results:
-            by_device.setdefault(result.device_id, []).append(result)
+        closed, in order, and the open day of every device touched.
+
+        Fields are gathered once per poll into Python lists and scattered back once, so the
+        per-device work is plain Python (see `ActivityTransitions.update`)."""
+        return self.update_grouped(group_by_device(results))
+
+    def update_grouped(self, by_device: Mapping[str, list[ActivityResult]]
+                       ) -> tuple[list[DayTotals], list[DayTotals]]:
+        """`update` of results already grouped by device."""
+        if not by_device:
+            return [], []
+        registry = self.registry
+        slots = np.fromiter(map(registry.slot, by_device), np.int64, len(by_device))
+        a = registry.arrays
+        counts = a["day_windows"][slots].tolist()
+        scalars = [a[name][slots].tolist() for name in _SCALARS]
         closed: list[DayTotals] = []
         opened: list[DayTotals] = []
-        for device_id, windows in by_device.items():
-            today = self._device(device_id, windows, closed)
-            if today is not None:
-                opened.append(today)
+        for i, (device_id, windows) in enumerate(by_device.items()):
+            today, *fields = self._device(device_id, windows, counts[i],
+                                          [c[i] for c in scalars], closed)
+            for column, value in zip(scalars, fields, strict=True):
+                column[i] = value
+            opened.append(today)
+        a["day_windows"][slots] = counts
+        for name, column in zip(_SCALARS, scalars, strict=True):
+            a[name][slots] = column
         return closed, opened
 
     def today(self, device_id: str) -> DayTotals | None:
@@ -98,51 +117,41 @@ class DailyTotals:
         slot = self.registry.get(device_id)
         if slot is None:
             return None
-        return self._totals(device_id, slot, closed=False)
-
-    def _device(self, device_id: str, windows: list[ActivityResult],
-                closed: list[DayTotals]) -> DayTotals | None:
-        slot = self.registry.slot(device_id)
-        a = self.registry.arrays
-        offset, index = self.settings.utc_offset_minutes, self._index
-        counts = a["day_windows"][slot]
-        day = int(a["day_index"][slot]) if counts.any() else None
-        for w in windows:
-            activity = index[w.activity]
-            window_day = day_of(w.t_start_ms, offset)
-            if day is not None and window_day < day:
-                continue  # before the open day: a closed day is never reopened
-            if day is not None and window_day > day:
-                finished = self._totals(device_id, slot, closed=True)
-                if finished is not None:
-                    closed.append(finished)
-                counts[:] = 0
-            if day is None or window_day != day:
-                day = window_day
-                a["day_index"][slot] = day
-                a["day_first_ms"][slot] = w.t_start_ms
-            counts[activity] += 1
-            a["day_last_ms"][slot] = w.t_end_ms
-            a["day_last_seq"][slot] = w.seq
-        return self._totals(device_id, slot, closed=False)
-
-    def _totals(self, device_id: str, slot: int, closed: bool) -> DayTotals | None:
         a = self.registry.arrays
         counts = a["day_windows"][slot].tolist()
         if not any(counts):
             return None
-        day = int(a["day_index"][slot])
+        day, first_ms, last_ms, last_seq = (int(a[name][slot]) for name in _SCALARS)
+        return self._totals(device_id, counts, day, first_ms, last_ms, last_seq, False)
+
+    def _device(self, device_id: str, windows: list[ActivityResult], counts: list[int],
+                scalars: list[int], closed: list[DayTotals]) -> tuple[DayTotals, int, int, int,
+                                                                       int]:
+        """One device's windows into its open day (`counts` is updated in place)."""
+        day, first_ms, last_ms, last_seq = scalars
+        opened = any(counts)
+        offset, index = self.settings.utc_offset_minutes, self._index
+        for w in windows:
+            activity = index[w.activity]
+            window_day = day_of(w.t_start_ms, offset)
+            if opened and window_day < day:
+                continue  # before the open day: a closed day is never reopened
+            if opened and window_day > day:
+                closed.append(self._totals(device_id, counts, day, first_ms, last_ms, last_seq,
+                                           True))
+                counts[:] = [0] * len(counts)
+            if not opened or window_day != day:
+                opened, day, first_ms = True, window_day, w.t_start_ms
+            counts[activity] += 1
+            last_ms, last_seq = w.t_end_ms, w.seq
+        today = self._totals(device_id, counts, day, first_ms, last_ms, last_seq, False)
+        return today, day, first_ms, last_ms, last_seq
+
+    def _totals(self, device_id: str, counts: list[int], day: int, first_ms: int, last_ms: int,
+                last_seq: int, closed: bool) -> DayTotals:
         offset = self.settings.utc_offset_minutes
         return DayTotals(
             device_id=device_id, day=day_label(day),
             day_start_ms=day * DAY_MS - offset * 60_000, utc_offset_minutes=offset,
             windows=dict(zip(self.classes, counts, strict=True)),
-            seconds={name: _seconds(n) for name, n in zip(self.classes, counts, strict=True)},
-            first_ms=int(a["day_first_ms"][slot]), last_ms=int(a["day_last_ms"][slot]),
-            last_seq=int(a["day_last_seq"][slot]), closed=closed)
-
-
-@functools.lru_cache(maxsize=1 << 14)
-def _seconds(windows: int) -> float:
-    """Seconds credited to `windows` windows (one hop each), rounded like the counts."""
-    return round(windows * HOP_SECONDS, 2)
+            first_ms=first_ms, last_ms=last_ms, last_seq=last_seq, closed=closed)

@@ -116,21 +116,26 @@ def _day_dict(day: DayTotals) -> dict[str, Any]:
 
 
 def _day_from(message: dict) -> DayTotals:
-    day = _string(message, "day")
-    if not _DAY.fullmatch(day):
-        raise DecodeError("wrong_type", f"day: {day[:40]!a} is not a date YYYY-MM-DD")
+    """A day's totals; its seconds must be its windows x 1.28 s (they are derived)."""
+    label = _string(message, "day")
+    if not _DAY.fullmatch(label):
+        raise DecodeError("wrong_type", f"day: {label[:40]!a} is not a date YYYY-MM-DD")
     closed = message["closed"]
     if type(closed) is not bool:
         raise DecodeError("wrong_type", f"closed: expected a boolean, got {type(closed).__name__}")
-    return DayTotals(
-        device_id=_string(message, "device_id"), day=day,
+    day = DayTotals(
+        device_id=_string(message, "device_id"), day=label,
         day_start_ms=_integer(message, "day_start_ms", None),
         utc_offset_minutes=_integer(message, "utc_offset_minutes", -1439, 1439),
         windows=_mapping(message, "windows", lambda v, w: _whole(v, w, 0, None)),
-        seconds=_mapping(message, "seconds", lambda v, w: _real(v, w, 0.0, math.inf)),
         first_ms=_integer(message, "first_ms", 0), last_ms=_integer(message, "last_ms", 0),
         last_seq=_integer(message, "last_seq", 0), closed=closed,
     )
+    seconds = _mapping(message, "seconds", lambda v, w: _real(v, w, 0.0, math.inf))
+    if seconds != day.seconds:
+        raise DecodeError("inconsistent_field", "seconds: not the windows x 1.28 s of each "
+                                                "activity")
+    return day
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from har_stream.core.daily import DailySettings, DailyTotals, daily_fields
 from har_stream.core.records import ActivityResult
 from har_stream.core.state import DeviceRegistry, Field
-from har_stream.core.subscriber_records import ActivityChange, DayTotals, DeviceStatus
-from har_stream.core.transitions import (
-    ActivityTransitions,
-    Smoothed,
-    SmoothingSettings,
-    transition_fields,
+from har_stream.core.subscriber_records import (
+    ActivityChange,
+    DayTotals,
+    DeviceStatus,
+    group_by_device,
 )
+from har_stream.core.transitions import ActivityTransitions, SmoothingSettings, transition_fields
 
 _SMOOTHING = SmoothingSettings()
 _DAILY = DailySettings()
@@ -53,23 +53,12 @@ class SubscriberOutputs:
         self.days = DailyTotals(self.classes, daily, registry)
 
     def process(self, results: Sequence[ActivityResult]) -> SubscriberStep:
-        changes, states = self.transitions.update(results)
-        closed, opened = self.days.update(results)
+        by_device = group_by_device(results)
+        closed, opened = self.days.update_grouped(by_device)
         today = {day.device_id: day for day in opened}
-        devices = [device_status(state, today.get(state.device_id)) for state in states]
+        changes, devices = self.transitions.update_grouped(by_device, today)
         return SubscriberStep(changes, devices, closed)
 
     def device(self, device_id: str) -> DeviceStatus | None:
         """The device's current record, None for a device never seen."""
-        state = self.transitions.state(device_id)
-        if state is None:
-            return None
-        return device_status(state, self.days.today(device_id))
-
-
-def device_status(state: Smoothed, today: DayTotals | None) -> DeviceStatus:
-    return DeviceStatus(
-        device_id=state.device_id, activity=state.activity, since_ms=state.since_ms,
-        confidence=state.confidence, last_activity=state.last_activity,
-        last_confidence=state.last_confidence, last_seq=state.last_seq,
-        updated_ms=state.updated_ms, today=today)
+        return self.transitions.state(device_id, self.days.today(device_id))

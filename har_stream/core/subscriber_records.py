@@ -8,9 +8,11 @@ that every subscriber sees the same answer. Frozen and slotted like `core.record
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from har_stream.core.records import window_id
+from har_stream.core.records import HOP, SAMPLE_PERIOD_MS, ActivityResult, window_id
 
 ENTER = "ENTER"
 EXIT = "EXIT"
@@ -65,11 +67,30 @@ class DayTotals:
     day_start_ms: int
     utc_offset_minutes: int
     windows: dict[str, int]
-    seconds: dict[str, float]
     first_ms: int  # start of the day's first counted window
     last_ms: int  # end of the day's last counted window
     last_seq: int
     closed: bool
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Seconds of each activity: windows x 1.28 s, rounded to 0.01 s like the counts
+        (derived, so the record cannot disagree with itself and costs nothing to build)."""
+        return {name: hop_seconds(n) for name, n in self.windows.items()}
+
+
+def group_by_device(results: Iterable[ActivityResult]) -> dict[str, list[ActivityResult]]:
+    """Each device's results in their order, devices in order of first appearance."""
+    grouped: dict[str, list[ActivityResult]] = {}
+    for result in results:
+        grouped.setdefault(result.device_id, []).append(result)
+    return grouped
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def hop_seconds(windows: int) -> float:
+    """Seconds credited to `windows` windows (one hop, 1.28 s, each), rounded to 0.01 s."""
+    return round(windows * HOP * SAMPLE_PERIOD_MS / 1000.0, 2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,15 +25,19 @@ confirming window's id for de-duplication downstream.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from har_stream.core.records import ActivityResult
 from har_stream.core.state import DeviceRegistry, Field
-from har_stream.core.subscriber_records import ActivityChange
+from har_stream.core.subscriber_records import (
+    ActivityChange,
+    DayTotals,
+    DeviceStatus,
+    group_by_device,
+)
 
 PASSING = ("TRANSITION",)
 
@@ -56,20 +60,6 @@ class SmoothingSettings:
             raise ValueError(f"hold_windows must be at least 1, not {self.hold_windows}")
         if self.max_gap_ms < 0:
             raise ValueError(f"max_gap_ms must not be negative, not {self.max_gap_ms}")
-
-
-@dataclass(frozen=True, slots=True)
-class Smoothed:
-    """A device's smoothed state after an update (the device record's fields)."""
-
-    device_id: str
-    activity: str | None
-    since_ms: int | None
-    confidence: float
-    last_activity: str
-    last_confidence: float
-    last_seq: int
-    updated_ms: int
 
 
 def transition_fields() -> dict[str, Field]:
@@ -108,85 +98,85 @@ class ActivityTransitions:
         self._passing = frozenset(self._code[n] for n in settings.passing if n in self._code)
 
     def update(self, results: Sequence[ActivityResult]) -> tuple[list[ActivityChange],
-                                                                 list[Smoothed]]:
+                                                                 list[DeviceStatus]]:
         """Feed one poll's results (each device's in window order, devices interleaved as they
-        come); return the changes they confirm, in result order per device, and the smoothed
-        state of every device touched. Raises KeyError for an activity not in `classes`."""
-        by_device: dict[str, list[ActivityResult]] = {}
-        for result in results:
-            by_device.setdefault(result.device_id, []).append(result)
+        come); return the changes they confirm, in result order per device, and the status
+        of every device touched (`today` None). Raises KeyError for an activity not in
+        `classes`."""
+        return self.update_grouped(group_by_device(results))
+
+    def update_grouped(self, by_device: Mapping[str, list[ActivityResult]],
+                       today: Mapping[str, DayTotals] | None = None
+                       ) -> tuple[list[ActivityChange], list[DeviceStatus]]:
+        """`update` of results already grouped by device; `today` fills the statuses' days.
+
+        The devices' fields are gathered once per poll into Python lists and scattered back
+        once: per device, only plain Python runs (a numpy scalar access per field and device
+        would cost more than the smoothing itself)."""
+        if not by_device:
+            return [], []
+        today = today or {}
+        registry = self.registry
+        slots = np.fromiter(map(registry.slot, by_device), np.int64, len(by_device))
+        columns = [registry.arrays[name][slots].tolist() for name in _NAMES]
+        rows = list(zip(*columns, strict=True))
         changes: list[ActivityChange] = []
-        states: list[Smoothed] = []
-        for device_id, windows in by_device.items():
-            states.append(self._device(device_id, windows, changes))
+        states: list[DeviceStatus] = []
+        for i, (device_id, windows) in enumerate(by_device.items()):
+            rows[i] = row = self._device(device_id, windows, rows[i], changes)
+            states.append(self._status(device_id, row, today.get(device_id)))
+        for name, column in zip(_NAMES, zip(*rows, strict=True), strict=True):
+            registry.arrays[name][slots] = column
         return changes, states
 
-    def state(self, device_id: str) -> Smoothed | None:
-        """The device's smoothed state, None for a device never seen."""
+    def state(self, device_id: str, today: DayTotals | None = None) -> DeviceStatus | None:
+        """The device's status (with `today` as its day), None for a device never seen."""
         slot = self.registry.get(device_id)
         if slot is None or not self.registry.arrays["smooth_last_activity"][slot]:
             return None
-        return self._smoothed(device_id, self._load(slot))
+        row = tuple(self.registry.arrays[name][slot].item() for name in _NAMES)
+        return self._status(device_id, row, today)
 
-    def _device(self, device_id: str, windows: list[ActivityResult],
-                changes: list[ActivityChange]) -> Smoothed:
-        slot = self.registry.slot(device_id)
-        s = self._load(slot)
+    def _device(self, device_id: str, windows: list[ActivityResult], row: tuple,
+                changes: list[ActivityChange]) -> tuple:
+        """One device's windows through the rules; `row` is its fields in `_NAMES` order."""
+        (current, since, confidence, run_activity, run_windows, run_start, last_activity,
+         last_confidence, last_seq, last_start, last_end) = row
         hold, enter = self.settings.hold_windows, self.settings.enter_confidence
         max_gap, code, passing = self.settings.max_gap_ms, self._code, self._passing
         for w in windows:
             a, p = code[w.activity], float(w.confidence)
-            gap = bool(s["smooth_last_activity"]) and (
-                w.t_start_ms - s["smooth_last_start_ms"] > max_gap)
-            s["smooth_last_activity"], s["smooth_last_confidence"] = a, p
-            s["smooth_last_seq"] = w.seq
-            s["smooth_last_start_ms"], s["smooth_last_end_ms"] = w.t_start_ms, w.t_end_ms
-            if gap:
-                s["smooth_run_activity"], s["smooth_run_windows"] = 0, 0
+            if last_activity and w.t_start_ms - last_start > max_gap:
+                run_activity = run_windows = 0
+            last_activity, last_confidence, last_seq = a, p, w.seq
+            last_start, last_end = w.t_start_ms, w.t_end_ms
             if a in passing:
                 continue
-            if a == s["smooth_activity"]:
-                s["smooth_confidence"] = p
-                s["smooth_run_activity"], s["smooth_run_windows"] = 0, 0
+            if a == current:
+                confidence = p
+                run_activity = run_windows = 0
                 continue
-            if a == s["smooth_run_activity"]:
-                s["smooth_run_windows"] += 1
+            if a == run_activity:
+                run_windows += 1
             else:
-                s["smooth_run_activity"], s["smooth_run_windows"] = a, 1
-                s["smooth_run_start_ms"] = w.t_start_ms
-            if s["smooth_run_windows"] >= hold or p >= enter:
-                previous = s["smooth_activity"]
+                run_activity, run_windows, run_start = a, 1, w.t_start_ms
+            if run_windows >= hold or p >= enter:
                 changes.append(ActivityChange(
                     device_id=device_id,
-                    previous=self.classes[previous - 1] if previous else None,
-                    activity=w.activity, started_ms=s["smooth_run_start_ms"],
-                    confirmed_ms=w.t_end_ms, confidence=p, seq=w.seq,
-                    windows=s["smooth_run_windows"]))
-                s["smooth_activity"], s["smooth_since_ms"] = a, s["smooth_run_start_ms"]
-                s["smooth_confidence"] = p
-                s["smooth_run_activity"], s["smooth_run_windows"] = 0, 0
-        arrays = self.registry.arrays
-        for name in _NAMES:
-            arrays[name][slot] = s[name]
-        return self._smoothed(device_id, s)
+                    previous=self.classes[current - 1] if current else None,
+                    activity=w.activity, started_ms=run_start, confirmed_ms=w.t_end_ms,
+                    confidence=p, seq=w.seq, windows=run_windows))
+                current, since, confidence = a, run_start, p
+                run_activity = run_windows = 0
+        return (current, since, confidence, run_activity, run_windows, run_start, last_activity,
+                last_confidence, last_seq, last_start, last_end)
 
-    def _load(self, slot: int) -> dict[str, Any]:
-        """The device's fields as Python numbers (fast to update one window at a time)."""
-        arrays = self.registry.arrays
-        return {name: arrays[name][slot].item() for name in _NAMES}
-
-    def _smoothed(self, device_id: str, s: dict[str, Any]) -> Smoothed:
-        current = int(s["smooth_activity"])
-        return Smoothed(
-            device_id=device_id,
-            activity=self.classes[current - 1] if current else None,
-            since_ms=int(s["smooth_since_ms"]) if current else None,
-            confidence=float(s["smooth_confidence"]),
-            last_activity=self.classes[int(s["smooth_last_activity"]) - 1],
-            last_confidence=float(s["smooth_last_confidence"]),
-            last_seq=int(s["smooth_last_seq"]),
-            updated_ms=int(s["smooth_last_end_ms"]),
-        )
+    def _status(self, device_id: str, row: tuple, today: DayTotals | None) -> DeviceStatus:
+        current, since, confidence, *_, last_activity, last_confidence, last_seq, _, end = row
+        classes = self.classes
+        return DeviceStatus(device_id, classes[current - 1] if current else None,
+                            since if current else None, confidence,
+                            classes[last_activity - 1], last_confidence, last_seq, end, today)
 
 
 def smoothed_per_window(changes: Sequence[ActivityChange], seqs: np.ndarray,

@@ -29,10 +29,10 @@ from har_stream.core.outputs_codec import encode_change, encode_day, encode_devi
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_764_979_200_000  # 2026-12-06T00:00Z
-TODAY = DayTotals("w-1", "2026-12-06", T0, 0, {"WALKING": 3, "SITTING": 1},
-                  {"WALKING": 3.84, "SITTING": 1.28}, T0, T0 + 6380, 192, False)
+TODAY = DayTotals("w-1", "2026-12-06", T0, 0, {"WALKING": 3, "SITTING": 1}, T0, T0 + 6380, 192,
+                  False)
 YESTERDAY = DayTotals("w-1", "2026-12-05", T0 - 86_400_000, 0, {"WALKING": 0, "SITTING": 2812},
-                      {"WALKING": 0.0, "SITTING": 3599.36}, T0 - 3_600_000, T0 - 1000, 10,
+                      T0 - 3_600_000, T0 - 1000, 10,
                       True)
 CHANGE = ActivityChange("w-1", "SITTING", "WALKING", T0 + 1280, T0 + 6380, 0.93, 192, 2)
 DEVICE = DeviceStatus("w-1", "WALKING", T0 + 1280, 0.93, "WALKING", 0.93, 192, T0 + 6380, TODAY)
@@ -95,7 +95,7 @@ def test_the_client_guide_example_runs_as_written(broker: object, tmp_path: Path
     status = DeviceStatus(device, "WALKING", T0 + 1280, 0.93, "WALKING", 0.93, 192, T0 + 6380,
                           None)
     day = DayTotals(device, "2026-12-05", T0 - 86_400_000, 0, {"SITTING": 2812},
-                    {"SITTING": 3599.36}, T0 - 3_600_000, T0 - 1000, 10, True)
+                    T0 - 3_600_000, T0 - 1000, 10, True)
     names = ["har.activity-changes", "har.devices", "har.daily-totals"]
     create(bootstrap, names)
     produce(bootstrap, [(names[0], encode_change(change)), (names[0], encode_change(change)),

@@ -24,7 +24,7 @@ from har_stream.client.subscription import topic_kinds
 from har_stream.core.codec import encode_counts, encode_result
 from har_stream.core.outputs_codec import encode_change, encode_day, encode_device
 
-DAY = DayTotals("d", "2026-12-06", 0, 0, {"WALKING": 1}, {"WALKING": 1.28}, 0, 2540, 0, True)
+DAY = DayTotals("d", "2026-12-06", 0, 0, {"WALKING": 1}, 0, 2540, 0, True)
 RECORDS = {
     "results": ActivityResult("d", 64, 1280, 3820, "WALKING", 0.9, {"WALKING": 0.9}, "m"),
     "counts": ActivityCounts("d", {"WALKING": 2}, {"WALKING": 2.56}, 0, 3820, 64),

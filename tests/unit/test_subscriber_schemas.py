@@ -62,7 +62,6 @@ def days(draw: st.DrawFn, device_id: str | None = None, closed: bool | None = No
         day_start_ms=draw(st.integers(-86_400_000, 2**52)),
         utc_offset_minutes=draw(st.integers(-1439, 1439)),
         windows=dict(zip(CLASSES, counts, strict=True)),
-        seconds={c: round(n * 1.28, 2) for c, n in zip(CLASSES, counts, strict=True)},
         first_ms=draw(TIMES), last_ms=draw(TIMES), last_seq=draw(st.integers(0, 2**52)),
         closed=draw(st.booleans()) if closed is None else closed)
 
@@ -117,6 +116,7 @@ def _example(name: str, index: int = 0) -> dict:
     ("daily-totals", {"closed": 0}, "wrong_type"),
     ("daily-totals", {"windows": {"WALKING": -1}}, "out_of_range"),
     ("daily-totals", {"utc_offset_minutes": 1440}, "out_of_range"),
+    ("daily-totals", {"seconds": {"WALKING": 1.0}}, "inconsistent_field"),
     ("device", {"since_ms": None}, "inconsistent_field"),
     ("device", {"last_window_id": "x:1"}, "inconsistent_field"),
     ("device", {"today": {"device_id": "x"}}, "missing_field"),

@@ -15,8 +15,7 @@ T0 = 1_764_979_200_000 + 9 * 3_600_000  # 2026-12-06 09:00:00 UTC
 
 def today(device: str, walking: int, sitting: int) -> DayTotals:
     return DayTotals(device, "2026-12-06", T0 - 9 * 3_600_000, 0,
-                     {"WALKING": walking, "SITTING": sitting},
-                     {"WALKING": walking * 1.28, "SITTING": sitting * 1.28}, T0, T0 + 60_000,
+                     {"WALKING": walking, "SITTING": sitting}, T0, T0 + 60_000,
                      640, False)
 
 
@@ -29,7 +28,7 @@ def records() -> list[object]:
         DeviceStatus("watch-2", None, None, 0.0, "TRANSITION", 0.61, 64, T0 + 3820,
                      today("watch-2", 1, 0)),
         DayTotals("watch-1", "2026-12-05", T0 - 33 * 3_600_000, 0, {"SITTING": 2812},
-                  {"SITTING": 3599.36}, T0 - 30 * 3_600_000, T0 - 10 * 3_600_000, 10, True),
+                  T0 - 30 * 3_600_000, T0 - 10 * 3_600_000, 10, True),
     ]
 
 
