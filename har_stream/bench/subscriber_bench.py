@@ -23,7 +23,7 @@ from har_stream.core.subscriber_outputs import SubscriberOutputs
 CLASSES = (*ACTIVITIES, "TRANSITION")
 SHAPES = ((10_000, 1), (100, 100))
 """(devices, windows per device) of one poll."""
-T0_MS = 1_764_979_200_000
+T0_MS = 1_796_515_200_000
 
 
 def poll_results(devices: int, per_device: int, poll: int, rng: np.random.Generator

@@ -28,7 +28,7 @@ from har_stream.core.outputs_codec import encode_change, encode_day, encode_devi
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-T0 = 1_764_979_200_000  # 2026-12-06T00:00Z
+T0 = 1_796_515_200_000  # 2026-12-06T00:00Z
 TODAY = DayTotals("w-1", "2026-12-06", T0, 0, {"WALKING": 3, "SITTING": 1}, T0, T0 + 6380, 192,
                   False)
 YESTERDAY = DayTotals("w-1", "2026-12-05", T0 - 86_400_000, 0, {"WALKING": 0, "SITTING": 2812},

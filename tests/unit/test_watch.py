@@ -10,7 +10,7 @@ from har_stream.cli import build_parser
 from har_stream.core.subscriber_records import ActivityChange, DayTotals, DeviceStatus
 from har_stream.tools.watch import WatchBoard, duration, watch
 
-T0 = 1_764_979_200_000 + 9 * 3_600_000  # 2026-12-06 09:00:00 UTC
+T0 = 1_796_515_200_000 + 9 * 3_600_000  # 2026-12-06 09:00:00 UTC
 
 
 def today(device: str, walking: int, sitting: int) -> DayTotals:
