@@ -8,6 +8,7 @@ import pytest
 
 from har_stream.core.daily import DAY_MS, DailySettings, DailyTotals, day_of
 from har_stream.core.records import ActivityResult
+from har_stream.core.state import DeviceRegistry
 from har_stream.core.subscriber_outputs import SubscriberOutputs
 
 CLASSES = ("WALKING", "SITTING", "TRANSITION")
@@ -96,3 +97,21 @@ def test_subscriber_outputs_combine_changes_devices_and_days() -> None:
         "SITTING", MIDNIGHT - 2560, "d:192")
     assert device.today is not None and device.today.windows["SITTING"] == 2
     assert outputs.device("d") == device and outputs.device("nobody") is None
+
+
+def test_subscriber_fields_can_join_the_recognizers_registry() -> None:
+    """The service adds these fields to the recognizer's: no name may collide."""
+    from service_support import FakeModel
+
+    from har_stream.core.recognizer import Recognizer
+    from har_stream.core.subscriber_outputs import subscriber_fields
+
+    recognizer = Recognizer(FakeModel())
+    fields = subscriber_fields(FakeModel.classes)
+    assert not set(fields) & set(recognizer.registry.fields)
+    joined = DeviceRegistry(recognizer.registry.fields | fields)
+    step = SubscriberOutputs(FakeModel.classes, registry=joined).process([window(MIDNIGHT)])
+    assert step.devices[0].today is not None
+    assert step.devices[0].activity == "WALKING"  # confidence 0.9 >= the default c: at once
+    added = joined.nbytes_per_device() - recognizer.registry.nbytes_per_device()
+    assert added == 70 + 8 * (4 + len(FakeModel.classes))  # bytes per device in a snapshot
