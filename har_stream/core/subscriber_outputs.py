@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from har_stream.core.daily import DailySettings, DailyTotals, daily_fields
+from har_stream.core.outputs_codec import encode_change, encode_day, encode_device
 from har_stream.core.records import ActivityResult
 from har_stream.core.state import DeviceRegistry, Field
 from har_stream.core.subscriber_records import (
@@ -37,6 +38,15 @@ class SubscriberStep:
     changes: list[ActivityChange]  # per device in window order
     devices: list[DeviceStatus]  # one per device with results in the poll
     closed_days: list[DayTotals]  # per device in day order
+
+    def encoded(self) -> dict[str, list[tuple[bytes, bytes]]]:
+        """(key, value) of every record, per kind ("changes", "devices", "daily"): what the
+        service sends to `har.activity-changes`, `har.devices` and `har.daily-totals`."""
+        return {
+            "changes": [(c.device_id.encode(), encode_change(c)) for c in self.changes],
+            "devices": [(d.device_id.encode(), encode_device(d)) for d in self.devices],
+            "daily": [(d.device_id.encode(), encode_day(d)) for d in self.closed_days],
+        }
 
 
 class SubscriberOutputs:

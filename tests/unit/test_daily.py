@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from har_stream.core.daily import DAY_MS, DailySettings, DailyTotals, day_of
+from har_stream.core.outputs_codec import decode_day, decode_device
 from har_stream.core.records import ActivityResult
 from har_stream.core.state import DeviceRegistry
 from har_stream.core.subscriber_outputs import SubscriberOutputs
@@ -97,6 +98,11 @@ def test_subscriber_outputs_combine_changes_devices_and_days() -> None:
         "SITTING", MIDNIGHT - 2560, "d:192")
     assert device.today is not None and device.today.windows["SITTING"] == 2
     assert outputs.device("d") == device and outputs.device("nobody") is None
+    encoded = step.encoded()
+    assert [key for key, _ in encoded["changes"] + encoded["devices"] + encoded["daily"]] == [
+        b"d"] * 3
+    assert decode_device(encoded["devices"][0][1]) == device
+    assert decode_day(encoded["daily"][0][1]) == step.closed_days[0]
 
 
 def test_subscriber_fields_can_join_the_recognizers_registry() -> None:
