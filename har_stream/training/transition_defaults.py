@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
           f"enter_confidence={chosen.enter_confidence}")
     test = evaluate(cached, cached["test_users"], chosen)
     print("test users:", json.dumps(test, indent=1))
+    raw = evaluate(cached, cached["test_users"], SmoothingSettings(1, 1.01, passing=()))
+    print(f"test users, every raw change as an event (N=1, TRANSITION not passing): "
+          f"{raw['changes']} changes, {raw['caught']}/{raw['true_changes']} true changes caught")
     return 0
 
 
