@@ -121,3 +121,27 @@ def test_subscriber_fields_can_join_the_recognizers_registry() -> None:
     assert step.devices[0].activity == "WALKING"  # confidence 0.9 >= the default c: at once
     added = joined.nbytes_per_device() - recognizer.registry.nbytes_per_device()
     assert added == 70 + 8 * (4 + len(FakeModel.classes))  # bytes per device in a snapshot
+
+
+def test_days_add_up_to_the_recognizers_counts_across_midnight() -> None:
+    """A stream through the recognizer crossing midnight in several polls: the closed day plus
+    the open day are, per activity, the recognizer's lifetime counts."""
+    from service_support import FakeModel, batches_of, synthetic_samples
+
+    from har_stream.core.recognizer import Recognizer
+
+    recognizer = Recognizer(FakeModel())
+    outputs = SubscriberOutputs(FakeModel.classes)
+    batches = batches_of("d", synthetic_samples(50 * 240, seed=3), 250, t0_ms=MIDNIGHT - 120_000)
+    closed, counts, today = [], None, None
+    for start in range(0, len(batches), 5):
+        output = recognizer.process(batches[start:start + 5])
+        step = outputs.process(output.results)
+        closed += step.closed_days
+        counts = output.counts[-1] if output.counts else counts
+        today = step.devices[-1].today if step.devices else today
+    assert [d.day for d in closed] == ["2026-12-05"] and today is not None
+    assert today.day == "2026-12-06"
+    assert counts is not None
+    assert {a: closed[0].windows[a] + today.windows[a] for a in FakeModel.classes} == counts.windows
+    assert closed[0].first_ms >= MIDNIGHT - 120_000 and today.first_ms >= MIDNIGHT
