@@ -5,7 +5,8 @@ loop after the model, once per poll, over that poll's results. This measures it 
 shapes a poll takes: many devices with one window each (the steady state of a large fleet)
 and few devices with many windows each (catching up after a pause), against the cost of
 only building the results' per-device grouping (the floor any per-device pass pays), and
-the recognizer's own cost of building the `ActivityResult` records of the same windows.
+the recognizer's own cost of building the `ActivityResult` records of the same windows;
+encoding the records (`SubscriberStep.encoded`) is measured apart.
 CPU time of this process (`time.process_time`), so other load on a shared machine inflates
 the figures less than wall time would.
 """
@@ -46,11 +47,14 @@ def measure(devices: int, per_device: int, polls: int) -> dict[str, float]:
     inputs = [poll_results(devices, per_device, p, rng) for p in range(polls + 1)]
     outputs = SubscriberOutputs(CLASSES)
     outputs.process(inputs[0])  # warm: every device has its slot
-    changes = 0
     start = time.process_time()
-    for results in inputs[1:]:
-        changes += len(outputs.process(results).changes)
+    steps = [outputs.process(results) for results in inputs[1:]]
     elapsed = time.process_time() - start
+    changes = sum(len(step.changes) for step in steps)
+    start = time.process_time()
+    for step in steps:
+        step.encoded()
+    encoding = time.process_time() - start
     start = time.process_time()
     for results in inputs[1:]:
         grouped: dict[str, list[ActivityResult]] = {}
@@ -68,14 +72,17 @@ def measure(devices: int, per_device: int, polls: int) -> dict[str, float]:
     return {"devices": devices, "per_device": per_device, "windows": windows,
             "us_per_window": 1e6 * elapsed / windows, "floor_us": 1e6 * floor / windows,
             "results_us": 1e6 * results_cost / windows,
+            "encode_us": 1e6 * encoding / windows,
             "changes": changes}
 
 
 def table(rows: list[dict[str, float]]) -> str:
-    lines = ["| devices | windows per device per poll | µs per window | grouping alone, µs |"
-             " building the results, µs | changes |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| devices | windows per device per poll | µs per window | encoding them, µs |"
+             " grouping alone, µs | building the results, µs | changes |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['devices']:,} | {r['per_device']} | {r['us_per_window']:.2f} | "
-              f"{r['floor_us']:.2f} | {r['results_us']:.2f} | {r['changes']:,} |" for r in rows]
+              f"{r['encode_us']:.2f} | {r['floor_us']:.2f} | {r['results_us']:.2f} | "
+              f"{r['changes']:,} |" for r in rows]
     return "\n".join(lines)
 
 
