@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from har_stream.core.records import ActivityResult
 from har_stream.core.state import DeviceRegistry
@@ -144,3 +146,37 @@ def test_smoothed_per_window_follows_the_confirming_windows() -> None:
     changes, _ = smoother(hold=2).update(stream)
     seqs = np.array([r.seq for r in stream])
     assert smoothed_per_window(changes, seqs, CLASSES).tolist() == [-1, 3, 3, 3, 0, 0]
+
+
+LETTERS = st.text(alphabet="WSTLXwstlx", min_size=0, max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(LETTERS, st.integers(1, 5), st.sampled_from([0.8, 0.9, 0.99, 1.01]), st.data())
+def test_changes_chain_and_survive_a_restore_anywhere(labels: str, hold: int, enter: float,
+                                                      data: st.DataObject) -> None:
+    stream = results("d", labels)
+    clean, _ = smoother(hold, enter).update(stream)
+    previous = None
+    for change in clean:  # each change leaves the activity the one before entered
+        assert change.previous == previous and change.activity != previous
+        assert change.activity != "TRANSITION" and change.windows >= 1
+        assert change.started_ms <= change.confirmed_ms
+        previous = change.activity
+    cut = data.draw(st.integers(0, len(stream)))
+    first = smoother(hold, enter)
+    before, _ = first.update(stream[:cut])
+    restored = smoother(hold, enter)
+    if "d" in first.registry:
+        restored.registry.restore("d", first.registry.snapshot("d"))
+    assert before + restored.update(stream[cut:])[0] == clean
+
+
+@settings(max_examples=100, deadline=None)
+@given(LETTERS)
+def test_without_smoothing_every_raw_change_is_an_event(labels: str) -> None:
+    stream = results("d", labels)
+    changes, _ = smoother(1, 1.01, passing=()).update(stream)
+    raw = [r.activity for r in stream]
+    expected = [b for a, b in zip([None, *raw], raw, strict=False) if a != b]
+    assert [c.activity for c in changes] == expected
