@@ -45,17 +45,25 @@ class Subscription:
         return self.dedup.duplicates if self.dedup is not None else 0
 
     def __iter__(self) -> Iterator[Record]:
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[Record]]:
+        """Each poll's new records, an empty list when a poll brought none: for apps that
+        also need to act while nothing arrives (redraw, time out)."""
         last = time.monotonic()
         while self.idle_timeout_s is None or time.monotonic() - last < self.idle_timeout_s:
-            batches = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
-            if not batches and not self.consumer.assignment():
+            polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+            if not polled and not self.consumer.assignment():
                 last = time.monotonic()  # still joining the group: not idle yet
-            for messages in batches.values():
+            batch: list[Record] = []
+            for messages in polled.values():
+                last = time.monotonic()
                 for message in messages:
-                    last = time.monotonic()
                     record = self._decode(message.topic, message.value)
                     if record is not None:
-                        yield record
+                        batch.append(record)
+            yield batch
 
     def _decode(self, topic: str, value: bytes) -> Record | None:
         self.received += 1

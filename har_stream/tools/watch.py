@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,15 +136,17 @@ class WatchBoard:
         return view
 
 
-def watch(records: Any, board: WatchBoard, chosen: Sequence[str], top: int, plain: bool,
-          interval_s: float, out: Any = sys.stdout) -> None:
-    """Feed records to the board and show them, until the records end."""
+def watch(batches: Iterable[list[Any]], board: WatchBoard, chosen: Sequence[str], top: int,
+          plain: bool, interval_s: float, out: Any = sys.stdout, console: Any = None) -> None:
+    """Feed each poll's records to the board and show them, until the batches end (an empty
+    batch is a poll without records: the view still gets its status lines)."""
     if plain:
         last = time.monotonic()
-        for record in records:
-            for line in board.add(record):
-                if not chosen or line.split(" ", 1)[0] in chosen:
-                    print(line, file=out, flush=True)
+        for batch in batches:
+            for record in batch:
+                for line in board.add(record):
+                    if not chosen or line.split(" ", 1)[0] in chosen:
+                        print(line, file=out, flush=True)
             if time.monotonic() - last >= interval_s:
                 last = time.monotonic()
                 for device_id in board.shown(chosen, top):
@@ -152,10 +154,12 @@ def watch(records: Any, board: WatchBoard, chosen: Sequence[str], top: int, plai
         return
     from rich.live import Live
 
-    with Live(board.table(chosen, top), refresh_per_second=4) as live:
-        for record in records:
-            board.add(record)
-            live.update(board.table(chosen, top))
+    with Live(board.table(chosen, top), refresh_per_second=4, console=console) as live:
+        for batch in batches:
+            for record in batch:
+                board.add(record)
+            if batch:
+                live.update(board.table(chosen, top))
 
 
 def add_parser(subparsers: Any) -> None:
@@ -194,7 +198,7 @@ def main(args: argparse.Namespace) -> int:
     plain = args.plain or not sys.stdout.isatty()
     try:
         with subscribe(args.bootstrap_servers, topics=kinds, group=args.group) as records:
-            watch(records, board, chosen, args.top, plain, args.interval)
+            watch(records.batches(), board, chosen, args.top, plain, args.interval)
     except KeyboardInterrupt:
         pass
     return 0

@@ -109,3 +109,12 @@ def test_the_client_imports_no_tensorflow_and_no_service() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_batches_go_on_through_polls_without_records() -> None:
+    consumer = FakeConsumer([[("c", ENCODERS["changes"](RECORDS["changes"]))]])
+    subscription = Subscription(consumer, {"c": "changes"}, Deduplicator(), idle_timeout_s=0.05,
+                                poll_timeout_ms=1)
+    batches = list(subscription.batches())
+    assert batches[0] == [RECORDS["changes"]]
+    assert len(batches) > 1 and all(batch == [] for batch in batches[1:])

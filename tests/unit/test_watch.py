@@ -57,7 +57,7 @@ def test_busiest_devices_or_the_chosen_ones_are_shown() -> None:
 
 def test_plain_lines_when_not_on_a_terminal() -> None:
     out = io.StringIO()
-    watch(iter(records()), WatchBoard(), chosen=[], top=10, plain=True, interval_s=0.0, out=out)
+    watch([records(), []], WatchBoard(), chosen=[], top=10, plain=True, interval_s=0.0, out=out)
     lines = out.getvalue().splitlines()
     assert lines[0] == "watch-1 09:00:00 - -> SITTING (0.97)"
     assert "watch-1 09:01:01 SITTING -> WALKING (0.93)" in lines
@@ -65,9 +65,17 @@ def test_plain_lines_when_not_on_a_terminal() -> None:
             "today: SITTING 1h01m, WALKING 6s") in lines
     assert "watch-1 day 2026-12-05 finished: SITTING 59m59s" in lines
     chosen = io.StringIO()
-    watch(iter(records()), WatchBoard(), chosen=["watch-2"], top=10, plain=True,
+    watch([records()], WatchBoard(), chosen=["watch-2"], top=10, plain=True,
           interval_s=3600.0, out=chosen)
     assert chosen.getvalue() == ""  # no change of watch-2, no status line due yet
+
+
+def test_the_live_view_redraws_the_table_on_a_terminal() -> None:
+    console = Console(record=True, force_terminal=True, width=160)
+    watch([records()[:2], [], records()[2:]], WatchBoard(), chosen=[], top=10, plain=False,
+          interval_s=1.0, console=console)
+    text = console.export_text()
+    assert "har-stream watch — 2 devices" in text and "09:01:01 SITTING → WALKING" in text
 
 
 def test_durations_read_naturally() -> None:
