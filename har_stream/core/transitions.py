@@ -91,9 +91,10 @@ class ActivityTransitions:
         self.classes = tuple(classes)
         self.settings = settings
         self.registry = DeviceRegistry(transition_fields()) if registry is None else registry
-        missing = set(_NAMES) - set(self.registry.fields)
+        missing = [name for name, spec in transition_fields().items()
+                   if self.registry.fields.get(name) != spec]
         if missing:
-            raise ValueError(f"the registry lacks the smoother's fields {sorted(missing)}")
+            raise ValueError(f"the registry lacks the smoother's fields {missing}")
         self._code = {name: i + 1 for i, name in enumerate(self.classes)}
         self._passing = frozenset(self._code[n] for n in settings.passing if n in self._code)
 
