@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "har_stream.service.command",  # run
     "har_stream.tools.simulator",  # simulate
     "har_stream.tools.demo",  # demo
+    "har_stream.tools.watch",  # watch
     "har_stream.training.commands",  # train, evaluate, data
     "har_stream.bench",  # bench
 )

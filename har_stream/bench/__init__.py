@@ -22,6 +22,7 @@ BENCHMARKS = {
     "e2e": "har_stream.bench.e2e_bench",
     "drift": "har_stream.bench.drift_bench",
     "reorder": "har_stream.bench.reorder_bench",
+    "subscribers": "har_stream.bench.subscriber_bench",
 }
 NEED_TRAIN_EXTRA = {"inference", "model-pipeline"}
 """Benchmarks that run Keras or convert with TensorFlow (the `train` extra)."""
