@@ -62,7 +62,7 @@ def measure(levels: tuple[int, ...], fetch_s: float) -> list[Level]:
         make_consumer,
         make_producer,
     )
-    from har_stream.service.settings import KafkaSettings
+    from har_stream.kafka.settings import KafkaSettings
     from har_stream.tools.broker import EmbeddedBroker
 
     results = []

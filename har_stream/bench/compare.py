@@ -36,7 +36,7 @@ from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 mode, devices, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if mode == "output":  # one result and one counts record per device and step, as the service
     from har_stream.tools.broker import EmbeddedBroker
-    from har_stream.service.settings import KafkaSettings, TopicSettings
+    from har_stream.kafka.settings import KafkaSettings, TopicSettings
     from har_stream.service.delivery import Outbox
     from har_stream.kafka.clients import make_admin, make_producer, prepare_service_topics
     with EmbeddedBroker() as broker:

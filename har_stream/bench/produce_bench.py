@@ -13,7 +13,7 @@ import dataclasses
 
 from har_stream.bench.measure import Timings, load
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.service.settings import PRODUCER_CLIENTS, KafkaSettings, TopicSettings
+from har_stream.kafka.settings import PRODUCER_CLIENTS, KafkaSettings, TopicSettings
 
 SIZES = {"result or counts (350 B)": 350, "state snapshot (5.4 KB)": 5400}
 

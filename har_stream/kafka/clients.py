@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from har_stream.service.settings import KafkaSettings, TopicSettings
+from har_stream.kafka.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from har_stream.kafka.rdkafka_producer import (
     client_log,
     rdkafka_config,
 )
-from har_stream.service.settings import KafkaSettings
+from har_stream.kafka.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 STATS_INTERVAL_MS = 500

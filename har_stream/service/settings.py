@@ -1,4 +1,4 @@
-"""Settings of the service, as frozen dataclasses built once from flags and `HAR_*` variables.
+"""Settings of `har-stream run`, a frozen dataclass built once from flags and `HAR_*` variables.
 
 Every field is declared with `option(...)`: its default, its help text and whether it is a
 secret. From that one declaration come the command-line flag (`--field-name`), the
@@ -7,7 +7,7 @@ flag, then environment, then default. Only the command line passes `os.environ` 
 rest of the code receives a finished, immutable object.
 
 Every field may also declare its valid values (`at_least`, `above`, `at_most`, `off`,
-`form`; see `settings_rules`): they are checked when the settings are built, before anything
+`form`; see `core.option_rules`): they are checked when the settings are built, before anything
 starts, together with the relations between fields (`__post_init__`); a value that breaks
 one raises `SettingsError` naming the variable and the rule. Every number must be finite.
 
@@ -17,140 +17,28 @@ Secrets (passwords) never appear in `repr`, in logs or in `--help` output.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from har_stream.service import settings_rules
-from har_stream.service.settings_rules import SettingsError, check_fields, env_name
+from har_stream.core import option_rules
+from har_stream.core.option_rules import SettingsError, check_fields, env_name
+from har_stream.core.options import (
+    add_options,
+    flag_name,
+    masked_repr,
+    nested_settings,
+    option,
+    options_from,
+    secret_values,
+)
+from har_stream.kafka.settings import COMPRESSION_TYPES, KafkaSettings, TopicSettings
 
-MASK = settings_rules.MASK
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-COMPRESSION_TYPES = ("none", "gzip", "lz4", "zstd", "snappy")
-PRODUCER_CLIENTS = ("librdkafka", "kafka-python")
-CONSUMER_CLIENTS = ("librdkafka", "kafka-python")
+__all__ = [  # the settings API the service's callers use, whichever module defines each name
+    "KafkaSettings", "Settings", "SettingsError", "TopicSettings", "add_options", "env_name",
+    "flag_name", "metrics_host_port", "nested_settings", "option", "options_from",
+    "secret_values", "settings_from",
+]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_TRUE = frozenset(("1", "true", "yes", "on"))
-_FALSE = frozenset(("0", "false", "no", "off", ""))
-
-T = TypeVar("T")
-
-
-def option(default: Any, help: str, *, kind: type | None = None, secret: bool = False,
-           choices: tuple[str, ...] | None = None, at_least: float | None = None,
-           above: float | None = None, at_most: float | None = None, off: str | None = None,
-           form: str | None = None) -> Any:
-    """A settings field: default, help, value type (inferred from the default), secrecy and
-    valid values: bounds, what the value that switches it off (0 or '') means, or a form
-    from `settings_rules.FORMS`."""
-    kind = kind or type(default)
-    return field(default=default, metadata={
-        "help": help, "kind": kind, "secret": secret, "choices": choices, "at_least": at_least,
-        "above": above, "at_most": at_most, "off": off, "form": form})
-
-
-def _mask(value: object) -> str:
-    return repr(None) if value is None else repr(MASK)
-
-
-def masked_repr(obj: object) -> str:
-    """`Class(field=value, ...)` with every secret field's value replaced by '***'."""
-    parts = []
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-        value = getattr(obj, f.name)
-        shown = _mask(value) if f.metadata.get("secret") else repr(value)
-        parts.append(f"{f.name}={shown}")
-    return f"{type(obj).__name__}({', '.join(parts)})"
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class KafkaSettings:
-    """How to reach the Kafka cluster, including TLS and SASL."""
-
-    bootstrap_servers: str = option("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,...]",
-                                    form="host:port list")
-    client_id: str = option("har-stream", "client id reported to the brokers", form="not empty")
-    connect_timeout_s: float = option(
-        15.0, "give up with an error when no broker answers within this many seconds",
-        above=0, at_most=3600)
-    security_protocol: str = option("PLAINTEXT", "protocol to talk to the brokers",
-                                    choices=SECURITY_PROTOCOLS)
-    ssl_cafile: str | None = option(None, "CA bundle (PEM) to verify the brokers", kind=str,
-                                    form="file")
-    ssl_certfile: str | None = option(None, "client certificate (PEM) for mutual TLS", kind=str,
-                                      form="file")
-    ssl_keyfile: str | None = option(None, "client private key (PEM) for mutual TLS", kind=str,
-                                     form="file")
-    ssl_password: str | None = option(None, "password of the client private key", kind=str,
-                                      secret=True)
-    ssl_check_hostname: bool = option(True, "verify that broker certificates match host names")
-    sasl_mechanism: str | None = option(None, "SASL mechanism (with SASL_* protocols)",
-                                        kind=str, choices=SASL_MECHANISMS)
-    sasl_username: str | None = option(None, "SASL user name", kind=str)
-    sasl_password: str | None = option(None, "SASL password", kind=str, secret=True)
-    producer_client: str = option(
-        "librdkafka", "Kafka client that produces output: librdkafka (confluent-kafka, 8-13x "
-        "less CPU per record) or kafka-python", choices=PRODUCER_CLIENTS)
-    consumer_client: str = option(
-        "librdkafka", "Kafka client that consumes sensor messages: librdkafka (confluent-kafka, "
-        "fetches in its own threads, so the loop does not wait for them: more devices per "
-        "process) or kafka-python", choices=CONSUMER_CLIENTS)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        if self.security_protocol.startswith("SASL"):
-            if not self.sasl_mechanism:
-                raise SettingsError(f"HAR_SECURITY_PROTOCOL={self.security_protocol} needs "
-                                    "HAR_SASL_MECHANISM")
-            if not (self.sasl_username and self.sasl_password):
-                raise SettingsError(f"HAR_SECURITY_PROTOCOL={self.security_protocol} needs "
-                                    "HAR_SASL_USERNAME and HAR_SASL_PASSWORD")
-        elif self.sasl_mechanism:
-            raise SettingsError(f"HAR_SASL_MECHANISM is set but HAR_SECURITY_PROTOCOL is "
-                                f"{self.security_protocol}; use SASL_PLAINTEXT or SASL_SSL")
-        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
-            raise SettingsError("HAR_SSL_CERTFILE and HAR_SSL_KEYFILE go together")
-
-    def check_files(self) -> None:
-        """SettingsError unless every TLS file set opens: at start, before any client (not
-        when built, as settings may be made where the files are not); a client would retry
-        a missing file until the connect timeout, then report the cluster unreachable."""
-        if "SSL" in self.security_protocol:
-            settings_rules.check_files(self, ("ssl_cafile", "ssl_certfile", "ssl_keyfile"))
-
-    __repr__ = masked_repr
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class TopicSettings:
-    """Names of the topics the service reads and writes, and how to create missing ones."""
-
-    sensor_topic: str = option("har.sensor", "input: raw sensor batches (key = device id)",
-                               form="topic")
-    dlq_topic: str = option("har.sensor.dlq", "dead letters: rejected sensor messages",
-                            form="topic")
-    activity_topic: str = option("har.activity", "output: one result per window", form="topic")
-    counts_topic: str = option("har.activity-counts", "output: running per-activity counts",
-                               form="topic")
-    changelog_topic: str = option("har.state-changelog",
-                                  "per-device state snapshots (compacted; same partition "
-                                  "count as the sensor topic)", form="topic")
-    create_topics: bool = option(True, "create missing topics at start")
-    partitions: int = option(6, "partitions of topics created at start", at_least=1,
-                             at_most=10_000)
-    replication_factor: int = option(1, "replication factor of topics created at start",
-                                     at_least=1, at_most=100)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        names = [self.sensor_topic, self.dlq_topic, self.activity_topic, self.counts_topic,
-                 self.changelog_topic]
-        if len(set(names)) != len(names):
-            raise SettingsError(f"topic names must differ (HAR_*_TOPIC): {names}")
-
-    __repr__ = masked_repr
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -263,109 +151,9 @@ class Settings:
     __repr__ = masked_repr
 
 
-def secret_values(obj: object) -> list[str]:
-    """The values of every secret field of a settings object and of its nested settings."""
-    values: list[str] = []
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            values.extend(secret_values(value))
-        elif f.metadata.get("secret") and value:
-            values.append(str(value))
-    return values
-
-
 def metrics_host_port(address: str) -> tuple[str, int]:
     """Split 'host:port' (port 0 lets the OS choose); ValueError with the reason otherwise."""
-    return settings_rules.host_port(address, lowest_port=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# flags and environment variables, derived from the declarations above
-
-
-def flag_name(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _nested(f: dataclasses.Field[Any]) -> type | None:
-    """The settings class of a nested-settings field (declared with a default_factory)."""
-    factory = f.default_factory
-    return factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
-
-
-def add_options(parser: argparse.ArgumentParser, cls: type,
-                overrides: Mapping[str, Any] | None = None) -> None:
-    """Add one flag per field of `cls` and of its nested settings, a group per class.
-
-    Flags default to None so that `options_from` can tell a given flag from an absent one;
-    the help line shows the real default and the environment variable. `overrides` replaces
-    defaults for one command (e.g. the demo's own group id).
-    """
-    for f in dataclasses.fields(cls):
-        sub = _nested(f)
-        if sub is not None:
-            add_options(parser, sub, overrides)
-    title = (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
-    group = parser.add_argument_group(title)
-    for f in dataclasses.fields(cls):
-        if "kind" in f.metadata:
-            _add_flag(group, f, (overrides or {}).get(f.name, f.default))
-
-
-def _add_flag(group: Any, f: dataclasses.Field[Any], default: Any) -> None:
-    meta = f.metadata
-    shown = "" if default is None or default == "" or meta["secret"] else f"; default: {default}"
-    hint = " (prefer the variable: flags are visible to other users)" if meta["secret"] else ""
-    help_text = f"{meta['help']}{hint} [env {env_name(f.name)}{shown}]".replace("%", "%%")
-    if meta["kind"] is bool:
-        group.add_argument(flag_name(f.name), dest=f.name, default=None,
-                           action=argparse.BooleanOptionalAction, help=help_text)
-    else:
-        group.add_argument(flag_name(f.name), dest=f.name, default=None, type=meta["kind"],
-                           choices=meta["choices"], help=help_text,
-                           metavar=None if meta["choices"] else f.name.split("_")[-1].upper())
-
-
-def _parse(f: dataclasses.Field[Any], text: str) -> Any:
-    kind, name = f.metadata["kind"], env_name(f.name)
-    if kind is bool:
-        lowered = text.strip().lower()
-        if lowered in _TRUE or lowered in _FALSE:
-            return lowered in _TRUE
-        raise SettingsError(f"{name}={text!r} is not a boolean (use true/false)")
-    try:
-        value = kind(text)
-    except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
-    choices = f.metadata["choices"]
-    if choices and value not in choices:
-        raise SettingsError(f"{name}={text!r}: choose one of {', '.join(choices)}")
-    return value
-
-
-def options_from(cls: type[T], args: argparse.Namespace | None, env: Mapping[str, str],
-                 overrides: Mapping[str, Any] | None = None) -> T:
-    """Build `cls` from parsed flags, then environment variables, then defaults.
-
-    Raises ValueError with the offending variable or field in the message.
-    """
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        sub = _nested(f)
-        if sub is not None:
-            values[f.name] = options_from(sub, args, env, overrides)
-            continue
-        if "kind" not in f.metadata:
-            continue
-        given = getattr(args, f.name, None) if args is not None else None
-        if given is not None:
-            values[f.name] = given
-        elif env.get(env_name(f.name)) not in (None, ""):
-            values[f.name] = _parse(f, env[env_name(f.name)])
-        elif overrides and f.name in overrides:
-            values[f.name] = overrides[f.name]
-    return cls(**values)
+    return option_rules.host_port(address, lowest_port=0)
 
 
 def settings_from(args: argparse.Namespace | None, env: Mapping[str, str]) -> Settings:

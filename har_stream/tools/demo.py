@@ -30,17 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from har_stream.core.option_rules import check_fields
+from har_stream.core.options import add_options, masked_repr, option, options_from
 from har_stream.core.records import ACTIVITIES, HOP, WINDOW
-from har_stream.service.settings import (
-    KafkaSettings,
-    TopicSettings,
-    add_options,
-    check_fields,
-    masked_repr,
-    metrics_host_port,
-    option,
-    options_from,
-)
+from har_stream.kafka.settings import KafkaSettings, TopicSettings
+from har_stream.service.settings import metrics_host_port
 from har_stream.tools.broker import die_with_parent
 
 log = logging.getLogger(__name__)

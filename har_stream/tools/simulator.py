@@ -23,15 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from har_stream.core.option_rules import check_fields
+from har_stream.core.options import add_options, masked_repr, option, options_from
 from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
-from har_stream.service.settings import (
-    KafkaSettings,
-    add_options,
-    check_fields,
-    masked_repr,
-    option,
-    options_from,
-)
+from har_stream.kafka.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ def test_every_field_has_a_flag_and_a_variable() -> None:
     def leaves(cls: type) -> list[str]:
         out = []
         for f in dataclasses.fields(cls):
-            nested = config._nested(f)
+            nested = config.nested_settings(f)
             out.extend(leaves(nested) if nested else [f.name])
         return out
 
@@ -161,7 +161,7 @@ def test_every_number_option_declares_its_valid_range() -> None:
     def fields(cls: type) -> list[dataclasses.Field]:
         out = []
         for f in dataclasses.fields(cls):
-            nested = config._nested(f)
+            nested = config.nested_settings(f)
             out.extend(fields(nested) if nested else [f])
         return out
 
