@@ -75,6 +75,7 @@ LAG_INTERVAL_S = 1.0
 SNAPSHOTS_PER_STEP = 250
 """Snapshots a checkpoint sends after one step: ~5 ms of the loop's time, so sending those of
 thousands of devices delays no step by much more (docs/PERFORMANCE.md §5)."""
+MAX_SNAPSHOTS_IN_FLIGHT = 4000
 
 
 class ServiceError(RuntimeError):
@@ -204,11 +205,16 @@ class Service:
         """Step until `stop` is set, then finish with a checkpoint."""
         while not stop.is_set():
             self.step()
-            if self._checkpoint is None and self.clock() >= self._next_checkpoint:
-                self._begin_checkpoint()
-            if self._checkpoint is not None:
-                self._advance_checkpoint()
+            self.checkpoint_tick()
         self.checkpoint(final=True)
+
+    def checkpoint_tick(self) -> None:
+        """A loop turn's share of checkpointing: start one when due, advance the one in
+        flight (never waits)."""
+        if self._checkpoint is None and self.clock() >= self._next_checkpoint:
+            self._begin_checkpoint()
+        if self._checkpoint is not None:
+            self._advance_checkpoint()
 
     def step(self) -> RecognizerOutput | None:
         """Poll, apply assignment changes, decode, recognise, send (see the module doc).
