@@ -64,7 +64,7 @@ from har_stream.config import Settings
 from har_stream.delivery import DeliveryFailed, Outbox
 from har_stream.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
 from har_stream.health import BrokerWatch, TopicIdentity
-from har_stream.ownership import Ownership
+from har_stream.ownership import Ownership, PendingSnapshots
 from har_stream.pacing import WorkBudget
 from har_stream.recognizer import Recognizer, RecognizerOutput
 from har_stream.records import RATE_HZ, SensorBatch
@@ -72,10 +72,13 @@ from har_stream.records import RATE_HZ, SensorBatch
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 """How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
-SNAPSHOTS_PER_STEP = 250
-"""Snapshots a checkpoint sends after one step: ~5 ms of the loop's time, so sending those of
-thousands of devices delays no step by much more (docs/PERFORMANCE.md §5)."""
+SNAPSHOTS_PER_STEP = 1000
+"""Snapshots a checkpoint takes and sends after one step: ~XX ms of the loop's time, so the
+loop keeps polling while the snapshots of a flood of devices go out (docs/RELIABILITY.md)."""
 MAX_SNAPSHOTS_IN_FLIGHT = 4000
+"""Snapshots sent and not yet acknowledged, at most (~22 MB): beyond it a checkpoint waits
+for acknowledgements before sending more, so the producer's buffer (kafka-python: 32 MB)
+never fills and blocks the loop, and memory stays bounded however many devices changed."""
 
 
 class ServiceError(RuntimeError):
@@ -146,10 +149,12 @@ class _Checkpoint:
 
     started: float
     output_epoch: int  # the Outbox epoch of everything sent before it started
-    snapshots: list[tuple[str, int, int, bytes]]  # device, partition, covered offset, state
+    snapshots: PendingSnapshots  # those not sent yet
     offsets: dict[int, int]  # sensor partition -> offset to commit
     sent: list[tuple[str, int, Any]] | None = None  # device, partition, future, once sent
     snapshot_epoch: int = -1
+    answers: int = 0  # the broker's answers to our sends (`Service._answers`) when last seen
+    progress_at: float = 0.0  # when they last grew (0: not since the start)
 
 
 class Service:
@@ -251,6 +256,7 @@ class Service:
         self.budget.observe(sum(len(records) for records in polled.values()),
                             time.perf_counter() - started)
         self._record(output)
+        metrics.ACTIVE_DEVICES.set(len(self.registry))  # a flood shows at once, not at a commit
         self._uncommitted = True
         self._update_lag()
         return output
@@ -376,16 +382,16 @@ class Service:
         if not self._uncommitted:
             self._housekeeping()
             return
-        with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-            snapshots = [(device_id, partition, covers, self.registry.snapshot(device_id))
-                         for device_id, partition, covers in self.ownership.to_snapshot()]
+        snapshots = PendingSnapshots(self.registry, self.ownership.to_snapshot())
+        self.ownership.in_flight = snapshots  # copies a device's state before it changes
         self._checkpoint = _Checkpoint(self.clock(), self.outbox.mark(), snapshots,
-                                       self.ownership.to_commit())
+                                       self.ownership.to_commit(), answers=self._answers())
         self._uncommitted = False
 
     def _advance_checkpoint(self, limit: int | None = SNAPSHOTS_PER_STEP) -> bool:
         """Take the checkpoint in flight as far as acknowledgements allow, sending at most
-        `limit` snapshots (None: all); True once done."""
+        `limit` snapshots (None: all) and no more than keeps `MAX_SNAPSHOTS_IN_FLIGHT`
+        unacknowledged; True once done."""
         checkpoint = self._checkpoint
         assert checkpoint is not None
         if checkpoint.sent is None:
@@ -393,15 +399,17 @@ class Service:
                 return self._overdue(checkpoint)
             checkpoint.sent = []
         if checkpoint.snapshots:
-            with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-                take = len(checkpoint.snapshots) if limit is None else limit
-                batch, checkpoint.snapshots = (checkpoint.snapshots[:take],
-                                               checkpoint.snapshots[take:])
-                checkpoint.sent += [
-                    (device_id, partition, self.writer.write(device_id, partition, data, covers))
-                    for device_id, partition, covers, data in batch]
+            take = len(checkpoint.snapshots) if limit is None else limit
+            take = min(take, MAX_SNAPSHOTS_IN_FLIGHT - self.snapshot_outbox.in_flight())
+            if take > 0:
+                with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+                    checkpoint.sent += [
+                        (device_id, partition,
+                         self.writer.write(device_id, partition, data, covers))
+                        for device_id, partition, covers, data in checkpoint.snapshots.take(take)]
             if checkpoint.snapshots:
-                return False
+                return self._overdue(checkpoint)
+            self.ownership.in_flight = None
             checkpoint.snapshot_epoch = self.snapshot_outbox.mark()
         if not self._delivered(self.snapshot_outbox, checkpoint.snapshot_epoch,
                                "state snapshots"):
@@ -425,8 +433,9 @@ class Service:
         events = self.events.drain()
         if events and self._checkpoint is not None:
             checkpoint, self._checkpoint = self._checkpoint, None
+            self.ownership.in_flight = None
             self.ownership.dirty.update(item[0] for item in checkpoint.sent or [])
-            self.ownership.dirty.update(item[0] for item in checkpoint.snapshots)
+            self.ownership.dirty.update(checkpoint.snapshots.device_ids())
             self._uncommitted = True
         self.ownership.apply(events)
 
@@ -435,11 +444,25 @@ class Service:
             return outbox.delivered(epoch)
 
     def _overdue(self, checkpoint: _Checkpoint) -> bool:
-        """Hold once a checkpoint waits longer than the produce timeout; always False."""
-        waited = self.clock() - checkpoint.started
+        """Hold once the broker has answered none of our sends for the produce timeout while
+        a checkpoint waits for it; always False.
+
+        Waiting is measured from the last answer, not from the checkpoint's start: the
+        snapshots of a flood of new devices take longer than the timeout to go out even
+        when the broker acknowledges all along, and that is no reason to stop consuming.
+        """
+        now, answers = self.clock(), self._answers()
+        if answers != checkpoint.answers:
+            checkpoint.answers, checkpoint.progress_at = answers, now
+        waited = now - max(checkpoint.progress_at, checkpoint.started)
         if not self.held and waited > self.settings.produce_timeout_s:
-            self._hold(KafkaTimeoutError(f"checkpoint waiting for {waited:.0f} s"))
+            self._hold(KafkaTimeoutError(f"no acknowledgement for {waited:.0f} s while a "
+                                         f"checkpoint waits for {len(checkpoint.snapshots)} "
+                                         "snapshots and the output before them"))
         return False
+
+    def _answers(self) -> int:
+        return self.outbox.answers + self.snapshot_outbox.answers
 
     def _housekeeping(self) -> None:
         """Evict idle devices (not more often than `eviction_interval_s`), report gauges."""

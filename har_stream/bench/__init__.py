@@ -19,6 +19,7 @@ BENCHMARKS = {
     "broker": "har_stream.bench.broker_bench",
     "e2e": "har_stream.bench.e2e_bench",
     "drift": "har_stream.bench.drift_bench",
+    "flood": "har_stream.bench.flood_bench",
 }
 
 
