@@ -124,13 +124,29 @@ def _stage_seconds(metrics: Any, stage: str) -> float:
     return 0.0
 
 
+def send_flood(bootstrap_servers: str, topic: str, devices: int) -> None:
+    """One 10-sample message from each of `devices` new devices, as fast as they go."""
+    from har_stream import codec
+    from har_stream.config import KafkaSettings
+    from har_stream.kafka_io import make_producer
+    from har_stream.records import SensorBatch
+
+    producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap_servers), linger_ms=20)
+    burst = np.random.default_rng(1).normal(0, 0.3, (10, 6)).astype(np.float32)
+    template = codec.encode_sensor(SensorBatch("flood-0000000", 0, T0_MS, burst))
+    for i in range(devices):
+        device_id = f"flood-{i:07d}".encode()
+        producer.send(topic, key=device_id, value=template.replace(b"flood-0000000", device_id))
+    producer.flush(120)
+    producer.close(timeout=5)
+
+
 def measure(devices: int) -> dict[str, Any]:
     """Flood a running service with `devices` new devices in this process; the figures."""
-    from har_stream import app, codec, metrics
+    from har_stream import app, metrics
     from har_stream.broker import EmbeddedBroker
     from har_stream.config import KafkaSettings, Settings
     from har_stream.kafka_io import make_producer
-    from har_stream.records import SensorBatch
 
     warnings = _Warnings()
     logging.getLogger("har_stream").addHandler(warnings)
@@ -164,15 +180,12 @@ def measure(devices: int) -> dict[str, Any]:
         snapshots_before = metrics.STATE_SNAPSHOTS._value.get()
         snapshot_s_before = _stage_seconds(metrics, "snapshot")
 
-        producer = make_producer(settings.kafka, linger_ms=20)
-        burst = np.random.default_rng(1).normal(0, 0.3, (10, 6)).astype(np.float32)
-        template = codec.encode_sensor(SensorBatch("flood-0000000", 0, T0_MS, burst))
         flood_at = time.monotonic()
-        for i in range(devices - 1):  # with the steady one: `devices` held, the default limit
-            device_id = f"flood-{i:07d}".encode()
-            producer.send(topic, key=device_id, value=template.replace(b"flood-0000000",
-                                                                       device_id))
-        producer.flush(60)
+        # from another process, as devices would: its buffers are not the service's memory;
+        # with the steady device, `devices` are held: the default limit at 100,000
+        subprocess.run([sys.executable, "-c", "from har_stream.bench.flood_bench import "
+                        f"send_flood; send_flood({broker.bootstrap_servers!r}, {topic!r}, "
+                        f"{devices - 1})"], check=True)
         sent_s = time.monotonic() - flood_at
 
         peak = rss_bytes()
@@ -200,8 +213,7 @@ def measure(devices: int) -> dict[str, Any]:
         snapshot_s = _stage_seconds(metrics, "snapshot") - snapshot_s_before
         stop.set()
         thread.join(120)
-        for client in (producer, steady_producer):
-            client.close(timeout=5)
+        steady_producer.close(timeout=5)
     if errors:
         raise errors[0]
     checkpoints = [(b, next((t for t, _ in probe.commits if t > b), None))
