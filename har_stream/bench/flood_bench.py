@@ -115,6 +115,19 @@ def _steady(producer: Any, topic: str, stop: threading.Event) -> None:
         seq += 64
 
 
+def _bookkeeping_bytes(service: Any) -> int:
+    """Bytes of the per-device Python objects beside the slot arrays: ids, slot map, the
+    ownership tables, the rate guard's buckets (sys.getsizeof, one level deep)."""
+    tables: list[Any] = [service.registry._slots, service.ownership.device_partition,
+                         service.ownership.snapshot_at, service.ownership.device_guard,
+                         service.rate_guard._buckets]
+    total = sum(sys.getsizeof(d) for d in service.registry._slots)
+    for held in tables:
+        total += sys.getsizeof(held) + sum(sys.getsizeof(v) for v in held.values())
+    total += sum(sys.getsizeof(x) for b in service.rate_guard._buckets.values() for x in b)
+    return total
+
+
 def _stage_seconds(metrics: Any, stage: str) -> float:
     """Seconds the loop spent in `stage` so far (har_stage_duration_seconds' sum)."""
     for family in metrics.REGISTRY.collect():
@@ -207,6 +220,7 @@ def measure(devices: int) -> dict[str, Any]:
             time.sleep(0.1)
         steady_stop.set()
         steady.join()
+        bookkeeping = _bookkeeping_bytes(service)
         settle_memory()
         rss_after = rss_bytes()
         snapshots = metrics.STATE_SNAPSHOTS._value.get() - snapshots_before
@@ -227,6 +241,7 @@ def measure(devices: int) -> dict[str, Any]:
         "rss_peak_mib": round(peak / 2**20, 1),
         "rss_after_mib": round(rss_after / 2**20, 1),
         "rss_per_device_kib": round((rss_after - rss_before) / (devices - 1) / 1024, 2),
+        "bookkeeping_per_device_b": round(bookkeeping / devices),
         "longest_checkpoint_s": round(max(durations, default=float("nan")), 1),
         "checkpoints": len(durations),
         "snapshots": int(snapshots),
