@@ -89,17 +89,22 @@ class _Probe:
         app.Service._commit = wrapped_commit  # type: ignore[assignment]
         app.Service.step = wrapped_step  # type: ignore[assignment]
 
-    def worst_replay_s(self, since: float) -> float:
-        """Longest wait of a consumed message for its commit, over the commits after `since`."""
-        committed: dict[int, int] = {}
-        worst, steps = 0.0, self.steps
-        for at, offsets in self.commits:
-            first_new = next((t for t, processed in steps if t < at and any(
-                o > committed.get(p, -1) for p, o in processed.items())), None)
-            if first_new is not None and at > since:
-                worst = max(worst, at - first_new)
-            committed.update(offsets)
-        return worst
+
+
+def worst_replay_s(steps: list[tuple[float, dict[int, int]]],
+                   commits: list[tuple[float, dict[int, int]]], since: float) -> float:
+    """Longest wait of a consumed message for its commit, over the commits after `since`:
+    what a crash just before that commit would replay. `steps`: (time, offset after the last
+    message processed per partition); `commits`: (time, offsets committed), both in order."""
+    committed: dict[int, int] = {}
+    worst = 0.0
+    for at, offsets in commits:
+        first_new = next((t for t, processed in steps if t < at and any(
+            o > committed.get(p, 0) for p, o in processed.items())), None)
+        if first_new is not None and at > since:
+            worst = max(worst, at - first_new)
+        committed.update(offsets)
+    return worst
 
 
 def _steady(producer: Any, topic: str, stop: threading.Event) -> None:
@@ -247,7 +252,7 @@ def measure(devices: int) -> dict[str, Any]:
         "snapshots": int(snapshots),
         "snapshot_us_each": round(snapshot_s / max(snapshots, 1) * 1e6, 1),
         "gauge_lag_s": round((gauge_at or float("nan")) - (held_at or float("nan")), 1),
-        "worst_replay_s": round(probe.worst_replay_s(flood_at), 1),
+        "worst_replay_s": round(worst_replay_s(probe.steps, probe.commits, flood_at), 1),
         "not_acknowledged_warnings": warnings.not_acknowledged,
     }
 
