@@ -9,15 +9,19 @@ One iteration (`Service.step`):
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
   5. send the results and counts (key = device id) without waiting.
 
-A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by taking a
-snapshot of every device touched since the last one and the offsets after the last processed
-message of every owned partition; then, as acknowledgements arrive (checked once per step):
+A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by listing
+every device touched since the last one and taking the offsets after the last processed
+message of every owned partition; each listed device is written as of that moment (its
+snapshot is taken when sent, or copied first if a message is about to change it:
+`ownership.PendingSnapshots`). Then, as acknowledgements arrive (checked once per step):
   1. once everything sent before it started is acknowledged by all in-sync replicas, the
-     snapshots go to the changelog;
+     snapshots go to the changelog, a bounded slice per step (`SNAPSHOTS_PER_STEP`,
+     `MAX_SNAPSHOTS_IN_FLIGHT`);
   2. once they are acknowledged, the offsets are committed and idle devices evicted (their
      latest snapshot is in the changelog).
 A rebalance abandons a checkpoint in flight (its devices are snapshotted again next time);
-one not done within `produce_timeout_s` holds the service (below). At shutdown,
+one waiting while the broker answers none of our sends for `produce_timeout_s` holds the
+service (below). At shutdown,
 `Service.checkpoint` takes a last one and waits for it.
 
 Delivery guarantee: at-least-once. An offset is committed only after the results of its
@@ -72,16 +76,17 @@ from har_stream.records import RATE_HZ, SensorBatch
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 """How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
-SNAPSHOTS_PER_STEP = 1000
-"""Snapshots a checkpoint takes and sends after one step: ~XX ms of the loop's time, so the
-loop keeps polling while the snapshots of a flood of devices go out (docs/RELIABILITY.md)."""
+SNAPSHOTS_PER_STEP = 250
+"""Snapshots a checkpoint takes and sends after one step: ~5-15 ms of the loop's time, so
+sending those of thousands of devices delays no step by much more (docs/PERFORMANCE.md §5),
+and the loop keeps polling while those of a flood of devices go out (docs/RELIABILITY.md)."""
 MAX_SNAPSHOTS_IN_FLIGHT = 4000
-CHECKPOINT_POLL_MS = 10
-"""Longest wait of a poll while a checkpoint sends snapshots: with no input, an idle poll's
-wait (`poll_timeout_ms`) would pace the 100 slices of a 100,000-device checkpoint."""
 """Snapshots sent and not yet acknowledged, at most (~22 MB): beyond it a checkpoint waits
 for acknowledgements before sending more, so the producer's buffer (kafka-python: 32 MB)
 never fills and blocks the loop, and memory stays bounded however many devices changed."""
+CHECKPOINT_POLL_MS = 10
+"""Longest wait of a poll while a checkpoint's snapshots go out: with no input, an idle
+poll's wait (`poll_timeout_ms`, 200 ms) paced the 400 slices of a 100,000-device checkpoint."""
 
 
 class ServiceError(RuntimeError):
@@ -387,7 +392,7 @@ class Service:
         return min(self.settings.poll_timeout_ms, CHECKPOINT_POLL_MS)
 
     def _begin_checkpoint(self) -> None:
-        """Snapshot touched devices and take the offsets to commit; send nothing yet."""
+        """List the touched devices and take the offsets to commit; send nothing yet."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
         self._apply_assignment()
         if not self._uncommitted:
