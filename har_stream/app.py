@@ -80,13 +80,16 @@ SNAPSHOTS_PER_STEP = 250
 """Snapshots a checkpoint takes and sends after one step: ~5-15 ms of the loop's time, so
 sending those of thousands of devices delays no step by much more (docs/PERFORMANCE.md §5),
 and the loop keeps polling while those of a flood of devices go out (docs/RELIABILITY.md)."""
+SNAPSHOTS_PER_IDLE_STEP = 1000
+"""The same after a step that polled nothing: no live message waits for it, and a flood's
+100,000 snapshots go out in 100 slices instead of 400 (docs/RELIABILITY.md)."""
 MAX_SNAPSHOTS_IN_FLIGHT = 4000
 """Snapshots sent and not yet acknowledged, at most (~22 MB): beyond it a checkpoint waits
 for acknowledgements before sending more, so the producer's buffer (kafka-python: 32 MB)
 never fills and blocks the loop, and memory stays bounded however many devices changed."""
 CHECKPOINT_POLL_MS = 10
 """Longest wait of a poll while a checkpoint's snapshots go out: with no input, an idle
-poll's wait (`poll_timeout_ms`, 200 ms) paced the 400 slices of a 100,000-device checkpoint."""
+poll's wait (`poll_timeout_ms`, 200 ms) paced the slices of a 100,000-device checkpoint."""
 
 
 class ServiceError(RuntimeError):
@@ -217,17 +220,16 @@ class Service:
     def run(self, stop: threading.Event) -> None:
         """Step until `stop` is set, then finish with a checkpoint."""
         while not stop.is_set():
-            self.step()
-            self.checkpoint_tick()
+            self.checkpoint_tick(idle=self.step() is None)
         self.checkpoint(final=True)
 
-    def checkpoint_tick(self) -> None:
+    def checkpoint_tick(self, idle: bool = False) -> None:
         """A loop turn's share of checkpointing: start one when due, advance the one in
-        flight (never waits)."""
+        flight (never waits); a larger slice of snapshots after a step that polled nothing."""
         if self._checkpoint is None and self.clock() >= self._next_checkpoint:
             self._begin_checkpoint()
         if self._checkpoint is not None:
-            self._advance_checkpoint()
+            self._advance_checkpoint(SNAPSHOTS_PER_IDLE_STEP if idle else SNAPSHOTS_PER_STEP)
 
     def step(self) -> RecognizerOutput | None:
         """Poll, apply assignment changes, decode, recognise, send (see the module doc).

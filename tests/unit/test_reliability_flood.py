@@ -6,7 +6,8 @@ in-memory stand-ins, driven as `Service.run` drives it: each turn a step (a poll
 moves by an idle poll's wait per turn. Checked on counts and turns, not on time:
 
 - the checkpoint after the flood snapshots each new device once, at most
-  `SNAPSHOTS_PER_STEP` per turn (not all at its start: that held every state twice), and
+  `SNAPSHOTS_PER_STEP` per turn that processed input and `SNAPSHOTS_PER_IDLE_STEP` per idle
+  one (not all at its start: that held every state twice), and
   commits within a bounded number of turns, so a crash replays at most a commit interval
   plus that;
 - the next checkpoint snapshots only the devices that changed since;
@@ -34,6 +35,7 @@ from har_stream import codec, metrics
 from har_stream.app import (
     CHECKPOINT_POLL_MS,
     MAX_SNAPSHOTS_IN_FLIGHT,
+    SNAPSHOTS_PER_IDLE_STEP,
     SNAPSHOTS_PER_STEP,
     Service,
 )
@@ -102,14 +104,14 @@ class Flood:
                                        template.replace(b"flood-00000", device_id.encode()))])
             self.offsets[p] += 1
 
-    def turn(self, acknowledge: int | None = None) -> int:
-        """One turn of `Service.run`; the snapshots it took."""
+    def turn(self, acknowledge: int | None = None) -> tuple[int, bool]:
+        """One turn of `Service.run`; the snapshots it took, and whether it polled input."""
         before = self.snapshots_taken
         self.clock.now += TURN_S
         self.producer.acknowledge(acknowledge)
-        self.service.step()
-        self.service.checkpoint_tick()
-        return self.snapshots_taken - before
+        idle = self.service.step() is None
+        self.service.checkpoint_tick(idle=idle)
+        return self.snapshots_taken - before, not idle
 
     def changelog_writes(self) -> int:
         return self.producer._offsets.get((TOPICS.changelog_topic, 0), 0) + sum(
@@ -134,23 +136,27 @@ def test_the_checkpoint_after_a_flood_is_bounded_per_turn_and_snapshots_changed_
     flood = Flood()
     ids = [f"flood-{i:05d}" for i in range(DEVICES)]
     flood.feed(ids)
-    most_per_turn, turns = 0, 0
+    most_per_turn, most_with_input, turns = 0, 0, 0
     while not flood.all_committed():
-        most_per_turn = max(most_per_turn, flood.turn())
+        taken, had_input = flood.turn()
+        most_per_turn = max(most_per_turn, taken)
+        if had_input:
+            most_with_input = max(most_with_input, taken)
         turns += 1
         assert _active_devices() == len(flood.service.registry), f"turn {turns}"
         assert turns < 200, "the flood's checkpoint never completed"
     assert len(flood.service.registry) == DEVICES
-    assert most_per_turn <= SNAPSHOTS_PER_STEP, "a turn's share of the checkpoint is bounded"
+    assert most_per_turn <= SNAPSHOTS_PER_IDLE_STEP, "a turn's share of the checkpoint is bounded"
+    assert most_with_input <= SNAPSHOTS_PER_STEP, "smaller while live input is processed"
     # consumed in DEVICES / max_poll_records turns, the first checkpoint due after the commit
-    # interval, then one turn per slice of snapshots and one for the acknowledgements
+    # interval, then one idle turn per slice of snapshots and one for the acknowledgements
     consumed = math.ceil(DEVICES / SETTINGS.max_poll_records)
     due = math.ceil(SETTINGS.commit_interval_s / TURN_S)
-    assert turns <= max(consumed, due) + math.ceil(DEVICES / SNAPSHOTS_PER_STEP) + 3
+    assert turns <= max(consumed, due) + math.ceil(DEVICES / SNAPSHOTS_PER_IDLE_STEP) + 3
     assert flood.changelog_writes() == DEVICES, "each new device snapshotted once"
     assert flood.snapshots_taken == DEVICES
     # idle polls do not pace the slices: they wait briefly while snapshots go out
-    assert flood.poll_waits.count(CHECKPOINT_POLL_MS) >= DEVICES // SNAPSHOTS_PER_STEP - 1
+    assert flood.poll_waits.count(CHECKPOINT_POLL_MS) >= DEVICES // SNAPSHOTS_PER_IDLE_STEP - 1
 
     changed = ids[:10]
     flood.feed(changed, seq=10)
