@@ -54,7 +54,7 @@ class _Probe:
     step had consumed by then."""
 
     def __init__(self) -> None:
-        from har_stream import app
+        from har_stream.service import loop as app
 
         self.service: Any = None
         self.begins: list[float] = []
@@ -108,8 +108,8 @@ def worst_replay_s(steps: list[tuple[float, dict[int, int]]],
 
 
 def _steady(producer: Any, topic: str, stop: threading.Event) -> None:
-    from har_stream import codec
-    from har_stream.records import SensorBatch
+    from har_stream.core import codec
+    from har_stream.core.records import SensorBatch
 
     samples = np.random.default_rng(0).normal(0, 0.3, (64, 6)).astype(np.float32)
     seq = 0
@@ -144,10 +144,10 @@ def _stage_seconds(metrics: Any, stage: str) -> float:
 
 def send_flood(bootstrap_servers: str, topic: str, devices: int) -> None:
     """One 10-sample message from each of `devices` new devices, as fast as they go."""
-    from har_stream import codec
-    from har_stream.config import KafkaSettings
-    from har_stream.kafka_io import make_producer
-    from har_stream.records import SensorBatch
+    from har_stream.core import codec
+    from har_stream.core.records import SensorBatch
+    from har_stream.kafka.clients import make_producer
+    from har_stream.service.settings import KafkaSettings
 
     producer = make_producer(KafkaSettings(bootstrap_servers=bootstrap_servers), linger_ms=20)
     burst = np.random.default_rng(1).normal(0, 0.3, (10, 6)).astype(np.float32)
@@ -161,10 +161,11 @@ def send_flood(bootstrap_servers: str, topic: str, devices: int) -> None:
 
 def measure(devices: int) -> dict[str, Any]:
     """Flood a running service with `devices` new devices in this process; the figures."""
-    from har_stream import app, metrics
-    from har_stream.broker import EmbeddedBroker
-    from har_stream.config import KafkaSettings, Settings
-    from har_stream.kafka_io import make_producer
+    from har_stream.kafka.clients import make_producer
+    from har_stream.service import loop as app
+    from har_stream.service import metrics
+    from har_stream.service.settings import KafkaSettings, Settings
+    from har_stream.tools.broker import EmbeddedBroker
 
     warnings = _Warnings()
     logging.getLogger("har_stream").addHandler(warnings)

@@ -31,16 +31,17 @@ from reliability_support import Clock, DictChangelog, LeanProducer, QueueConsume
 from service_support import FakeModel, synthetic_samples
 from test_reliability_service import sensor_records
 
-from har_stream import codec, metrics
-from har_stream.app import (
+from har_stream.core import codec
+from har_stream.core.records import SensorBatch
+from har_stream.service import metrics
+from har_stream.service.loop import (
     CHECKPOINT_POLL_MS,
     MAX_SNAPSHOTS_IN_FLIGHT,
     SNAPSHOTS_PER_IDLE_STEP,
     SNAPSHOTS_PER_STEP,
     Service,
 )
-from har_stream.config import Settings, TopicSettings
-from har_stream.records import SensorBatch
+from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")
