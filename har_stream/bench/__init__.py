@@ -23,6 +23,7 @@ BENCHMARKS = {
     "drift": "har_stream.bench.drift_bench",
     "reorder": "har_stream.bench.reorder_bench",
     "subscribers": "har_stream.bench.subscriber_bench",
+    "flood": "har_stream.bench.flood_bench",
 }
 NEED_TRAIN_EXTRA = {"inference", "model-pipeline"}
 """Benchmarks that run Keras or convert with TensorFlow (the `train` extra)."""

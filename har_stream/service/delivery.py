@@ -103,6 +103,7 @@ class Outbox:
         self._pending = _Pending()
         self._epoch = 0
         self._unsettled: dict[int, int] = {}  # epoch -> records sent, not yet acknowledged
+        self.answers = 0  # records the broker acknowledged or refused: progress, for checkpoints
 
     @property
     def failure(self) -> BaseException | None:
@@ -150,6 +151,11 @@ class Outbox:
         with self._lock:
             return (not any(e <= epoch for e in self._unsettled)
                     and not any(item.epoch <= epoch for item, _ in self._pending.rejected))
+
+    def in_flight(self) -> int:
+        """Records sent and not yet acknowledged or refused (what the producer buffers)."""
+        with self._lock:
+            return sum(self._unsettled.values())
 
     def serve(self) -> None:
         """Run the callbacks of acknowledgements that have arrived, without waiting.
@@ -208,6 +214,7 @@ class Outbox:
             self._acknowledged(item, outcome)
 
     def _settled(self, item: _Outgoing) -> None:
+        self.answers += 1
         left = self._unsettled[item.epoch] - 1
         if left:
             self._unsettled[item.epoch] = left

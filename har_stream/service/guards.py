@@ -1,9 +1,10 @@
 """Limits that hold under hostile input: devices per process and per-device sample rate.
 
-`DeviceLimit`: each device costs a fixed amount of state (about 5 KB), so the number of
-devices bounds memory. Messages of a device beyond the limit go to the dead-letter topic with
-reason `too_many_devices` instead of growing the registry until the process is killed for
-lack of memory; devices already held are unaffected, and idle eviction frees room.
+`DeviceLimit`: each device costs a fixed amount of memory (6.5-6.8 KiB resident in the
+running service at 100,000 devices, `har-stream bench flood`), so the number of devices
+bounds memory. Messages of a device beyond the limit go to the dead-letter topic with reason
+`too_many_devices` instead of growing the registry until the process is killed for lack of
+memory; devices already held are unaffected, and idle eviction frees room.
 
 `RateGuard`: a device cannot record faster than 50 Hz, so one whose samples arrive much
 faster is misconfigured, replayed, or forged. Arrival is measured on the records' broker

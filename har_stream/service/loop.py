@@ -9,15 +9,19 @@ One iteration (`Service.step`):
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
   5. send the results and counts (key = device id) without waiting.
 
-A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by taking a
-snapshot of every device touched since the last one and the offsets after the last processed
-message of every owned partition; then, as acknowledgements arrive (checked once per step):
+A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by listing
+every device touched since the last one and taking the offsets after the last processed
+message of every owned partition; each listed device is written as of that moment (its
+snapshot is taken when sent, or copied first if a message is about to change it:
+`ownership.PendingSnapshots`). Then, as acknowledgements arrive (checked once per step):
   1. once everything sent before it started is acknowledged by all in-sync replicas, the
-     snapshots go to the changelog;
+     snapshots go to the changelog, a bounded slice per step (`SNAPSHOTS_PER_STEP`,
+     `MAX_SNAPSHOTS_IN_FLIGHT`);
   2. once they are acknowledged, the offsets are committed and idle devices evicted (their
      latest snapshot is in the changelog).
 A rebalance abandons a checkpoint in flight (its devices are snapshotted again next time);
-one not done within `produce_timeout_s` holds the service (below). At shutdown,
+one waiting while the broker answers none of our sends for `produce_timeout_s` holds the
+service (below). At shutdown,
 `Service.checkpoint` takes a last one and waits for it.
 
 Delivery guarantee: at-least-once. An offset is committed only after the results of its
@@ -67,7 +71,7 @@ from har_stream.service.changelog import ChangelogReader, ChangelogWriter
 from har_stream.service.delivery import DeliveryFailed, Outbox
 from har_stream.service.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
 from har_stream.service.health import BrokerWatch, TopicIdentity
-from har_stream.service.ownership import Ownership
+from har_stream.service.ownership import Ownership, PendingSnapshots
 from har_stream.service.pacing import WorkBudget
 from har_stream.service.settings import Settings, SettingsError
 
@@ -75,8 +79,19 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 """How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
 SNAPSHOTS_PER_STEP = 250
-"""Snapshots a checkpoint sends after one step: ~5 ms of the loop's time, so sending those of
-thousands of devices delays no step by much more (docs/PERFORMANCE.md §5)."""
+"""Snapshots a checkpoint takes and sends after one step: ~5-15 ms of the loop's time, so
+sending those of thousands of devices delays no step by much more (docs/PERFORMANCE.md §5),
+and the loop keeps polling while those of a flood of devices go out (docs/RELIABILITY.md)."""
+SNAPSHOTS_PER_IDLE_STEP = 1000
+"""The same after a step that polled nothing: no live message waits for it, and a flood's
+100,000 snapshots go out in 100 slices instead of 400 (docs/RELIABILITY.md)."""
+MAX_SNAPSHOTS_IN_FLIGHT = 4000
+"""Snapshots sent and not yet acknowledged, at most (~22 MB): beyond it a checkpoint waits
+for acknowledgements before sending more, so the producer's buffer (kafka-python: 32 MB)
+never fills and blocks the loop, and memory stays bounded however many devices changed."""
+CHECKPOINT_POLL_MS = 10
+"""Longest wait of a poll while a checkpoint's snapshots go out: with no input, an idle
+poll's wait (`poll_timeout_ms`, 200 ms) paced the slices of a 100,000-device checkpoint."""
 
 
 class ServiceError(RuntimeError):
@@ -147,10 +162,12 @@ class _Checkpoint:
 
     started: float
     output_epoch: int  # the Outbox epoch of everything sent before it started
-    snapshots: list[tuple[str, int, int, bytes]]  # device, partition, covered offset, state
+    snapshots: PendingSnapshots  # those not sent yet
     offsets: dict[int, int]  # sensor partition -> offset to commit
     sent: list[tuple[str, int, Any]] | None = None  # device, partition, future, once sent
     snapshot_epoch: int = -1
+    answers: int = 0  # the broker's answers to our sends (`Service._answers`) when last seen
+    progress_at: float = 0.0  # when they last grew (0: not since the start)
 
 
 class Service:
@@ -207,12 +224,16 @@ class Service:
     def run(self, stop: threading.Event) -> None:
         """Step until `stop` is set, then finish with a checkpoint."""
         while not stop.is_set():
-            self.step()
-            if self._checkpoint is None and self.clock() >= self._next_checkpoint:
-                self._begin_checkpoint()
-            if self._checkpoint is not None:
-                self._advance_checkpoint()
+            self.checkpoint_tick(idle=self.step() is None)
         self.checkpoint(final=True)
+
+    def checkpoint_tick(self, idle: bool = False) -> None:
+        """A loop turn's share of checkpointing: start one when due, advance the one in
+        flight (never waits); a larger slice of snapshots after a step that polled nothing."""
+        if self._checkpoint is None and self.clock() >= self._next_checkpoint:
+            self._begin_checkpoint()
+        if self._checkpoint is not None:
+            self._advance_checkpoint(SNAPSHOTS_PER_IDLE_STEP if idle else SNAPSHOTS_PER_STEP)
 
     def step(self) -> RecognizerOutput | None:
         """Poll, apply assignment changes, decode, recognise, send (see the module doc).
@@ -224,7 +245,7 @@ class Service:
         if self.held:
             self._pause(True)
         with metrics.STAGE_DURATION.labels(stage="poll").time():
-            polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
+            polled = self.consumer.poll(timeout_ms=self._poll_wait_ms(),
                                         max_records=self.budget.limit)
         self.outbox.serve()  # acknowledgements that arrived meanwhile: metrics, errors
         self.snapshot_outbox.serve()
@@ -249,6 +270,7 @@ class Service:
         self.budget.observe(sum(len(records) for records in polled.values()),
                             time.perf_counter() - started)
         self._record(output)
+        metrics.ACTIVE_DEVICES.set(len(self.registry))  # a flood shows at once, not at a commit
         self._uncommitted = True
         self._update_lag()
         return output
@@ -369,23 +391,31 @@ class Service:
                     "checkpoint") from exc
             self._hold(exc)
 
+    def _poll_wait_ms(self) -> int:
+        """The poll's longest wait: short while a checkpoint's snapshots go out (and are
+        acknowledged), so that idle polls do not pace it; never while held (an outage)."""
+        checkpoint = self._checkpoint
+        if checkpoint is None or checkpoint.sent is None or self.held:
+            return self.settings.poll_timeout_ms
+        return min(self.settings.poll_timeout_ms, CHECKPOINT_POLL_MS)
+
     def _begin_checkpoint(self) -> None:
-        """Snapshot touched devices and take the offsets to commit; send nothing yet."""
+        """List the touched devices and take the offsets to commit; send nothing yet."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
         self._apply_assignment()
         if not self._uncommitted:
             self._housekeeping()
             return
-        with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-            snapshots = [(device_id, partition, covers, self.registry.snapshot(device_id))
-                         for device_id, partition, covers in self.ownership.to_snapshot()]
+        snapshots = PendingSnapshots(self.registry, self.ownership.to_snapshot())
+        self.ownership.in_flight = snapshots  # copies a device's state before it changes
         self._checkpoint = _Checkpoint(self.clock(), self.outbox.mark(), snapshots,
-                                       self.ownership.to_commit())
+                                       self.ownership.to_commit(), answers=self._answers())
         self._uncommitted = False
 
     def _advance_checkpoint(self, limit: int | None = SNAPSHOTS_PER_STEP) -> bool:
         """Take the checkpoint in flight as far as acknowledgements allow, sending at most
-        `limit` snapshots (None: all); True once done."""
+        `limit` snapshots (None: all) and no more than keeps `MAX_SNAPSHOTS_IN_FLIGHT`
+        unacknowledged; True once done."""
         checkpoint = self._checkpoint
         assert checkpoint is not None
         if checkpoint.sent is None:
@@ -393,15 +423,17 @@ class Service:
                 return self._overdue(checkpoint)
             checkpoint.sent = []
         if checkpoint.snapshots:
-            with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-                take = len(checkpoint.snapshots) if limit is None else limit
-                batch, checkpoint.snapshots = (checkpoint.snapshots[:take],
-                                               checkpoint.snapshots[take:])
-                checkpoint.sent += [
-                    (device_id, partition, self.writer.write(device_id, partition, data, covers))
-                    for device_id, partition, covers, data in batch]
+            take = len(checkpoint.snapshots) if limit is None else limit
+            take = min(take, MAX_SNAPSHOTS_IN_FLIGHT - self.snapshot_outbox.in_flight())
+            if take > 0:
+                with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+                    checkpoint.sent += [
+                        (device_id, partition,
+                         self.writer.write(device_id, partition, data, covers))
+                        for device_id, partition, covers, data in checkpoint.snapshots.take(take)]
             if checkpoint.snapshots:
-                return False
+                return self._overdue(checkpoint)
+            self.ownership.in_flight = None
             checkpoint.snapshot_epoch = self.snapshot_outbox.mark()
         if not self._delivered(self.snapshot_outbox, checkpoint.snapshot_epoch,
                                "state snapshots"):
@@ -425,8 +457,9 @@ class Service:
         events = self.events.drain()
         if events and self._checkpoint is not None:
             checkpoint, self._checkpoint = self._checkpoint, None
+            self.ownership.in_flight = None
             self.ownership.dirty.update(item[0] for item in checkpoint.sent or [])
-            self.ownership.dirty.update(item[0] for item in checkpoint.snapshots)
+            self.ownership.dirty.update(checkpoint.snapshots.device_ids())
             self._uncommitted = True
         self.ownership.apply(events)
 
@@ -435,11 +468,25 @@ class Service:
             return outbox.delivered(epoch)
 
     def _overdue(self, checkpoint: _Checkpoint) -> bool:
-        """Hold once a checkpoint waits longer than the produce timeout; always False."""
-        waited = self.clock() - checkpoint.started
+        """Hold once the broker has answered none of our sends for the produce timeout while
+        a checkpoint waits for it; always False.
+
+        Waiting is measured from the last answer, not from the checkpoint's start: the
+        snapshots of a flood of new devices take longer than the timeout to go out even
+        when the broker acknowledges all along, and that is no reason to stop consuming.
+        """
+        now, answers = self.clock(), self._answers()
+        if answers != checkpoint.answers:
+            checkpoint.answers, checkpoint.progress_at = answers, now
+        waited = now - max(checkpoint.progress_at, checkpoint.started)
         if not self.held and waited > self.settings.produce_timeout_s:
-            self._hold(KafkaTimeoutError(f"checkpoint waiting for {waited:.0f} s"))
+            self._hold(KafkaTimeoutError(f"no acknowledgement for {waited:.0f} s while a "
+                                         f"checkpoint waits for {len(checkpoint.snapshots)} "
+                                         "snapshots and the output before them"))
         return False
+
+    def _answers(self) -> int:
+        return self.outbox.answers + self.snapshot_outbox.answers
 
     def _housekeeping(self) -> None:
         """Evict idle devices (not more often than `eviction_interval_s`), report gauges."""

@@ -184,3 +184,13 @@ def test_compare_rows_give_each_mode_its_unit_and_the_speed_up() -> None:
     assert compare.rows(times, devices=10_000) == [
         ["output", "µs per window (2 records)", "50.0", "25.0", "2.00×"],
         ["model", "samples/s", "0.32 M", "0.64 M", "2.00×"]]
+
+
+def test_flood_replay_is_the_longest_wait_of_a_consumed_message_for_its_commit() -> None:
+    from har_stream.bench.flood_bench import worst_replay_s
+
+    steps = [(1.0, {0: 5}), (2.0, {0: 9}), (3.0, {0: 9, 1: 4}), (9.0, {0: 12, 1: 4})]
+    commits = [(2.5, {0: 9}), (8.0, {0: 9, 1: 4}), (10.0, {0: 12})]
+    # offsets 0..8 consumed at 1.0 committed at 2.5; partition 1 at 3.0 -> 8.0; 9..11 at 9 -> 10
+    assert worst_replay_s(steps, commits, since=0.0) == 5.0
+    assert worst_replay_s(steps, commits, since=8.5) == 1.0
