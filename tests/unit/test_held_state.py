@@ -127,3 +127,22 @@ def test_held_messages_survive_a_snapshot_only_into_the_same_allowance() -> None
     nothing_held = _reorder(256)
     _windows(nothing_held, clean[:1])  # a snapshot without held messages: any allowance
     _reorder(0).registry.restore("s", nothing_held.registry.snapshot("s"))
+
+
+def test_several_overlapping_held_messages_round_trip_through_a_snapshot() -> None:
+    """Held pieces cut by later copies keep their samples' times and broker timestamps."""
+    samples = _samples(768, 8)
+    clean = _messages("m", samples)
+    overlap = SensorBatch("m", 160, T0 + 160 * 20, samples[160:224], record_ts_ms=99)
+    first = _reorder(256)
+    early = _windows(first, [clean[0], clean[3], clean[2], overlap])
+    assert first.held is not None and len(first.held.of("m").pieces) == 3
+    second = _reorder(256)
+    second.registry.restore("m", first.registry.snapshot("m"))
+    assert second.registry.snapshot("m") == first.registry.snapshot("m")
+    want_pipeline = _reorder(256)
+    want = _windows(want_pipeline, [clean[0], clean[3], clean[2], overlap, *clean[1:2],
+                                    *clean[4:]])
+    got = early | _windows(second, [*clean[1:2], *clean[4:]])
+    assert got == want
+    assert got.keys() == _windows(_reorder(0), clean).keys()
