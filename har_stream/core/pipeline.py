@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from har_stream.core.held import HeldMessages
 from har_stream.core.records import (
     CHANNELS,
     HOP,
@@ -74,10 +75,11 @@ class PipelineStep:
     stats: PipelineStats
 
 
-def pipeline_fields(settings: SignalSettings, reorder_samples: int = 0) -> dict[str, Field]:
-    """The per-device state the pipeline keeps in the registry."""
+def pipeline_fields(settings: SignalSettings) -> dict[str, Field]:
+    """The per-device state the pipeline keeps in the registry's slot arrays (messages held
+    back for reordering are in a store the pipeline attaches to it)."""
     sections = FilterBank(settings).sections
-    return sequencing_fields(reorder_samples) | {
+    return sequencing_fields() | {
         "median": Field((MEDIAN_HISTORY, RAW), "<f4"),
         "noise_zi": Field((sections, 2, RAW), "<f4"),
         "gravity_zi": Field((sections, 2, 3), "<f4"),
@@ -98,9 +100,12 @@ class Pipeline:
     ) -> None:
         self.config = config
         self.filters = FilterBank(config.signal)
-        self.registry = (DeviceRegistry(pipeline_fields(config.signal, config.reorder_samples))
+        self.registry = (DeviceRegistry(pipeline_fields(config.signal))
                          if registry is None else registry)
-        self._holds = config.reorder_samples > 0
+        self.held: HeldMessages | None = None
+        if config.reorder_samples > 0:
+            self.held = HeldMessages(config.reorder_samples)
+            self.registry.attach("held", self.held)
         self.clock = clock
 
     def process(self, batches: Iterable[SensorBatch]) -> PipelineStep:
@@ -119,7 +124,7 @@ class Pipeline:
         for batch in others:
             by_device[batch.device_id].append(batch)
         planner = DevicePlanner(self.registry, self.config.max_gap, self.config.max_rewind,
-                                self.config.reorder_samples, stats)
+                                self.held, stats)
         plans = [planner.plan(d, bs) for d, bs in by_device.items()]
         for round_index in range(max((len(p) for p in plans), default=0)):
             segments = [p[round_index] for p in plans if len(p) > round_index]
@@ -152,8 +157,10 @@ class Pipeline:
         safe = np.where(known, slots, 0)
         expected = reg.arrays["origin"][safe] + reg.arrays["n"][safe]
         steady = known & (lengths > 0) & (seqs == expected)
-        if self._holds:
-            steady &= reg.arrays["held_n"][safe] == 0
+        if self.held is not None and len(self.held):  # their batches take the planner
+            holding = np.zeros(reg.capacity, bool)
+            holding[reg.slots(self.held.device_ids())] = True
+            steady &= ~holding[safe]
         if not steady.any():
             return [], batches
         groups = []

@@ -64,7 +64,7 @@ class Recognizer:
         self.model = model
         self.model_batch = model_batch
         self.classes = tuple(model.classes)
-        fields = pipeline_fields(config.signal, config.reorder_samples) | {
+        fields = pipeline_fields(config.signal) | {
             "model_state": Field((model.state_size,), "<f4"),
             "counts": Field((len(self.classes),), "<i8"),
             "since_ms": Field((), "<i8"),  # start time of the first counted window

@@ -17,21 +17,22 @@ Per message, in arrival order (docs/WIRE_FORMAT.md, "Sequence handling"):
   a gap of at most `max_gap` samples is filled by holding the last value; a larger gap, or a
   rewind further than `max_rewind` (the device restarted its counter), restarts the stream.
 
-Held samples live in fixed-size per-device arrays indexed by `seq % reorder`: every held seq
-lies in [expected, expected + reorder), so indices never collide, and the expected seq never
-moves back while anything is held (rewinds release first).
+Held messages live in a sparse store beside the registry (`held.HeldMessages`, attached to
+it so they are in the device's snapshot): only devices that hold something cost anything.
+Every held seq lies in [expected, expected + reorder), so a device holds at most `reorder`
+samples, and the expected seq never moves back while anything is held (rewinds release
+first).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from har_stream.core.held import HeldMessages
 from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
-from har_stream.core.signal import RAW
 from har_stream.core.state import DeviceRegistry, Field
 
 PERIOD_MS = int(SAMPLE_PERIOD_MS)
@@ -51,22 +52,14 @@ class PipelineStats:
     """Messages that arrived after their successors and were put back in order."""
 
 
-def sequencing_fields(reorder: int) -> dict[str, Field]:
-    """Per-device state of the sequence checks (with the pipeline's `origin` and `n`)."""
-    fields = {
+def sequencing_fields() -> dict[str, Field]:
+    """Per-device state of the sequence checks (with the pipeline's `origin` and `n`; held
+    messages are in the `HeldMessages` store)."""
+    return {
         "origin_ms": Field((), "<i8"),  # time of the stream's first sample
         "skip_from": Field((), "<i8"),  # the stream's latest gap: seqs [from, to) it passed
         "skip_to": Field((), "<i8"),  # without their samples (filled, or jumped by a restart)
     }
-    if reorder > 0:
-        fields |= {
-            "held": Field((reorder, RAW), "<f4"),  # held samples at index seq % reorder
-            "held_mask": Field((reorder,), "u1"),
-            "held_ts": Field((reorder,), "<i8"),  # broker timestamp of each one's message
-            "held_ms": Field((reorder,), "<i8"),  # time each one's message gives it
-            "held_n": Field((), "<i8"),  # samples held
-        }
-    return fields
 
 
 @dataclass(slots=True)
@@ -91,82 +84,15 @@ class Segment:
         self.record_ts.append(record_ts)
 
 
-class _Held:
-    """A device's held samples: views of its registry rows (copies for a device without a
-    slot yet, saved once it has one)."""
-
-    def __init__(self, registry: DeviceRegistry, slot: int | None, size: int) -> None:
-        a = registry.arrays
-        self.views = slot is not None
-        if slot is None:
-            self.data = np.zeros((size, RAW), np.float32)
-            self.mask = np.zeros(size, np.uint8)
-            self.ts = np.zeros(size, np.int64)
-            self.ms = np.zeros(size, np.int64)
-            self.count = 0
-        else:
-            self.data, self.mask, self.ts, self.ms = (
-                a[k][slot] for k in ("held", "held_mask", "held_ts", "held_ms"))
-            self.count = int(a["held_n"][slot])
-        self.size = size
-
-    def save(self, registry: DeviceRegistry, slot: int) -> None:
-        a = registry.arrays
-        if not self.views:
-            a["held"][slot], a["held_ts"][slot], a["held_ms"][slot] = self.data, self.ts, self.ms
-            a["held_mask"][slot] = self.mask
-        a["held_n"][slot] = self.count
-
-    def put(self, batch: SensorBatch) -> int:
-        """Hold a message's samples; how many were held already (duplicates)."""
-        n = len(batch.samples)
-        index = (batch.seq + np.arange(n)) % self.size
-        again = int(self.mask[index].sum())
-        self.data[index] = batch.samples
-        self.ts[index] = batch.record_ts_ms
-        self.ms[index] = batch.t0_ms + np.arange(n, dtype=np.int64) * PERIOD_MS
-        self.mask[index] = 1
-        self.count += n - again
-        return again
-
-    def drop(self, start: int, stop: int) -> int:
-        """Forget held samples of seqs [start, stop) (the stream has them); how many."""
-        if stop <= start or not self.count:
-            return 0
-        index = slice(None) if stop - start >= self.size else (
-            np.arange(start, stop) % self.size)
-        dropped = int(self.mask[index].sum())
-        self.mask[index] = 0
-        self.count -= dropped
-        return dropped
-
-    def first(self, expected: int) -> int:
-        """The smallest held seq (all lie in [expected, expected + size))."""
-        index = np.flatnonzero(self.mask)
-        return expected + int(((index - expected) % self.size).min())
-
-    def take_run(self, seq: int) -> list[tuple[int, int, np.ndarray, int]]:
-        """Remove the consecutive held samples from `seq` on, as (seq, time, samples, record
-        ts) pieces of one broker timestamp each."""
-        index = (seq + np.arange(self.size)) % self.size
-        present = self.mask[index]
-        length = self.size if present.all() else int(np.argmin(present))
-        index = index[:length]
-        self.mask[index] = 0
-        self.count -= length
-        ts = self.ts[index]
-        cuts = [0, *(np.flatnonzero(np.diff(ts)) + 1).tolist(), length]
-        return [(seq + a, int(self.ms[index[a]]), self.data[index[a:b]], int(ts[a]))
-                for a, b in itertools.pairwise(cuts)]
-
-
 class DevicePlanner:
     """Plans one device's messages of a step into segments (see the module doc)."""
 
-    def __init__(self, registry: DeviceRegistry, max_gap: int, max_rewind: int, reorder: int,
-                 stats: PipelineStats) -> None:
-        self.registry, self.stats = registry, stats
-        self.max_gap, self.max_rewind, self.reorder = max_gap, max_rewind, reorder
+    def __init__(self, registry: DeviceRegistry, max_gap: int, max_rewind: int,
+                 held: HeldMessages | None, stats: PipelineStats) -> None:
+        """`held`: the store of held messages (None: reordering off)."""
+        self.registry, self.stats, self.store = registry, stats, held
+        self.max_gap, self.max_rewind = max_gap, max_rewind
+        self.reorder = 0 if held is None else held.allowance
 
     def plan(self, device_id: str, batches: Sequence[SensorBatch]) -> list[Segment]:
         reg = self.registry
@@ -181,15 +107,16 @@ class DevicePlanner:
             self.expected = int(a["origin"][slot] + a["n"][slot])
             self.last_raw = a["median"][slot, -1].copy()
             self.skip = (int(a["skip_from"][slot]), int(a["skip_to"][slot]))
-        self.held = _Held(reg, slot, self.reorder) if self.reorder else None
+        self.held = None if self.store is None else self.store.of(device_id)
         for batch in batches:
             if len(batch.samples):
                 self._arrive(batch)
-        if self.segments or (self.held and (self.held.count or self.held.views)):
+        if self.held is not None:
+            assert self.store is not None
+            self.store.settle(device_id, self.held)
+        if self.segments or (self.held is not None and self.held.count):
             slot = reg.slot(device_id)
             reg.arrays["skip_from"][slot], reg.arrays["skip_to"][slot] = self.skip
-            if self.held:
-                self.held.save(reg, slot)
         return self.segments
 
     def _arrive(self, batch: SensorBatch) -> None:
@@ -198,12 +125,12 @@ class DevicePlanner:
             gap = batch.seq - expected
             if gap > 0 or gap < -self.max_rewind:  # it does not continue the stream
                 if self._fits(batch):
-                    self.stats.duplicate_samples += held.put(batch)
+                    self._hold(batch)
                     return
                 if held.count:
                     self._release()
                     if self._fits(batch):
-                        self.stats.duplicate_samples += held.put(batch)
+                        self._hold(batch)
                         return
         self._take(batch.seq, batch.t0_ms, batch.samples, batch.record_ts_ms)
         if held is not None and held.count and self._drain():
@@ -214,22 +141,26 @@ class DevicePlanner:
         return self.expected < batch.seq and batch.seq + len(batch.samples) <= (
             self.expected + self.reorder)
 
+    def _hold(self, batch: SensorBatch) -> None:
+        assert self.held is not None
+        self.stats.duplicate_samples += self.held.put(
+            batch.seq, batch.t0_ms, batch.samples, batch.record_ts_ms)
+
     def _drain(self) -> bool:
         """Append the held samples that now continue the stream; True if there were any."""
         assert self.held is not None and self.expected is not None
-        if not self.held.mask[self.expected % self.reorder]:
+        if not self.held.holds(self.expected):
             return False
-        for seq, t0_ms, samples, record_ts in self.held.take_run(self.expected):
-            self._take(seq, t0_ms, samples, record_ts)
+        for p in self.held.take_run(self.expected):
+            self._take(p.seq, p.t0_ms, p.samples, p.record_ts)
         return True
 
     def _release(self) -> None:
         """Everything held, in seq order, as if it had arrived now (the allowance ran out)."""
-        assert self.held is not None and self.expected is not None
+        assert self.held is not None
         while self.held.count:
-            for seq, t0_ms, samples, record_ts in self.held.take_run(
-                    self.held.first(self.expected)):
-                self._take(seq, t0_ms, samples, record_ts)
+            for p in self.held.take_run(self.held.first()):
+                self._take(p.seq, p.t0_ms, p.samples, p.record_ts)
 
     def _take(self, seq: int, t0_ms: int, samples: np.ndarray, record_ts: int) -> None:
         """Apply one message (or held piece) to the stream: continue, fill, drop, restart."""

@@ -7,8 +7,13 @@ and comes back with `restore`: that one mechanism serves crash recovery, rebalan
 (state moves with partitions) and idle eviction.
 
 Snapshot format: b"HARS" | u32 header length | JSON header (field name, dtype, shape) |
-the fields' raw little-endian bytes in header order. No pickle: restoring foreign bytes
-can fail with `StateFormatError` but cannot execute anything.
+the fields' raw little-endian bytes in header order | per attached store holding something
+for the device: u8 name length | name | u32 data length | data. No pickle: restoring foreign
+bytes can fail with `StateFormatError` but cannot execute anything.
+
+Attached stores (`attach`) carry optional variable-length per-device data that few devices
+have (messages held back for reordering): it costs nothing in the slot arrays, and nothing in
+the snapshot of a device without any.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -41,6 +47,28 @@ class Field:
         return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
+class DeviceStore(Protocol):
+    """Optional per-device data kept beside the slot arrays, by device id (so `shrink` moving
+    slots does not concern it); see `DeviceRegistry.attach`."""
+
+    def dump(self, device_id: str) -> bytes:
+        """The device's data, b"" when it has none."""
+        ...
+
+    def load(self, device_id: str, data: bytes) -> None:
+        """Replace the device's data with dumped bytes (b"": none); raise StateFormatError
+        before changing anything if they are foreign or corrupt."""
+        ...
+
+    def drop(self, device_id: str) -> None:
+        """Forget the device's data (the device left the registry)."""
+        ...
+
+    def nbytes(self) -> int:
+        """Bytes held for all devices."""
+        ...
+
+
 class DeviceRegistry:
     """Slot arrays for every device, a name → slot map, and a last-seen clock for eviction."""
 
@@ -59,6 +87,7 @@ class DeviceRegistry:
         self._min_capacity = max(capacity, 1)
         self.arrays: dict[str, np.ndarray] = {}
         self.last_seen = np.zeros(0, np.float64)
+        self._stores: dict[bytes, DeviceStore] = {}
         self._grow(max(capacity, 1))
 
     def __len__(self) -> int:
@@ -98,6 +127,16 @@ class DeviceRegistry:
         slot = self._slots.pop(device_id, None)
         if slot is not None:
             self._free.append(slot)
+        for store in self._stores.values():
+            store.drop(device_id)
+
+    def attach(self, name: str, store: DeviceStore) -> None:
+        """Make `store`'s data part of each device's state: in its snapshot (after the fields,
+        only when the store dumps something), restored with it, dropped with `remove`."""
+        key = name.encode("ascii")
+        if not 0 < len(key) < 256 or key in self._stores:
+            raise ValueError(f"store name {name!r} is empty, too long or attached already")
+        self._stores[key] = store
 
     def shrink(self) -> bool:
         """Give memory back once at most a quarter of the slots are in use; True if it did.
@@ -132,8 +171,9 @@ class DeviceRegistry:
         return self._capacity
 
     def nbytes(self) -> int:
-        """Bytes held by the slot arrays."""
-        return sum(a.nbytes for a in self.arrays.values()) + self.last_seen.nbytes
+        """Bytes held by the slot arrays (and attached stores)."""
+        return (sum(a.nbytes for a in self.arrays.values()) + self.last_seen.nbytes
+                + sum(store.nbytes() for store in self._stores.values()))
 
     def touch(self, slots: np.ndarray, now_s: float) -> None:
         self.last_seen[slots] = now_s
@@ -146,16 +186,25 @@ class DeviceRegistry:
     def snapshot(self, device_id: str) -> bytes:
         slot = self._slots[device_id]
         body = b"".join(self.arrays[name][slot].tobytes() for name in self.fields)
-        return MAGIC + struct.pack("<I", len(self._header)) + self._header + body
+        snapshot = MAGIC + struct.pack("<I", len(self._header)) + self._header + body
+        for key, store in self._stores.items():
+            data = store.dump(device_id)
+            if data:
+                snapshot += struct.pack("<B", len(key)) + key + struct.pack("<I", len(data)) + data
+        return snapshot
 
     def restore(self, device_id: str, data: bytes, now_s: float = 0.0) -> None:
         """Replace the device's state with a snapshot; raises StateFormatError if foreign."""
         header, body = self._split(data)
         if header != self._header:
             raise StateFormatError("snapshot fields differ from this registry's fields")
+        body, tail = body[:self._body_size], body[self._body_size:]
         if len(body) != self._body_size:
             raise StateFormatError(f"snapshot body has {len(body)} bytes, "
                                    f"expected {self._body_size}")
+        stored = self._split_tail(tail)
+        for key, store in self._stores.items():
+            store.load(device_id, stored.get(key, b""))
         slot = self.slot(device_id)
         for name, start, end in self._layout:
             array = self.arrays[name]
@@ -179,6 +228,24 @@ class DeviceRegistry:
         if 8 + size > len(data):
             raise StateFormatError("truncated snapshot header")
         return bytes(data[8:8 + size]), bytes(data[8 + size:])
+
+    def _split_tail(self, tail: bytes) -> dict[bytes, bytes]:
+        """The attached stores' data in a snapshot's tail, by store name."""
+        stored: dict[bytes, bytes] = {}
+        offset = 0
+        while offset < len(tail):
+            size = tail[offset]
+            key = tail[offset + 1:offset + 1 + size]
+            offset += 1 + size
+            if key not in self._stores or key in stored or offset + 4 > len(tail):
+                raise StateFormatError(f"snapshot holds unknown or truncated data {key!r}")
+            (length,) = struct.unpack_from("<I", tail, offset)
+            offset += 4
+            if offset + length > len(tail):
+                raise StateFormatError(f"snapshot data {key!r} truncated")
+            stored[key] = tail[offset:offset + length]
+            offset += length
+        return stored
 
     def _grow(self, capacity: int) -> None:
         for name, spec in self.fields.items():
