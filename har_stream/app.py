@@ -58,7 +58,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
-from har_stream import codec, metrics
+from har_stream import codec, metrics, poison
 from har_stream.changelog import ChangelogReader, ChangelogWriter
 from har_stream.config import Settings
 from har_stream.delivery import DeliveryFailed, Outbox
@@ -263,6 +263,9 @@ class Service:
                 if own.is_replay(p, record.offset):
                     continue
                 consumed += 1
+                if type(record) is poison.Damaged:  # the client could not read it whole
+                    self._damaged(record)
+                    continue
                 try:
                     batch = codec.decode_sensor(record.value, record.key, self.limits,
                                                 record_ts_ms=max(record.timestamp, 0))
@@ -285,6 +288,15 @@ class Service:
         metrics.MESSAGES_CONSUMED.inc(consumed)
         metrics.SAMPLES_CONSUMED.inc(sum(len(batch.samples) for batch in batches))
         return batches
+
+    def _damaged(self, record: poison.Damaged) -> None:
+        """Dead-letter what can be read of it, else skip it: logged, counted (`poison`)."""
+        if record.readable:
+            self._dead_letter(record, record.reason, record.detail)
+            return
+        metrics.RECORDS_SKIPPED.labels(reason=record.reason).inc()
+        log.error("skipped %s[%d]@%d, which the Kafka client cannot read: %s: %s",
+                  record.topic, record.partition, record.offset, record.reason, record.detail)
 
     def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
         metrics.MESSAGES_REJECTED.labels(reason=reason).inc()
@@ -541,9 +553,12 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     metrics.set_model_info(version=model.version, engine=type(model).__name__)
     topics = settings.topics
     metrics.declare_label_values(
-        activities=model.classes, reasons=codec.REASONS + APP_REASONS,
+        activities=model.classes,
+        reasons=codec.REASONS + APP_REASONS + poison.DEAD_LETTER_REASONS,
         topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
                 topics.changelog_topic))
+    for reason in poison.SKIP_REASONS:
+        metrics.RECORDS_SKIPPED.labels(reason=reason)
     admin = make_admin(settings.kafka)
     try:
         partitions = prepare_service_topics(admin, topics)

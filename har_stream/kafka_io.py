@@ -127,7 +127,8 @@ def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5,
     if kafka.producer_client == "librdkafka":
         return _build_rdkafka(kafka, linger_ms, compression_type, unbounded_delivery)
     config: dict[str, Any] = {"acks": "all", "linger_ms": linger_ms,
-                              "compression_type": compression_type}
+                              "compression_type": compression_type,
+                              "allow_auto_create_topics": False}
     if unbounded_delivery:
         config["delivery_timeout_ms"] = UNBOUNDED_DELIVERY_MS
     return _build(kafka, "producer", KafkaProducer, **config)
@@ -149,18 +150,24 @@ def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str |
 
 
 def make_consumer(kafka: KafkaSettings, group_id: str | None = None,
-                  **config: Any) -> KafkaConsumer:
-    """A consumer with manual commits that starts from the earliest offset when it has none."""
+                  factory: Callable[..., Any] = KafkaConsumer, **config: Any) -> KafkaConsumer:
+    """A consumer with manual commits that starts from the earliest offset when it has none.
+
+    Like every client of the service it never creates a topic by asking for it: a topic
+    that is missing (a broker that came back empty) must not come back with the broker's
+    default layout (docs/RELIABILITY.md)."""
     defaults = {"group_id": group_id, "enable_auto_commit": False,
-                "auto_offset_reset": "earliest"}
-    return _build(kafka, "consumer", KafkaConsumer, **(defaults | config))
+                "auto_offset_reset": "earliest", "allow_auto_create_topics": False}
+    return _build(kafka, "consumer", factory, **(defaults | config))
 
 
 def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Any:
     """The service's group member, of the client `kafka.consumer_client`: `make_consumer`'s,
     or librdkafka's behind the same calls (`rdkafka_consumer`)."""
     if kafka.consumer_client != "librdkafka":
-        return make_consumer(kafka, group_id, **config)
+        from har_stream.poison import GuardedKafkaConsumer
+
+        return make_consumer(kafka, group_id, GuardedKafkaConsumer, **config)
     from har_stream.rdkafka_consumer import RdKafkaConsumer
 
     return RdKafkaConsumer(kafka, group_id, **config)

@@ -21,6 +21,7 @@ ready records (docs/PERFORMANCE.md §9). `Service` keeps calling what it called 
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -32,6 +33,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 
 from har_stream.config import KafkaSettings
+from har_stream.poison import BAD_CHECKSUM, BAD_COMPRESSION, BAD_HEADER, Damaged, batch_end
 from har_stream.rdkafka_producer import (
     as_kafka_error,
     client_error_logger,
@@ -72,6 +74,7 @@ class RdKafkaConsumer:
         self._topic_ids: dict[str, object | None] = {}
         self._listener: Any = None
         self._subscribed = False
+        self._skipped_up_to: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
         self._session_timeout_s = session_timeout_ms / 1000.0
         self._consumer = confluent_kafka.Consumer(rdkafka_config(kafka) | {
             "group.id": group_id,
@@ -79,6 +82,10 @@ class RdKafkaConsumer:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            # a batch whose checksum fails is skipped (logged, counted: `poison`), never
+            # handed over as data; kafka-python checks them too
+            "check.crcs": True,
+            "allow.auto.create.topics": False,
             "fetch.wait.max.ms": fetch_max_wait_ms,
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_interval_ms,
@@ -110,22 +117,43 @@ class RdKafkaConsumer:
             messages = consume(1, timeout_ms / 1000.0)
             if messages and max_records > 1:
                 messages += consume(max_records - 1, 0)
-        polled: dict[TopicPartition, list[ConsumedRecord]] = {}
+        polled: dict[TopicPartition, list[Any]] = {}
         for message in messages:
             error = message.error()
             if error is not None:
-                log.warning("consumer: %s", error.str())
+                if error.code() not in _UNREADABLE:
+                    log.warning("consumer: %s", error.str())
+                    continue
+                for damaged in self._damaged(message, error):
+                    polled.setdefault(TopicPartition(damaged.topic, damaged.partition),
+                                      []).append(damaged)
                 continue
-            topic, partition = message.topic(), message.partition()
-            record = ConsumedRecord(topic, partition, message.offset(), message.timestamp()[1],
-                                    message.key(), message.value(), message.headers())
-            tp = TopicPartition(topic, partition)
+            record = _record(message)
+            tp = TopicPartition(record.topic, record.partition)
             records = polled.get(tp)
             if records is None:
                 polled[tp] = [record]
             else:
                 records.append(record)
         return polled
+
+    def _damaged(self, message: Any, error: Any) -> list[Damaged]:
+        """A batch librdkafka cannot read (checksum, decompression), reported at its first
+        offset: a `Damaged` entry per record of it, the position moved past it
+        (`poison.batch_end`). Nothing for a report of a batch already skipped: librdkafka
+        may have queued the same error more than once before the seek, and an offset must
+        never go back."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or offset is None or offset < 0:
+            log.warning("consumer: %s", error.str())
+            return []
+        if offset < self._skipped_up_to.get((topic, partition), -1):
+            return []
+        end = batch_end(self.kafka, topic, partition, offset) or offset + 1
+        self._skipped_up_to[topic, partition] = end
+        self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, end))
+        reason = _UNREADABLE[error.code()]
+        return [Damaged(topic, partition, at, reason, error.str()) for at in range(offset, end)]
 
     # --- positions and offsets ---------------------------------------------------------------
 
@@ -229,6 +257,37 @@ class RdKafkaConsumer:
                and time.monotonic() < deadline):
             self._consumer.consume(1, 0.1)  # serves the join; records are not taken
         self._consumer.close()
+
+
+_UNREADABLE = {confluent_kafka.KafkaError._BAD_MSG: BAD_CHECKSUM,
+               confluent_kafka.KafkaError._BAD_COMPRESSION: BAD_COMPRESSION}
+
+
+_headers_of = operator.methodcaller("headers")
+"""`Message.headers()` called from C, where the interpreter always checks the result.
+
+On a header key that is not UTF-8, confluent-kafka returns the headers (with a NULL in place
+of the key, which crashes the process when touched) *and* leaves the UnicodeDecodeError set.
+A plain `message.headers()` call site, once the interpreter has specialised it, does not look
+for that exception: it surfaces later, at an unrelated call (measured: in the next record's
+constructor). Called through `methodcaller`, the result is checked at once and becomes a
+SystemError, and the broken list is dropped."""
+
+
+def _record(message: Any) -> ConsumedRecord | Damaged:
+    """The record of a message; `Damaged` when its headers cannot be read (see
+    `_headers_of`). Key and value are intact, so the record can still be dead-lettered."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    try:
+        headers = _headers_of(message)
+    except (SystemError, UnicodeDecodeError, ValueError) as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        return Damaged(topic, partition, offset, BAD_HEADER,
+                       f"a header is not readable by the client ({type(cause).__name__}: "
+                       f"{cause}); the record's headers are left out",
+                       message.key(), message.value(), message.timestamp()[1], [])
+    return ConsumedRecord(topic, partition, offset, message.timestamp()[1], message.key(),
+                          message.value(), headers)
 
 
 def _rd(tp: TopicPartition) -> confluent_kafka.TopicPartition:

@@ -11,10 +11,14 @@ stop the service at every restart.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
+import orjson
 import pytest
+import raw_records
 from hostile_corpus import corpus
+from kafka import TopicPartition
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from service_support import (
     FakeModel,
@@ -23,9 +27,11 @@ from service_support import (
     batches_of,
     check_results,
     final_counts,
+    interleave,
     offline_results,
     send,
     synthetic_samples,
+    wait_for,
     window_ids,
 )
 
@@ -33,6 +39,9 @@ from har_stream import codec
 from har_stream.config import Settings
 from har_stream.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_LETTER_VALUE
 from har_stream.guards import APP_REASONS
+from har_stream.kafka_io import make_consumer
+from har_stream.metrics import REGISTRY
+from har_stream.poison import SKIP_REASONS
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +119,105 @@ def test_hostile_input_through_the_broker(service_settings: Settings) -> None:
           f"reason; {len(expected.results)} valid windows unchanged")
     for reader in (dead, results, counts):
         reader.close()
+
+
+# --- records the Kafka client itself cannot read ------------------------------------------------
+
+
+def _sensor_value(device_id: str, seq: int) -> bytes:
+    return orjson.dumps({"device_id": device_id, "seq": seq, "t0_ms": T0_MS,
+                         "samples": [[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]}) + b" "
+
+
+@pytest.mark.parametrize("client", ["librdkafka", "kafka-python"])
+def test_records_the_client_cannot_read_never_stop_the_stream(
+        service_settings: Settings, client: str) -> None:
+    """A header key that is not UTF-8, a batch flagged gzip that does not decompress and a
+    batch whose checksum fails, between valid device streams, on both partitions: the
+    service stays up; what the client can read is dead-lettered with its reason (headers
+    that are bytes kept byte for byte), what it cannot is skipped, logged and counted; the
+    valid streams' results equal the offline run; every offset is committed."""
+    settings = dataclasses.replace(service_settings, kafka=dataclasses.replace(
+        service_settings.kafka, consumer_client=client))
+    kafka, sensor = settings.kafka, settings.topics.sensor_topic
+    streams = {f"poison-ok-{i}": synthetic_samples(960, seed=120 + i) for i in range(4)}
+    expected = offline_results(FakeModel(), streams, T0_MS)
+    batches = interleave({d: batches_of(d, s, 40, T0_MS) for d, s in streams.items()})
+    valid = [(b.device_id.encode(), codec.encode_sensor(b)) for b in batches]
+    half = len(valid) // 2
+    send(kafka, sensor, valid[:half])
+    dead_letters: dict[tuple[int, int], tuple[str, list]] = {}  # where -> reason, headers
+    skipped: list[tuple[int, int, str]] = []
+    bad_key_reason = "bad_header" if client == "librdkafka" else None
+    for partition in (0, 1):
+        key_batch = raw_records.batch([
+            (b"poison-k", _sensor_value("poison-k", 0), [(raw_records.RawKey(b"\xff\xfe"),
+                                                          b"v")])])
+        at = raw_records.produce_batch(kafka, sensor, partition, key_batch)
+        if bad_key_reason:
+            dead_letters[partition, at] = (bad_key_reason, [])
+        else:
+            skipped.append((partition, at, "corrupt_record"))
+        value_headers = [("trace", b"\xff\xfe\x00"), ("\u00e9t\u00e9", b"")]
+        at = raw_records.produce_batch(kafka, sensor, partition, raw_records.batch(
+            [(b"poison-v", b"not json \xff", value_headers)]))
+        dead_letters[partition, at] = ("not_json", value_headers)
+        records = [(b"poison-z", _sensor_value("poison-z", i), []) for i in range(3)]
+        at = raw_records.produce_batch(kafka, sensor, partition,
+                                       raw_records.undecompressable(records))
+        skipped += [(partition, at + i, "bad_compression") for i in range(3)]
+        at = raw_records.produce_batch(kafka, sensor, partition,
+                                       raw_records.bad_checksum(records[:2]))
+        skipped += [(partition, at + i, "bad_checksum") for i in range(2)]
+    placed = send(kafka, sensor, valid[half:])
+    ends = {p: 1 + max(o for q, o in placed + list(dead_letters) if q == p) for p in (0, 1)}
+    for partition in (0, 1):  # unreadable as the very last record too: still committed
+        at = raw_records.produce_batch(kafka, sensor, partition, raw_records.bad_checksum(
+            [(b"poison-end", _sensor_value("poison-end", 0), [])]))
+        skipped.append((partition, at, "bad_checksum"))
+        ends[partition] = at + 1
+
+    def skipped_total(reason: str) -> float:
+        return REGISTRY.get_sample_value("har_records_skipped_total", {"reason": reason}) or 0.0
+
+    before = {reason: skipped_total(reason) for reason in SKIP_REASONS}
+    dead = TopicReader(kafka, settings.topics.dlq_topic)
+    results = TopicReader(kafka, settings.topics.activity_topic)
+    counts = TopicReader(kafka, settings.topics.counts_topic)
+    try:
+        with InProcessService(settings, FakeModel()) as service:
+            results.until(lambda r: window_ids(r) >= set(expected.results), 90,
+                          "valid results", service.check)
+            counts.until(lambda r: final_counts(r) == expected.counts, 30, "exact counts",
+                         service.check)
+            dead.until(lambda r: len(r) >= len(dead_letters), 30, "dead letters",
+                       service.check)
+            wait_for(lambda: sum(skipped_total(r) - before[r] for r in SKIP_REASONS)
+                     >= len(skipped), 30, "skipped records counted")
+            service.check()
+        check_results(results.poll(), expected)
+        letters = {}
+        for letter in dead.poll():
+            headers = dict(letter.headers)
+            where = (int(headers[codec.HEADER_SOURCE_PARTITION]),
+                     int(headers[codec.HEADER_SOURCE_OFFSET]))
+            letters[where] = letter
+        assert set(letters) == set(dead_letters)
+        for where, (reason, original) in dead_letters.items():
+            headers = letters[where].headers
+            assert dict(headers)[codec.HEADER_REASON] == reason.encode()
+            assert headers[:len(original)] == original
+        for reason in SKIP_REASONS:
+            assert skipped_total(reason) - before[reason] == sum(
+                1 for *_, why in skipped if why == reason), reason
+        group = make_consumer(kafka, settings.group_id)
+        try:
+            committed = {p: group.committed(TopicPartition(sensor, p)) for p in (0, 1)}
+        finally:
+            group.close()
+        assert committed == ends, "every offset, skipped ones included, is committed"
+    finally:
+        for reader in (dead, results, counts):
+            reader.close()
+    print(f"\n{client}: {len(dead_letters)} dead-lettered, {len(skipped)} skipped and counted, "
+          f"{len(expected.results)} valid windows unchanged")
