@@ -109,7 +109,7 @@ def batch_end(kafka: Any, topic: str, partition: int, offset: int,
 
     admin = make_admin(kafka)
     try:
-        request = FetchRequest(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20,
+        request = FetchRequest(replica_id=-1, max_wait_ms=200, min_bytes=1, max_bytes=1 << 20,
                                isolation_level=0, session_id=0,
                                session_epoch=-1, topics=[FetchRequest.FetchTopic(
                                    topic=topic, partitions=[
