@@ -126,12 +126,22 @@ class TopicIdentity:
         self.first: object | None = None
 
     def changed(self, refresh: bool = False) -> str | None:
-        """A description of the change, or None while the topic is the one first seen."""
+        """A description of the change, or None while the topic is the one first seen.
+
+        A topic the refreshed metadata no longer lists is a change too: a broker that came
+        back empty, where nobody created the topics again (the service's clients never
+        create topics by asking for them, so it stays missing until a restart creates it
+        with the configured layout)."""
+        names = None
         if refresh:
             try:
-                self.client.topics()
+                names = self.client.topics()
             except Exception as exc:  # the cluster went away again: the next outage's turn
                 log.info("could not refresh the metadata of %s: %s", self.topic, exc)
+        if (self.first is not None and isinstance(names, set | frozenset)
+                and self.topic not in names):
+            return (f"topic {self.topic} no longer exists (it had id {self.first}); a "
+                    "restart creates it again")
         now = topic_id(self.client, self.topic)
         if now is None:
             return None

@@ -112,6 +112,23 @@ def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config:
     return built["client"]
 
 
+def _never_create_topics(client: Any) -> Any:
+    """Make a kafka-python client's metadata requests refuse to create topics.
+
+    kafka-python 3.0 accepts `allow_auto_create_topics=False` but builds the metadata cache
+    that sends the requests without it (its `ClusterMetadata` keeps the default, True;
+    measured: a producer so configured still created its topic), so the setting is applied
+    to that cache as well.
+    """
+    clusters = [getattr(getattr(holder, "_manager", None), "cluster", None)
+                for holder in (getattr(client, "_client", None), client)]
+    for cluster in [*clusters, getattr(client, "_metadata", None)]:  # the producer's
+        config = getattr(cluster, "config", None)
+        if isinstance(config, dict):
+            config["allow_auto_create_topics"] = False
+    return client
+
+
 def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:
     return _build(kafka, "admin client", KafkaAdminClient)
 
@@ -131,7 +148,7 @@ def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5,
                               "allow_auto_create_topics": False}
     if unbounded_delivery:
         config["delivery_timeout_ms"] = UNBOUNDED_DELIVERY_MS
-    return _build(kafka, "producer", KafkaProducer, **config)
+    return _never_create_topics(_build(kafka, "producer", KafkaProducer, **config))
 
 
 def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str | None,
@@ -158,7 +175,7 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None = None,
     default layout (docs/RELIABILITY.md)."""
     defaults = {"group_id": group_id, "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "allow_auto_create_topics": False}
-    return _build(kafka, "consumer", factory, **(defaults | config))
+    return _never_create_topics(_build(kafka, "consumer", factory, **(defaults | config)))
 
 
 def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Any:

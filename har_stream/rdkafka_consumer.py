@@ -223,16 +223,18 @@ class RdKafkaConsumer:
         self._connections = sum(1 for broker in brokers.values() if broker.get("state") == "UP")
 
     def topics(self) -> set[str]:
-        """The subscribed topics' names, refreshing their ids from the cluster."""
+        """Those of the topics asked about that exist, refreshing their ids from the cluster
+        (like kafka-python's, a topic the cluster says it does not have is left out)."""
         for topic in list(self._topic_ids):
             self._topic_ids[topic] = self._fetch_topic_id(topic)
-        return set(self._topic_ids)
+        return {topic for topic, found in self._topic_ids.items() if found is not _MISSING}
 
     def topic_id(self, topic: str) -> object | None:
         """The id of `topic` as last fetched (fetched on first use); None when unknown."""
         if topic not in self._topic_ids:
             self._topic_ids[topic] = self._fetch_topic_id(topic)
-        return self._topic_ids[topic]
+        found = self._topic_ids[topic]
+        return None if found is _MISSING else found
 
     def _fetch_topic_id(self, topic: str) -> object | None:
         admin = AdminClient(rdkafka_config(self.kafka) | {"logger": client_log})
@@ -242,6 +244,9 @@ class RdKafkaConsumer:
             return str(futures[topic].result(timeout=self.kafka.connect_timeout_s).topic_id)
         except (confluent_kafka.KafkaException, TimeoutError) as exc:
             log.info("could not describe topic %s: %s", topic, exc)
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "code", lambda: None)() == _UNKNOWN_TOPIC:
+                return _MISSING
             return None
 
     def close(self) -> None:
@@ -258,6 +263,10 @@ class RdKafkaConsumer:
             self._consumer.consume(1, 0.1)  # serves the join; records are not taken
         self._consumer.close()
 
+
+_MISSING = object()
+"""What `_fetch_topic_id` remembers for a topic the cluster says it does not have."""
+_UNKNOWN_TOPIC = confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
 
 _UNREADABLE = {confluent_kafka.KafkaError._BAD_MSG: BAD_CHECKSUM,
                confluent_kafka.KafkaError._BAD_COMPRESSION: BAD_COMPRESSION}
