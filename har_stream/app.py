@@ -226,7 +226,7 @@ class Service:
         self.snapshot_outbox.serve()
         # messages prove the cluster is back before the watch has confirmed it
         back = was_down and (self.watch.check(force=True) or bool(polled))
-        recreated = self.sensor_identity.changed(refresh=back)
+        recreated = self.sensor_identity.changed(refresh=back, reachable=self.watch.up)
         if recreated:  # before any of its messages is applied to the old topic's state
             raise ServiceError(f"{recreated}: offsets and device state of the old topic do "
                                "not apply to it; a restart starts afresh")

@@ -75,6 +75,7 @@ class RdKafkaConsumer:
         self._listener: Any = None
         self._subscribed = False
         self._skipped_up_to: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
+        self._admin: AdminClient | None = None
         self._session_timeout_s = session_timeout_ms / 1000.0
         self._consumer = confluent_kafka.Consumer(rdkafka_config(kafka) | {
             "group.id": group_id,
@@ -237,8 +238,9 @@ class RdKafkaConsumer:
         return None if found is _MISSING else found
 
     def _fetch_topic_id(self, topic: str) -> object | None:
-        admin = AdminClient(rdkafka_config(self.kafka) | {"logger": client_log})
-        futures = admin.describe_topics(confluent_kafka.TopicCollection([topic]),
+        if self._admin is None:  # kept: the topic is checked every few seconds
+            self._admin = AdminClient(rdkafka_config(self.kafka) | {"logger": client_log})
+        futures = self._admin.describe_topics(confluent_kafka.TopicCollection([topic]),
                                         request_timeout=self.kafka.connect_timeout_s)
         try:
             return str(futures[topic].result(timeout=self.kafka.connect_timeout_s).topic_id)
