@@ -184,7 +184,9 @@ def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> A
     if kafka.consumer_client != "librdkafka":
         from har_stream.poison import GuardedKafkaConsumer
 
-        return make_consumer(kafka, group_id, GuardedKafkaConsumer, **config)
+        consumer = make_consumer(kafka, group_id, GuardedKafkaConsumer, **config)
+        consumer.har_kafka_settings = kafka  # to read a record it cannot parse (`poison`)
+        return consumer
     from har_stream.rdkafka_consumer import RdKafkaConsumer
 
     return RdKafkaConsumer(kafka, group_id, **config)

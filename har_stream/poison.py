@@ -75,7 +75,11 @@ class GuardedKafkaConsumer(KafkaConsumer):
                       CORRUPT_RECORD if isinstance(exc, CorruptRecordError) else BAD_COMPRESSION)
             self.seek(tp, offset + 1)
             detail = f"{type(exc).__name__}: {exc}"
-            return {tp: [Damaged(tp.topic, tp.partition, offset, reason, detail)]}
+            damaged = None
+            settings = getattr(self, "har_kafka_settings", None)
+            if reason == CORRUPT_RECORD and settings is not None:  # perhaps only its headers
+                damaged = bad_header_record(settings, tp.topic, tp.partition, offset, detail)
+            return {tp: [damaged or Damaged(tp.topic, tp.partition, offset, reason, detail)]}
 
     def _failed_at(self) -> tuple[TopicPartition, int] | None:
         """The partition and offset whose parsing raised: the fetcher's partition in progress
@@ -92,66 +96,32 @@ class GuardedKafkaConsumer(KafkaConsumer):
         return tp, int(offset)
 
 
-def batch_end(kafka: Any, topic: str, partition: int, offset: int,
-              timeout_s: float = 10.0) -> int | None:
-    """The offset after the record batch that holds `offset`, read from the batch's header
-    (which stays readable when its checksum or its compressed records are broken); None when
-    the broker does not say.
+HEADER_RAW_HEADERS = "har.source.headers"
+"""Dead-letter header of a `bad_header` record: its header section as stored, byte for byte
+(Kafka's encoding: a varint count, then each key and value as varint length and bytes), since
+no client can write a header key that is not text."""
 
-    librdkafka reports an unreadable batch at the batch's first offset whatever offset it was
-    asked for, so moving one offset on would meet the same report again; the whole batch is
-    skipped instead. One fetch request on a short-lived connection: this happens only for
-    damaged data.
-    """
-    from kafka.protocol.consumer import FetchRequest
 
-    from har_stream.kafka_io import close_quietly, make_admin
+def bad_header_record(kafka: Any, topic: str, partition: int, offset: int, detail: str,
+                      key: bytes | None = None, value: bytes | None = None,
+                      timestamp: int = -1) -> Damaged | None:
+    """A `bad_header` entry for the record at `offset`, read as stored (`raw_fetch`): its key
+    and value, the headers whose keys are text, and all of them raw in HEADER_RAW_HEADERS.
+    None when it cannot be read, or when its header keys are all text (another fault)."""
+    from har_stream.raw_fetch import read_record
 
-    admin = make_admin(kafka)
-    try:
-        request = FetchRequest(replica_id=-1, max_wait_ms=200, min_bytes=1, max_bytes=1 << 20,
-                               isolation_level=0, session_id=0,
-                               session_epoch=-1, topics=[FetchRequest.FetchTopic(
-                                   topic=topic, partitions=[
-                                       FetchRequest.FetchTopic.FetchPartition(
-                                           partition=partition, fetch_offset=offset,
-                                           current_leader_epoch=-1, log_start_offset=-1,
-                                           partition_max_bytes=1 << 20)])],
-                               max_version=12)  # topics by name (13 and later: by id)
-        manager = admin._manager  # kafka-python has no public call for a raw request
-
-        async def fetch() -> Any:
-            node = manager.cluster.leader_for_partition(TopicPartition(topic, partition))
-            return await manager.send(request, node_id=node if node is not None and node >= 0
-                                      else None, request_timeout_ms=int(timeout_s * 1000))
-
-        response = manager.run(fetch)
-        data = response.responses[0].partitions[0].records
-    except Exception as exc:  # a best effort: the caller then moves one offset on
-        log.warning("could not read the batch header at %s[%d]@%d: %s", topic, partition,
-                    offset, exc)
+    raw = read_record(kafka, topic, partition, offset)
+    if raw is None:
         return None
-    finally:
-        close_quietly(admin)
-    return _end_of_batch_at(bytes(data or b""), offset)
-
-
-_BATCH_HEAD = 61  # a v2 record batch header's size
-_LAST_OFFSET_DELTA_AT = 23
-
-
-def _end_of_batch_at(data: bytes, offset: int) -> int | None:
-    """Walk the batch headers of fetched bytes to the batch holding `offset`."""
-    import struct
-
-    pos = 0
-    while pos + _BATCH_HEAD <= len(data):
-        base, length = struct.unpack_from(">qi", data, pos)
-        last_delta = struct.unpack_from(">i", data, pos + _LAST_OFFSET_DELTA_AT)[0]
-        end = base + last_delta + 1
-        if base <= offset < end:
-            return end
-        if length <= 0:
-            return None
-        pos += 12 + length
-    return None
+    readable: list[tuple[str, bytes]] = []
+    for name, content in raw.headers:
+        try:
+            readable.append((name.decode("utf-8"), content or b""))
+        except UnicodeDecodeError:
+            continue
+    if len(readable) == len(raw.headers):
+        return None
+    return Damaged(topic, partition, offset, BAD_HEADER, detail,
+                   raw.key if key is None else key, raw.value if value is None else value,
+                   raw.timestamp if timestamp < 0 else timestamp,
+                   [*readable, (HEADER_RAW_HEADERS, raw.raw_headers)])

@@ -33,7 +33,14 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 
 from har_stream.config import KafkaSettings
-from har_stream.poison import BAD_CHECKSUM, BAD_COMPRESSION, BAD_HEADER, Damaged, batch_end
+from har_stream.poison import (
+    BAD_CHECKSUM,
+    BAD_COMPRESSION,
+    BAD_HEADER,
+    Damaged,
+    bad_header_record,
+)
+from har_stream.raw_fetch import batch_end
 from har_stream.rdkafka_producer import (
     as_kafka_error,
     client_error_logger,
@@ -130,6 +137,10 @@ class RdKafkaConsumer:
                                       []).append(damaged)
                 continue
             record = _record(message)
+            if type(record) is Damaged:  # its headers, as stored
+                record = bad_header_record(
+                    self.kafka, record.topic, record.partition, record.offset, record.detail,
+                    record.key, record.value, record.timestamp) or record
             tp = TopicPartition(record.topic, record.partition)
             records = polled.get(tp)
             if records is None:
@@ -295,7 +306,7 @@ def _record(message: Any) -> ConsumedRecord | Damaged:
         cause = exc.__cause__ or exc.__context__ or exc
         return Damaged(topic, partition, offset, BAD_HEADER,
                        f"a header is not readable by the client ({type(cause).__name__}: "
-                       f"{cause}); the record's headers are left out",
+                       f"{cause})",
                        message.key(), message.value(), message.timestamp()[1], [])
     return ConsumedRecord(topic, partition, offset, message.timestamp()[1], message.key(),
                           message.value(), headers)

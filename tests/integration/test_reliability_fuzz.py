@@ -41,7 +41,7 @@ from har_stream.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_
 from har_stream.guards import APP_REASONS
 from har_stream.kafka_io import make_consumer
 from har_stream.metrics import REGISTRY
-from har_stream.poison import SKIP_REASONS
+from har_stream.poison import HEADER_RAW_HEADERS, SKIP_REASONS
 
 pytestmark = pytest.mark.integration
 
@@ -135,8 +135,9 @@ def test_records_the_client_cannot_read_never_stop_the_stream(
     """A header key that is not UTF-8, a batch flagged gzip that does not decompress and a
     batch whose checksum fails, between valid device streams, on both partitions: the
     service stays up; what the client can read is dead-lettered with its reason (headers
-    that are bytes kept byte for byte), what it cannot is skipped, logged and counted; the
-    valid streams' results equal the offline run; every offset is committed."""
+    kept byte for byte, a header section the client cannot read too), what it cannot is
+    skipped, logged and counted; the valid streams' results equal the offline run; every
+    offset is committed."""
     settings = dataclasses.replace(service_settings, kafka=dataclasses.replace(
         service_settings.kafka, consumer_client=client))
     kafka, sensor = settings.kafka, settings.topics.sensor_topic
@@ -148,16 +149,14 @@ def test_records_the_client_cannot_read_never_stop_the_stream(
     send(kafka, sensor, valid[:half])
     dead_letters: dict[tuple[int, int], tuple[str, list]] = {}  # where -> reason, headers
     skipped: list[tuple[int, int, str]] = []
-    bad_key_reason = "bad_header" if client == "librdkafka" else None
     for partition in (0, 1):
         key_batch = raw_records.batch([
-            (b"poison-k", _sensor_value("poison-k", 0), [(raw_records.RawKey(b"\xff\xfe"),
-                                                          b"v")])])
+            (b"poison-k", _sensor_value("poison-k", 0),
+             [("ok", b"1"), (raw_records.RawKey(b"\xff\xfe"), b"v")])])
         at = raw_records.produce_batch(kafka, sensor, partition, key_batch)
-        if bad_key_reason:
-            dead_letters[partition, at] = (bad_key_reason, [])
-        else:
-            skipped.append((partition, at, "corrupt_record"))
+        # the header with a text key as it was, then the whole header section as stored
+        dead_letters[partition, at] = ("bad_header", [
+            ("ok", b"1"), (HEADER_RAW_HEADERS, b"\x04\x04ok\x021\x04\xff\xfe\x02v")])
         value_headers = [("trace", b"\xff\xfe\x00"), ("\u00e9t\u00e9", b"")]
         at = raw_records.produce_batch(kafka, sensor, partition, raw_records.batch(
             [(b"poison-v", b"not json", value_headers)]))
