@@ -56,12 +56,13 @@ def _reseal(data: bytearray) -> bytearray:
     return data
 
 
-def undecompressable(records: Sequence[Record]) -> bytearray:
-    """A batch flagged gzip whose records are not gzip data; its checksum is right."""
+def undecompressable(records: Sequence[Record], codec: int = GZIP) -> bytearray:
+    """A batch flagged with `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd) whose records are not
+    data of it; its checksum is right."""
     data = batch(records)
     attributes_at = DefaultRecordBatch.ATTRIBUTES_OFFSET
     attributes = struct.unpack_from(">h", data, attributes_at)[0]
-    struct.pack_into(">h", data, attributes_at, attributes | GZIP)
+    struct.pack_into(">h", data, attributes_at, attributes | codec)
     return _reseal(data)
 
 

@@ -17,7 +17,7 @@ import random
 import orjson
 import pytest
 import raw_records
-from hostile_corpus import corpus
+from hostile_corpus import corpus, unreadable_batches
 from kafka import TopicPartition
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from service_support import (
@@ -220,3 +220,74 @@ def test_records_the_client_cannot_read_never_stop_the_stream(
             reader.close()
     print(f"\n{client}: {len(dead_letters)} dead-lettered, {len(skipped)} skipped and counted, "
           f"{len(expected.results)} valid windows unchanged")
+
+
+@pytest.mark.parametrize("client", ["librdkafka", "kafka-python"])
+def test_a_seeded_mix_of_unreadable_batches_between_valid_streams(
+        service_settings: Settings, client: str) -> None:
+    """`hostile_corpus.unreadable_batches`: invalid UTF-8 of every kind in header keys (plain,
+    gzip and zstd batches) and values, batches flagged gzip/snappy/lz4/zstd over plain
+    bytes, checksum failures; interleaved with valid streams on both partitions. Each record
+    ends as the corpus says, the valid results equal the offline run, and every offset is
+    committed."""
+    settings = dataclasses.replace(service_settings, kafka=dataclasses.replace(
+        service_settings.kafka, consumer_client=client))
+    kafka, sensor = settings.kafka, settings.topics.sensor_topic
+    streams = {f"mix-ok-{i}": synthetic_samples(640, seed=140 + i) for i in range(4)}
+    expected = offline_results(FakeModel(), streams, T0_MS)
+    valid = [(b.device_id.encode(), codec.encode_sensor(b)) for b in interleave(
+        {d: batches_of(d, s, 40, T0_MS) for d, s in streams.items()})]
+    bad = unreadable_batches(24, seed=11)
+    dead_letters: dict[tuple[int, int], tuple[str, tuple]] = {}
+    skipped: dict[str, int] = {}
+    ends: dict[int, int] = {}
+    step = max(len(valid) // len(bad), 1)
+    for i, item in enumerate(bad):
+        placed = send(kafka, sensor, valid[i * step:(i + 1) * step])
+        partition = i % 2
+        at = raw_records.produce_batch(kafka, sensor, partition, item.data)
+        for j in range(item.records):
+            if item.outcome == "dead_letter":
+                dead_letters[partition, at + j] = (item.reason, item.headers)
+            else:
+                skipped[item.reason] = skipped.get(item.reason, 0) + 1
+        for p, offset in [*placed, (partition, at + item.records - 1)]:
+            ends[p] = max(ends.get(p, 0), offset + 1)
+    for p, offset in send(kafka, sensor, valid[len(bad) * step:]):
+        ends[p] = max(ends.get(p, 0), offset + 1)
+
+    def skipped_total(reason: str) -> float:
+        return REGISTRY.get_sample_value("har_records_skipped_total", {"reason": reason}) or 0.0
+
+    before = {reason: skipped_total(reason) for reason in SKIP_REASONS}
+    dead = TopicReader(kafka, settings.topics.dlq_topic)
+    results = TopicReader(kafka, settings.topics.activity_topic)
+    try:
+        with InProcessService(settings, FakeModel()) as service:
+            results.until(lambda r: window_ids(r) >= set(expected.results), 90,
+                          "valid results", service.check)
+            dead.until(lambda r: len(r) >= len(dead_letters), 30, "dead letters",
+                       service.check)
+            wait_for(lambda: sum(skipped_total(r) - before[r] for r in SKIP_REASONS)
+                     >= sum(skipped.values()), 30, "skipped records counted")
+            service.check()
+        check_results(results.poll(), expected)
+        letters = {(int(dict(x.headers)[codec.HEADER_SOURCE_PARTITION]),
+                    int(dict(x.headers)[codec.HEADER_SOURCE_OFFSET])): x for x in dead.poll()}
+        assert set(letters) == set(dead_letters)
+        for where, (reason, headers) in dead_letters.items():
+            got = letters[where].headers
+            assert dict(got)[codec.HEADER_REASON] == reason.encode(), (where, got)
+            assert got[:len(headers)] == list(headers), (where, got)
+        assert {r: skipped_total(r) - before[r] for r in skipped} == skipped
+        group = make_consumer(kafka, settings.group_id)
+        try:
+            committed = {p: group.committed(TopicPartition(sensor, p)) for p in ends}
+        finally:
+            group.close()
+        assert committed == ends
+    finally:
+        dead.close()
+        results.close()
+    print(f"\n{client}: {len(bad)} unreadable batches: {len(dead_letters)} records "
+          f"dead-lettered, skipped {skipped}; {len(expected.results)} valid windows unchanged")
