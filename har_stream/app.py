@@ -107,6 +107,13 @@ class RebalanceEvents(ConsumerRebalanceListener):
     def on_partitions_lost(self, lost: Any) -> None:
         self._add("lost", lost)
 
+    def emptied(self) -> bool:
+        """Whether a pending assignment leaves this member without partitions (also what a
+        deleted sensor topic causes: the loop then checks that it still exists)."""
+        with self._lock:
+            return any(kind == "assigned" and not partitions
+                       for kind, partitions in self._events)
+
     def drain(self) -> list[tuple[str, frozenset[int]]]:
         with self._lock:
             events, self._events = self._events, []
@@ -226,7 +233,7 @@ class Service:
         self.snapshot_outbox.serve()
         # messages prove the cluster is back before the watch has confirmed it
         back = was_down and (self.watch.check(force=True) or bool(polled))
-        recreated = self.sensor_identity.changed(refresh=back, reachable=self.watch.up)
+        recreated = self.sensor_identity.changed(refresh=back or self.events.emptied())
         if recreated:  # before any of its messages is applied to the old topic's state
             raise ServiceError(f"{recreated}: offsets and device state of the old topic do "
                                "not apply to it; a restart starts afresh")

@@ -118,34 +118,25 @@ class TopicIdentity:
     the id known now with the first one seen. A topic the cluster no longer lists is a
     change too: a broker that came back empty, where nobody created the topics again (the
     service's clients never create topics by asking for them, so it stays missing until a
-    restart creates it with the configured layout).
-
-    The metadata is asked for afresh (the consumer's public `topics()`, one blocking
-    metadata request) when `refresh` is set, i.e. as soon as the cluster is back after an
-    outage (the cached metadata may still be the old cluster's), and otherwise every
-    `every_s` while the cluster is reachable; a refresh that fails is tried again at the
-    next call.
+    restart creates it with the configured layout). The cached metadata may still be the old
+    cluster's: `refresh` asks the cluster first (the consumer's public `topics()`, one
+    blocking metadata request), which the loop does when the cluster is back after an outage
+    and when a rebalance leaves it without partitions (what a deleted topic causes).
     """
 
-    def __init__(self, client: Any, topic: str, every_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: Any, topic: str) -> None:
         self.client = client
         self.topic = topic
         self.first: object | None = None
-        self.every_s = every_s
-        self.clock = clock
-        self._next_refresh = clock() + every_s
 
-    def changed(self, refresh: bool = False, reachable: bool = True) -> str | None:
+    def changed(self, refresh: bool = False) -> str | None:
         """A description of the change, or None while the topic is the one first seen."""
         names = None
-        if refresh or (reachable and self.clock() >= self._next_refresh):
-            self._next_refresh = self.clock() + self.every_s
+        if refresh:
             try:
                 names = self.client.topics()
-            except Exception as exc:  # the cluster went away again: try again next time
+            except Exception as exc:  # the cluster went away again: the next outage's turn
                 log.info("could not refresh the metadata of %s: %s", self.topic, exc)
-                self._next_refresh = 0.0
         if (self.first is not None and isinstance(names, set | frozenset)
                 and self.topic not in names):
             return f"topic {self.topic} no longer exists (it had id {self.first})"

@@ -249,7 +249,7 @@ class RdKafkaConsumer:
         return None if found is _MISSING else found
 
     def _fetch_topic_id(self, topic: str) -> object | None:
-        if self._admin is None:  # kept: the topic is checked every few seconds
+        if self._admin is None:  # kept for the next check
             self._admin = AdminClient(rdkafka_config(self.kafka) | {"logger": client_log})
         futures = self._admin.describe_topics(confluent_kafka.TopicCollection([topic]),
                                         request_timeout=self.kafka.connect_timeout_s)
