@@ -113,19 +113,20 @@ class RdKafkaConsumer:
                                  on_lost=self._lost)
 
     def poll(self, timeout_ms: int = 0, max_records: int = 500
-             ) -> dict[TopicPartition, list[ConsumedRecord]]:
+             ) -> dict[TopicPartition, list[ConsumedRecord | Damaged]]:
         """Up to `max_records` records, grouped by partition in the order they came.
 
         Like kafka-python's, returns as soon as records are there: librdkafka's `consume`
         waits for all `max_records` or the timeout, so only a wait for the first one blocks.
         """
-        consume = self._consumer.consume
+        consume, headers_of = self._consumer.consume, _headers_of
         messages: list[Any] = consume(max_records, 0)  # a record's fields are never None
         if not messages and timeout_ms > 0:
             messages = consume(1, timeout_ms / 1000.0)
             if messages and max_records > 1:
                 messages += consume(max_records - 1, 0)
-        polled: dict[TopicPartition, list[Any]] = {}
+        polled: dict[TopicPartition, list[ConsumedRecord | Damaged]] = {}
+        record: ConsumedRecord | Damaged
         for message in messages:
             error = message.error()
             if error is not None:
@@ -136,18 +137,33 @@ class RdKafkaConsumer:
                     polled.setdefault(TopicPartition(damaged.topic, damaged.partition),
                                       []).append(damaged)
                 continue
-            record = _record(message)
-            if type(record) is Damaged:  # its headers, as stored
-                record = bad_header_record(
-                    self.kafka, record.topic, record.partition, record.offset, record.detail,
-                    record.key, record.value, record.timestamp) or record
-            tp = TopicPartition(record.topic, record.partition)
+            topic, partition = message.topic(), message.partition()
+            try:  # inline: this runs for every record (docs/PERFORMANCE.md §9)
+                record = ConsumedRecord(topic, partition, message.offset(),
+                                        message.timestamp()[1], message.key(),
+                                        message.value(), headers_of(message))
+            except (SystemError, UnicodeDecodeError, ValueError) as exc:
+                record = self._unreadable_headers(message, exc)
+            tp = TopicPartition(topic, partition)
             records = polled.get(tp)
             if records is None:
                 polled[tp] = [record]
             else:
                 records.append(record)
         return polled
+
+    def _unreadable_headers(self, message: Any, exc: BaseException) -> Damaged:
+        """The record of a message whose headers cannot be read (see `_headers_of`), read as
+        stored for its headers; its key and value are intact either way, so it can be
+        dead-lettered."""
+        cause = exc.__cause__ or exc.__context__ or exc
+        detail = f"a header is not readable by the client ({type(cause).__name__}: {cause})"
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        key, value, timestamp = message.key(), message.value(), message.timestamp()[1]
+        return (bad_header_record(self.kafka, topic, partition, offset, detail, key, value,
+                                  timestamp)
+                or Damaged(topic, partition, offset, BAD_HEADER, detail, key, value,
+                           timestamp, []))
 
     def _damaged(self, message: Any, error: Any) -> list[Damaged]:
         """A batch librdkafka cannot read (checksum, decompression), reported at its first
@@ -294,22 +310,6 @@ A plain `message.headers()` call site, once the interpreter has specialised it, 
 for that exception: it surfaces later, at an unrelated call (measured: in the next record's
 constructor). Called through `methodcaller`, the result is checked at once and becomes a
 SystemError, and the broken list is dropped."""
-
-
-def _record(message: Any) -> ConsumedRecord | Damaged:
-    """The record of a message; `Damaged` when its headers cannot be read (see
-    `_headers_of`). Key and value are intact, so the record can still be dead-lettered."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    try:
-        headers = _headers_of(message)
-    except (SystemError, UnicodeDecodeError, ValueError) as exc:
-        cause = exc.__cause__ or exc.__context__ or exc
-        return Damaged(topic, partition, offset, BAD_HEADER,
-                       f"a header is not readable by the client ({type(cause).__name__}: "
-                       f"{cause})",
-                       message.key(), message.value(), message.timestamp()[1], [])
-    return ConsumedRecord(topic, partition, offset, message.timestamp()[1], message.key(),
-                          message.value(), headers)
 
 
 def _rd(tp: TopicPartition) -> confluent_kafka.TopicPartition:
