@@ -9,11 +9,14 @@ and every restart dies on the same record: a crash loop that blocks the partitio
 
 Both consumers therefore turn such a record into a `Damaged` entry of the poll, at its own
 offset, and move their position past it. The loop (`app.Service._decode`) then either
-dead-letters it (`readable`: key and value were read, e.g. only the headers failed) with the
-reason `bad_header`, or skips it with an ERROR log and `har_records_skipped_total{reason}`;
+dead-letters it (`readable`: only its headers failed; it is read as stored, `raw_fetch`, so
+the dead letter carries its key, value, text-keyed headers and the raw header section) with
+the reason `bad_header`, or skips it with an ERROR log and `har_records_skipped_total{reason}`;
 either way its offset is committed like any other, so a restart does not meet it again.
-A batch that cannot be read is skipped one offset at a time (the clients fetch whole batches
-and report the offset they asked for), so each of its records is logged and counted.
+Every record of a batch that cannot be read is skipped and counted: kafka-python reports the
+offset it stopped at, so it moves on one offset at a time; librdkafka reports the batch's
+first offset whatever it asked for, so the whole batch is skipped at once (`raw_fetch`
+reads where it ends).
 """
 
 from __future__ import annotations
