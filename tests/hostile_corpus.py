@@ -121,7 +121,7 @@ def _well_formed_hostile(rng: random.Random, n: int) -> Iterator[Hostile]:
         if pattern == 1:
             body["seq"] = rng.choice([0, 5, 3, 2**40])  # rewinds and repeats
         elif pattern == 2:
-            body["t0_ms"] = rng.choice([0, T0 - 10**9, T0 + 10**12, 2**53 - 10**6])
+            body["t0_ms"] = rng.choice([0, T0 - 10**9, T0 + 10**12, 253_402_300_799_999])
         elif pattern == 3:
             body["seq"] = 2**53 - 1 - len(body["samples"]) + 1  # the very last valid seq
         yield Hostile(device_id.encode(), orjson.dumps(body), False, "hostile stream")

@@ -80,7 +80,7 @@ def produce_batch(kafka: Any, topic: str, partition: int, data: bytes) -> int:
     """Append `data` to `topic`/`partition` as is; the first offset the broker gave it."""
     from kafka.protocol.producer import ProduceResponse  # noqa: F401 (registers the type)
 
-    from har_stream.kafka_io import close_quietly, make_admin
+    from har_stream.kafka.clients import close_quietly, make_admin
 
     admin = make_admin(kafka)
     try:

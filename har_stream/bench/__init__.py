@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from har_stream.extras import require_train_extra
+
 BENCHMARKS = {
     "pipeline": "har_stream.bench.pipeline_bench",
     "inference": "har_stream.bench.inference_bench",
@@ -19,7 +21,12 @@ BENCHMARKS = {
     "broker": "har_stream.bench.broker_bench",
     "e2e": "har_stream.bench.e2e_bench",
     "drift": "har_stream.bench.drift_bench",
+    "reorder": "har_stream.bench.reorder_bench",
 }
+NEED_TRAIN_EXTRA = {"inference", "model-pipeline"}
+"""Benchmarks that run Keras or convert with TensorFlow (the `train` extra)."""
+PLOT_ON_WRITE = {"inference", "scaling"}
+"""Benchmarks that also draw a matplotlib plot with `--write` (the `train` extra)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    if NEED_TRAIN_EXTRA.intersection(names) or (args.write and PLOT_ON_WRITE.intersection(names)):
+        require_train_extra(f"bench {args.name}")
     for name in names:
         importlib.import_module(BENCHMARKS[name]).main(write=args.write, quick=args.quick)
     return 0

@@ -1,7 +1,9 @@
 """`har-stream train`, `evaluate`, `model export` and `data`: the command-line side.
 
 Only argument parsing and messages live here; TensorFlow is imported by the commands when
-they run, never at import, so `har-stream --help` stays instant.
+they run, never at import, so `har-stream --help` stays instant. `train`, `evaluate` and
+`model export` need the `train` extra and say so before loading any data when it is missing
+(`data` does not: it only reads and writes files).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from har_stream.model import DEFAULT_MODEL_DIR
-from har_stream.model.export import PRECISIONS, SERVED_PRECISION
+from har_stream.extras import require_train_extra
+from har_stream.serving import DEFAULT_MODEL_DIR
+from har_stream.training.export import PRECISIONS, SERVED_PRECISION
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_FILE = "hapt_raw.npz"
@@ -40,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
+    from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
 
     p = subparsers.add_parser(
         "train", help="train a model on the HAPT recordings (windows cut by the service's "
@@ -197,6 +200,7 @@ def run_train(args: argparse.Namespace) -> int:
     from har_stream.training.serving import PrecisionRejected
     from har_stream.training.train import STATEFUL, TrainOptions
 
+    require_train_extra("train")
     data = _data_or_exit(args.data)
     if data is None:
         return 2
@@ -254,6 +258,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from har_stream.training.train import evaluate_dir
     from har_stream.training.windows import make_windows
 
+    require_train_extra("evaluate")  # plots; a quantised model is compared with its Keras float
     loaded = _model_and_data(args)
     if loaded is None:
         return 2
@@ -269,6 +274,7 @@ def run_model_export(args: argparse.Namespace) -> int:
     from har_stream.training.serving import PrecisionRejected, export_dir
     from har_stream.training.windows import make_windows
 
+    require_train_extra("model export")
     loaded = _model_and_data(args)
     if loaded is None:
         return 2

@@ -27,9 +27,9 @@ from service_support import (
     wait_for,
 )
 
-from har_stream.broker import EmbeddedBroker
-from har_stream.config import KafkaSettings, Settings
-from har_stream.kafka_io import close_quietly, make_admin, partition_counts
+from har_stream.kafka.clients import close_quietly, make_admin, partition_counts
+from har_stream.service.settings import KafkaSettings, Settings
+from har_stream.tools.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream import codec
-from har_stream.codec import (
+from har_stream.core import codec
+from har_stream.core.codec import (
     MAX_DETAIL_CHARS,
     REASONS,
     DecodeError,
@@ -26,7 +26,7 @@ from har_stream.codec import (
     encode_result,
     encode_sensor,
 )
-from har_stream.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
+from har_stream.core.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
 
 SAMPLES = [[0.01, -0.98, 0.11, 0.002, -0.013, 0.0007],
            [0.02, -0.97, 0.12, 0.003, -0.014, 0.0008],
@@ -110,6 +110,7 @@ REJECTIONS = [
     ("out_of_range", dump(with_sample(0, 4, 2**64 - 1)), None, "samples[0][4]"),
     ("out_of_range", dump(single(acc=[0, 0, -16.25])), None, "acc[2]"),
     ("out_of_range", dump(batch(t0_ms=-1)), None, "t0_ms"),
+    ("out_of_range", dump(batch(t0_ms=codec.MAX_TIME_MS + 1)), None, "t0_ms"),
     ("out_of_range", dump(single(t_ms=2**60)), None, "t_ms"),
     ("out_of_range", dump(batch(seq=2**53 - 2)), None, "seq"),
     ("empty_batch", dump(batch(samples=[])), None, "samples"),
@@ -300,7 +301,7 @@ def test_encode_then_decode_gives_back_the_same_float32_values(
 
 VALID_MESSAGES = st.fixed_dictionaries(
     {"device_id": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,30}", fullmatch=True),
-     "seq": st.integers(0, 2**50), "t0_ms": st.integers(0, 2**50),
+     "seq": st.integers(0, 2**50), "t0_ms": st.integers(0, codec.MAX_TIME_MS),
      "samples": st.lists(st.tuples(*[st.floats(-16, 16)] * 3, *[st.floats(-35, 35)] * 3)
                          .map(list), min_size=1, max_size=60)},
     optional={"rate_hz": st.sampled_from([50, 50.0])},

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from har_stream import config
-from har_stream.config import KafkaSettings, Settings, TopicSettings, settings_from
+from har_stream.service import settings as config
+from har_stream.service.settings import KafkaSettings, Settings, TopicSettings, settings_from
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -59,13 +59,14 @@ def test_every_field_has_a_flag_and_a_variable() -> None:
     ({"HAR_MAX_POLL_RECORDS": "many"}, "HAR_MAX_POLL_RECORDS='many' is not a valid int"),
     ({"HAR_CREATE_TOPICS": "maybe"}, "not a boolean"),
     ({"HAR_SECURITY_PROTOCOL": "TLS"}, "choose one of"),
-    ({"HAR_SECURITY_PROTOCOL": "SASL_SSL"}, "needs sasl_mechanism"),
-    ({"HAR_SECURITY_PROTOCOL": "SASL_SSL", "HAR_SASL_MECHANISM": "PLAIN"}, "sasl_username"),
+    ({"HAR_SECURITY_PROTOCOL": "SASL_SSL"}, "needs HAR_SASL_MECHANISM"),
+    ({"HAR_SECURITY_PROTOCOL": "SASL_SSL", "HAR_SASL_MECHANISM": "PLAIN"},
+     "HAR_SASL_USERNAME"),
     ({"HAR_SASL_MECHANISM": "PLAIN"}, "use SASL_PLAINTEXT or SASL_SSL"),
     ({"HAR_SSL_CERTFILE": "/c.pem"}, "go together"),
     ({"HAR_METRICS_ADDRESS": "9108"}, "not host:port"),
     ({"HAR_SENSOR_TOPIC": "har.activity"}, "topic names must differ"),
-    ({"HAR_MAX_POLL_RECORDS": "0"}, "at least 1"),
+    ({"HAR_MAX_POLL_RECORDS": "0"}, "an integer from 1 to 1,000,000"),
 ])
 def test_invalid_settings_are_refused_with_the_reason(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -88,7 +89,7 @@ def test_secrets_never_appear_in_repr_or_help() -> None:
 
 
 def test_kafka_security_settings_reach_the_client_configuration() -> None:
-    from har_stream.kafka_io import client_config
+    from har_stream.kafka.clients import client_config
 
     kafka = KafkaSettings(bootstrap_servers="a:9093, b:9093", security_protocol="SASL_SSL",
                           sasl_mechanism="SCRAM-SHA-256", sasl_username="u",
@@ -106,3 +107,87 @@ def test_overrides_change_defaults_for_one_command() -> None:
     assert topics.partitions == 2
     assert config.options_from(TopicSettings, None, {"HAR_PARTITIONS": "3"},
                                {"partitions": 2}).partitions == 3
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"HAR_BOOTSTRAP_SERVERS": "::::"}, "HAR_BOOTSTRAP_SERVERS='::::': must be host:port[,"),
+    ({"HAR_BOOTSTRAP_SERVERS": "kafka:99999"}, "ports 1..65535"),
+    ({"HAR_BOOTSTRAP_SERVERS": "PLAINTEXT://kafka:9092"}, "is not host:port"),
+    ({"HAR_BOOTSTRAP_SERVERS": "kafka"}, "'kafka' is not host:port"),
+    ({"HAR_HEARTBEAT_INTERVAL_MS": "-1"}, "HAR_HEARTBEAT_INTERVAL_MS=-1: must be an integer at "
+                                          "least 1"),
+    ({"HAR_HEARTBEAT_INTERVAL_MS": "5000"}, "at most a third of HAR_SESSION_TIMEOUT_MS=10000"),
+    ({"HAR_SESSION_TIMEOUT_MS": "1"}, "HAR_SESSION_TIMEOUT_MS=1: must be an integer from 1,000 "
+                                      "to 1,800,000"),
+    ({"HAR_COMMIT_INTERVAL_S": "inf"}, "HAR_COMMIT_INTERVAL_S=inf: must be a finite number from "
+                                       "0 to 3,600"),
+    ({"HAR_IDLE_TTL_S": "nan"}, "HAR_IDLE_TTL_S=nan: must be 0 (never) or a finite number above "
+                                "0"),
+    ({"HAR_IDLE_TTL_S": "-5"}, "HAR_IDLE_TTL_S=-5.0"),
+    ({"HAR_CONNECT_TIMEOUT_S": "0"}, "HAR_CONNECT_TIMEOUT_S=0.0: must be a finite number above 0"),
+    ({"HAR_MAX_RATE_FACTOR": "0.5"}, "must be 0 (off) or a finite number at least 1"),
+    ({"HAR_PARTITIONS": "0"}, "HAR_PARTITIONS=0: must be an integer from 1 to 10,000"),
+    ({"HAR_SENSOR_TOPIC": "sensor data"}, "HAR_SENSOR_TOPIC='sensor data': must be 1 to 249 of"),
+    ({"HAR_METRICS_ADDRESS": "127.0.0.1:70000"}, "HAR_METRICS_ADDRESS='127.0.0.1:70000'"),
+    ({"HAR_MAX_POLL_INTERVAL_MS": "2000000000"}, "from 1,000 to 86,400,000"),
+])
+def test_every_rule_names_the_variable_the_value_and_the_rule(env: dict[str, str],
+                                                              message: str) -> None:
+    with pytest.raises(config.SettingsError) as raised:
+        settings_from(parse(), env)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_flags_are_checked_like_variables() -> None:
+    with pytest.raises(config.SettingsError, match="HAR_COMMIT_INTERVAL_S=inf"):
+        settings_from(parse("--commit-interval-s", "inf"), {})
+    with pytest.raises(config.SettingsError, match="HAR_GROUP_ID='': must be not empty"):
+        settings_from(parse("--group-id", ""), {})
+
+
+@pytest.mark.parametrize("env", [
+    {"HAR_IDLE_TTL_S": "0", "HAR_MAX_DEVICES": "0", "HAR_MAX_RATE_FACTOR": "0",
+     "HAR_COMMIT_INTERVAL_S": "0", "HAR_METRICS_ADDRESS": "0.0.0.0:0"},
+    {"HAR_BOOTSTRAP_SERVERS": "[::1]:9092, kafka-2.example:9093,", "HAR_SESSION_TIMEOUT_MS": "6000",
+     "HAR_HEARTBEAT_INTERVAL_MS": "2000", "HAR_MAX_POLL_INTERVAL_MS": "300000"},
+])
+def test_the_documented_special_and_boundary_values_are_accepted(env: dict[str, str]) -> None:
+    settings_from(parse(), env)
+
+
+def test_every_number_option_declares_its_valid_range() -> None:
+    """A new numeric setting without bounds would accept nonsense silently again."""
+    def fields(cls: type) -> list[dataclasses.Field]:
+        out = []
+        for f in dataclasses.fields(cls):
+            nested = config._nested(f)
+            out.extend(fields(nested) if nested else [f])
+        return out
+
+    for f in fields(Settings):
+        if f.metadata.get("kind") in (int, float):
+            assert {"at_least", "above"} & {k for k, v in f.metadata.items() if v is not None}, \
+                f"{f.name} has no lower bound"
+
+
+def test_the_service_doc_lists_every_setting_with_its_valid_values() -> None:
+    """docs/SERVICE.md's table is the one the declarations generate: no setting missing, no
+    rule out of date (regenerate with `python -m har_stream.service.settings_rules`)."""
+    from pathlib import Path
+
+    from har_stream.service.settings_rules import service_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "SERVICE.md").read_text()
+    block = doc.split("<!-- settings-table:")[1].split("\n", 1)[1]
+    rows = [line for line in block.splitlines() if line.startswith("| `HAR_")]
+    assert "\n".join(rows) == service_table(), (
+        "regenerate: python -m har_stream.service.settings_rules")
+    variables = {config.env_name(f.name) for cls in (KafkaSettings, TopicSettings, Settings)
+                 for f in dataclasses.fields(cls) if "kind" in f.metadata}
+    assert {row.split("`")[1] for row in rows} == variables
+
+
+def test_an_ipv6_metrics_address_is_split_without_its_brackets() -> None:
+    assert config.metrics_host_port("[::1]:9108") == ("::1", 9108)
+    assert settings_from(parse(), {"HAR_METRICS_ADDRESS": "[::]:0"}).metrics_host == "::"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from har_stream import config
-from har_stream.config import options_from
-from har_stream.model import DEFAULT_MODEL_NAME
-from har_stream.simulator import SimulatorSettings
+from har_stream.service import settings as config
+from har_stream.service.settings import options_from
+from har_stream.serving import DEFAULT_MODEL_NAME
+from har_stream.tools.simulator import SimulatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -216,3 +216,43 @@ def test_dockerfile_environment_is_understood_by_the_settings_parser() -> None:
     settings = config.settings_from(None, har)
     assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9108)
     assert settings.model == f"/app/models/{DEFAULT_MODEL_NAME}"  # COPY models ./models
+
+
+# --- the serving profile's lock file ---------------------------------------------------------
+
+LOCK_FILE = ROOT / "deploy" / "requirements.lock"
+
+
+def lock_pins() -> dict[str, str]:
+    """Normalised package name -> pinned version of deploy/requirements.lock."""
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", LOCK_FILE.read_text(), re.M)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", r)[0]).lower()  # type: ignore[index]
+            for r in requirements}
+
+
+def test_the_image_installs_the_serving_profile_from_the_hashed_lock_file() -> None:
+    runs = [args for word, args in dockerfile_instructions() if word == "RUN"]
+    assert any("--require-hashes -r requirements.lock" in args for args in runs)
+    assert any("pip install --no-deps ." in args and "pip check" in args for args in runs)
+    assert ("COPY", "deploy/requirements.lock ./") in dockerfile_instructions()
+    ignore = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "!deploy/requirements.lock" in ignore  # else the build context lacks it
+
+
+def test_the_lock_file_pins_every_serving_dependency_and_no_training_one() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = lock_pins()
+    assert requirement_names(project["dependencies"]) <= set(pins), "run make lock"
+    training = requirement_names(project["optional-dependencies"]["train"])
+    assert {"tensorflow", "tensorflow-cpu", "keras", "matplotlib"} & training
+    assert not (training | {"tensorflow", "keras", "matplotlib"}) & set(pins)
+    pinned = [block for block in re.split(r"\n(?=[A-Za-z0-9])", LOCK_FILE.read_text())
+              if "==" in block]
+    assert len(pinned) == len(pins)
+    assert all("--hash=sha256:" in block for block in pinned)  # pip --require-hashes needs them

@@ -1,4 +1,6 @@
-"""deploy/grafana: the dashboard is the generator's output, complete, wired to its datasource."""
+"""deploy/grafana: the dashboard is the generator's output (built with grafana-foundation-sdk),
+complete, wired to its datasource, and every query it shows is one deploy/queries.py hands to
+the real-Prometheus test."""
 
 from __future__ import annotations
 
@@ -37,6 +39,45 @@ def by_title(dashboard: dict) -> dict[str, dict]:
 def test_committed_json_is_the_generators_output() -> None:
     committed = (GRAFANA / "dashboards" / "har-stream.json").read_text(encoding="utf-8")
     assert committed == generator.render(), "run python deploy/grafana/build_dashboard.py"
+
+
+def test_the_dashboard_is_built_with_the_grafana_foundation_sdk() -> None:
+    from grafana_foundation_sdk.builders.dashboard import Dashboard
+
+    assert isinstance(generator.build(), Dashboard)
+
+
+def test_the_committed_json_is_a_dashboard_the_sdk_reads_back_unchanged() -> None:
+    """Decoded into the SDK's schema models (panel options and Prometheus queries included)
+    and encoded again, the file is byte for byte the same: nothing in it is unknown to the
+    schema of the Grafana version the SDK build targets."""
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.cog.plugins import register_default_plugins
+    from grafana_foundation_sdk.models import bargauge, prometheus, stat, timeseries
+    from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
+
+    register_default_plugins()
+    committed = (GRAFANA / "dashboards" / "har-stream.json").read_text(encoding="utf-8")
+    model = Dashboard.from_json(json.loads(committed))
+    assert json.dumps(model, cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n" == committed
+    option_types = {"timeseries": timeseries.Options, "stat": stat.Options,
+                    "bargauge": bargauge.Options}
+    for panel in model.panels or []:
+        if isinstance(panel, RowPanel):
+            continue
+        assert isinstance(panel.options, option_types[panel.type_val]), panel.title
+        assert all(isinstance(t, prometheus.Dataquery) for t in panel.targets or []), panel.title
+
+
+def test_queries_py_hands_every_target_of_the_builder_to_the_prometheus_test() -> None:
+    """tests/integration/test_prometheus.py runs `dashboard_queries()` against a real
+    Prometheus: it must see each target the builder made, in order."""
+    queries = load_deploy_script("queries.py")
+    built = json.loads(generator.render())
+    exprs = [queries.substitute_grafana_variables(t["expr"])
+             for p in built["panels"] for t in p.get("targets", [])]
+    assert [q.expr for q in queries.dashboard_queries()] == exprs
+    assert len(exprs) >= len(REQUIRED_PANELS)
 
 
 def test_check_mode_reports_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,11 +11,12 @@ import raw_records
 from reliability_support import Record, make_service
 from service_support import FakeModel, batches_of, synthetic_samples
 
-from har_stream import codec, metrics
-from har_stream.app import ServiceError
-from har_stream.config import Settings, TopicSettings
-from har_stream.poison import BAD_CHECKSUM, BAD_HEADER, HEADER_RAW_HEADERS, Damaged
-from har_stream.raw_fetch import _batch_at, _record_in
+from har_stream.core import codec
+from har_stream.kafka.poison import BAD_CHECKSUM, BAD_HEADER, HEADER_RAW_HEADERS, Damaged
+from har_stream.kafka.raw_fetch import _batch_at, _record_in
+from har_stream.service import metrics
+from har_stream.service.loop import ServiceError
+from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")

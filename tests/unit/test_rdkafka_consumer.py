@@ -16,10 +16,10 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
-from har_stream.config import KafkaSettings
-from har_stream.health import connection_count, topic_id
-from har_stream.poison import Damaged
-from har_stream.rdkafka_consumer import ConsumedRecord, RdKafkaConsumer
+from har_stream.kafka.poison import Damaged
+from har_stream.kafka.rdkafka_consumer import ConsumedRecord, RdKafkaConsumer
+from har_stream.service.health import connection_count, topic_id
+from har_stream.service.settings import KafkaSettings
 
 
 class Message:
@@ -245,7 +245,7 @@ class BrokenHeaders(Message):
 
 def test_a_record_whose_headers_cannot_be_read_comes_as_damaged_with_key_and_value(
         fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
-    import har_stream.rdkafka_consumer as module
+    import har_stream.kafka.rdkafka_consumer as module
 
     monkeypatch.setattr(module, "bad_header_record", lambda *args: None)  # no broker here
     fake.ready = [Message(0, 1), BrokenHeaders(0, 2), Message(0, 3)]
@@ -271,7 +271,7 @@ def test_a_batch_librdkafka_cannot_read_is_skipped_whole_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """librdkafka reports the batch at its first offset, maybe several times: every record of
     it comes once as damaged, the position moves past the batch and never back."""
-    import har_stream.rdkafka_consumer as module
+    import har_stream.kafka.rdkafka_consumer as module
 
     made = Seeking()
     monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: made)
@@ -290,7 +290,7 @@ def test_a_batch_librdkafka_cannot_read_is_skipped_whole_once(
 
 def test_a_topic_the_cluster_does_not_have_is_left_out_of_topics(
         fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
-    import har_stream.rdkafka_consumer as module
+    import har_stream.kafka.rdkafka_consumer as module
 
     consumer, found = adapter(), iter(["id-1", module._MISSING])
     monkeypatch.setattr(consumer, "_fetch_topic_id", lambda topic: next(found))

@@ -19,18 +19,19 @@ from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 from reliability_support import Clock, Record, Sent, make_service
 from service_support import FakeModel, batches_of, synthetic_samples
 
-from har_stream import codec, metrics
-from har_stream.app import ServiceError
-from har_stream.config import KafkaSettings, Settings, TopicSettings
-from har_stream.delivery import (
+from har_stream.core import codec
+from har_stream.core.recognizer import Recognizer
+from har_stream.service import metrics
+from har_stream.service.delivery import (
     HEADER_TRUNCATED,
     MAX_DEAD_LETTER_VALUE,
     UNDELIVERABLE,
     bounded_dead_letter,
 )
-from har_stream.health import BrokerWatch
-from har_stream.pacing import WorkBudget
-from har_stream.recognizer import Recognizer
+from har_stream.service.health import BrokerWatch
+from har_stream.service.loop import ServiceError
+from har_stream.service.pacing import WorkBudget
+from har_stream.service.settings import KafkaSettings, Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")
@@ -162,7 +163,7 @@ def test_an_unreachable_broker_holds_commits_and_pauses_instead_of_exiting(
     consumer.feed(records[10:])
     service.step()
     producer.flush_blocks = True
-    with caplog.at_level(logging.WARNING, logger="har_stream.app"):
+    with caplog.at_level(logging.WARNING, logger="har_stream.service.loop"):
         for _ in range(3):
             service.checkpoint()  # no exception: the service waits
             assert service.step() is None, "paused: no new work while output waits"
@@ -200,7 +201,7 @@ def test_the_broker_gauge_and_logs_follow_the_connection(
     watch = BrokerWatch(client, "127.0.0.1:9", clock=clock, every_s=0.5, grace_s=1.0,
                         remind_s=60.0)
     gauge = lambda: metrics.REGISTRY.get_sample_value("har_broker_connected")  # noqa: E731
-    with caplog.at_level(logging.INFO, logger="har_stream.health"):
+    with caplog.at_level(logging.INFO, logger="har_stream.service.health"):
         assert watch.check() and gauge() == 1
         client.connections = 0.0
         for _ in range(200):  # 100 s of checks every 0.5 s
@@ -251,7 +252,8 @@ def test_with_a_slow_model_every_step_stays_within_the_work_budget() -> None:
     """5 ms per window, 128-sample messages (2 windows each): 500 messages would take 5 s,
     but the budget of 0.25 s keeps every step near it."""
     settings = dataclasses.replace(SETTINGS, max_poll_interval_ms=3500, produce_timeout_s=1.0,
-                                   restore_timeout_s=1.0, session_timeout_ms=3000)
+                                   restore_timeout_s=1.0, session_timeout_ms=3000,
+                                   heartbeat_interval_ms=1000)
     assert settings.work_budget_s == pytest.approx(0.25)
     service, consumer, _ = make_service(settings, SlowModel(0.005))
     for d in range(20):
@@ -270,13 +272,14 @@ def test_with_a_slow_model_every_step_stays_within_the_work_budget() -> None:
 def test_settings_refuse_a_poll_interval_that_the_checkpoint_alone_can_exceed() -> None:
     with pytest.raises(ValueError, match="rebalance storm"):
         Settings(max_poll_interval_ms=60_000)  # 2 x 30 s produce + 120 s restore
-    assert Settings(max_poll_interval_ms=5000, produce_timeout_s=1, session_timeout_ms=5000,
-                    restore_timeout_s=2).work_budget_s == pytest.approx(0.5)
+    settings = Settings(max_poll_interval_ms=5000, produce_timeout_s=1, session_timeout_ms=5000,
+                        heartbeat_interval_ms=1000, restore_timeout_s=2)
+    assert settings.work_budget_s == pytest.approx(0.5)
 
 
 def test_settings_refuse_a_poll_interval_below_the_session_timeout_for_librdkafka() -> None:
     """librdkafka would refuse it only when the consumer is built, after the topics are."""
-    with pytest.raises(ValueError, match="at least session_timeout_ms"):
+    with pytest.raises(ValueError, match="at least HAR_SESSION_TIMEOUT_MS"):
         Settings(max_poll_interval_ms=5000, produce_timeout_s=1, restore_timeout_s=2)
     kafka_python = KafkaSettings(consumer_client="kafka-python")
     assert Settings(kafka=kafka_python, max_poll_interval_ms=5000, produce_timeout_s=1,

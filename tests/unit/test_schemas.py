@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from har_stream.codec import (
+from har_stream.core.codec import (
     MAX_SAFE_INTEGER,
+    MAX_TIME_MS,
     DecodeError,
     Limits,
     decode_counts,
@@ -24,7 +25,7 @@ from har_stream.codec import (
     encode_result,
     encode_sensor,
 )
-from har_stream.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
+from har_stream.core.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 DECODERS = {"sensor": decode_sensor, "activity": decode_result, "activity-counts": decode_counts}
@@ -72,7 +73,8 @@ def test_sensor_schema_states_the_default_limits() -> None:
     assert defs["acc"]["maximum"] == -defs["acc"]["minimum"] == limits.max_acc_g
     assert defs["gyro"]["maximum"] == -defs["gyro"]["minimum"] == limits.max_gyro_rad_s
     assert defs["rate_hz"]["const"] == limits.rate_hz
-    assert defs["seq"]["maximum"] == defs["time_ms"]["maximum"] == MAX_SAFE_INTEGER
+    assert defs["seq"]["maximum"] == MAX_SAFE_INTEGER
+    assert defs["time_ms"]["maximum"] == MAX_TIME_MS
     assert f"at most {limits.max_message_bytes} bytes" in schema("sensor")["description"]
 
 
@@ -80,12 +82,12 @@ DEVICE_IDS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,40}", fullmatch=True)
 ACC = st.floats(-16, 16)
 GYRO = st.floats(-35, 35)
 BATCHES = st.fixed_dictionaries(
-    {"device_id": DEVICE_IDS, "seq": st.integers(0, 2**52), "t0_ms": st.integers(0, 2**52),
+    {"device_id": DEVICE_IDS, "seq": st.integers(0, 2**52), "t0_ms": st.integers(0, MAX_TIME_MS),
      "samples": st.lists(st.tuples(ACC, ACC, ACC, GYRO, GYRO, GYRO).map(list),
                          min_size=1, max_size=40)},
     optional={"rate_hz": st.sampled_from([50, 50.0])})
 SINGLES = st.fixed_dictionaries(
-    {"device_id": DEVICE_IDS, "seq": st.integers(0, 2**52), "t_ms": st.integers(0, 2**52),
+    {"device_id": DEVICE_IDS, "seq": st.integers(0, 2**52), "t_ms": st.integers(0, MAX_TIME_MS),
      "acc": st.lists(ACC, min_size=3, max_size=3), "gyro": st.lists(GYRO, min_size=3, max_size=3)},
     optional={"rate_hz": st.sampled_from([50, 50.0])})
 VALID = st.one_of(BATCHES, SINGLES)

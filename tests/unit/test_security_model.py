@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from har_stream.model import CARD_FILE, DEFAULT_MODEL_DIR, KERAS_FILE, TFLITE_FILE, load_model
-from har_stream.model.integrity import (
+from har_stream.serving import CARD_FILE, DEFAULT_MODEL_DIR, KERAS_FILE, TFLITE_FILE, load_model
+from har_stream.serving.contract import pipeline_contract
+from har_stream.serving.integrity import (
     FILES_KEY,
     ModelIntegrityError,
     file_hashes,
-    load_keras,
     sha256_of,
 )
+from har_stream.training.keras_file import load_keras
 
 PACKAGE = Path(__file__).resolve().parents[2] / "har_stream"
 needs_shipped_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file(),
@@ -102,7 +103,7 @@ def test_a_card_that_lists_other_files_only_does_not_vouch(model_dir: Path) -> N
 def test_a_card_from_before_hashes_loads_with_a_warning(
         model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     (model_dir / CARD_FILE).write_text(json.dumps(serving_card()))
-    with caplog.at_level(logging.WARNING, logger="har_stream.model.integrity"):
+    with caplog.at_level(logging.WARNING, logger="har_stream.serving.integrity"):
         assert load_model(model_dir).version
     assert "loaded unverified" in caplog.text
 
@@ -110,7 +111,7 @@ def test_a_card_from_before_hashes_loads_with_a_warning(
 def test_a_file_that_is_no_model_is_refused_even_with_a_matching_hash(tmp_path: Path) -> None:
     (tmp_path / TFLITE_FILE).write_bytes(b"\x00not a flatbuffer" * 100)
     card = {"classes": ["A", "B"], "state_size": 4, "version": "x",
-            FILES_KEY: file_hashes(tmp_path)}
+            "preprocessing": pipeline_contract(), FILES_KEY: file_hashes(tmp_path)}
     (tmp_path / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelIntegrityError, match="not a model this engine can run"):
         load_model(tmp_path)

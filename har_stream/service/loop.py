@@ -1,0 +1,633 @@
+"""The Kafka loop of `har-stream run`: poll, decode, recognise, publish, checkpoint.
+
+One iteration (`Service.step`):
+  1. poll up to `max_poll_records` sensor messages;
+  2. apply the partition assignment changes that poll made, before touching any message:
+     restore the state of gained partitions from the changelog, drop lost ones' devices;
+  3. decode every message; rejected ones go to the dead-letter topic with reason headers;
+     replays of messages whose effect a restored snapshot already holds are skipped;
+  4. one `Recognizer.process` for every batch of the poll (batched model calls);
+  5. send the results and counts (key = device id) without waiting.
+
+A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by taking a
+snapshot of every device touched since the last one and the offsets after the last processed
+message of every owned partition; then, as acknowledgements arrive (checked once per step):
+  1. once everything sent before it started is acknowledged by all in-sync replicas, the
+     snapshots go to the changelog;
+  2. once they are acknowledged, the offsets are committed and idle devices evicted (their
+     latest snapshot is in the changelog).
+A rebalance abandons a checkpoint in flight (its devices are snapshotted again next time);
+one not done within `produce_timeout_s` holds the service (below). At shutdown,
+`Service.checkpoint` takes a last one and waits for it.
+
+Delivery guarantee: at-least-once. An offset is committed only after the results of its
+message and of all earlier ones are acknowledged, and a snapshot is written only after the
+results it reflects are. After a crash or a rebalance, consumption resumes at the last
+committed offset with state from the changelog that is as new as that or newer; messages a
+newer snapshot already covers are skipped (header `har.source.offset`). So no result is
+ever missing, some may be published twice with the same window id (`device_id:seq`), and
+the per-device counts count every window exactly once. Consumers de-duplicate results by
+window id and keep the counts record with the highest `last_seq`.
+
+Faults (docs/RELIABILITY.md): when the cluster is out of reach the loop stays up, reports it
+(`health.BrokerWatch`), pauses its partitions while output waits for acknowledgement and
+commits nothing until it is acknowledged; a record the broker refuses for good is re-sent a
+few times, then dead-lettered (`delivery.Outbox`), so it cannot block its partition; each
+poll takes only as many messages as fit in the time budget (`pacing.WorkBudget`), so a slow
+model cannot push polls past `max_poll_interval_ms`; new devices beyond `max_devices` are
+dead-lettered and devices sending far above 50 Hz are flagged (`guards`); a sensor topic
+deleted and created again under the service (its offsets restart at 0) stops it before any
+of its messages is applied (`health.TopicIdentity`), so a restart starts afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata
+
+from har_stream.core import codec
+from har_stream.core.pipeline import PipelineConfig
+from har_stream.core.recognizer import Recognizer, RecognizerOutput
+from har_stream.core.records import RATE_HZ, SensorBatch
+from har_stream.kafka import poison
+from har_stream.service import metrics
+from har_stream.service.changelog import ChangelogReader, ChangelogWriter
+from har_stream.service.delivery import DeliveryFailed, Outbox
+from har_stream.service.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
+from har_stream.service.health import BrokerWatch, TopicIdentity
+from har_stream.service.ownership import Ownership
+from har_stream.service.pacing import WorkBudget
+from har_stream.service.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+LAG_INTERVAL_S = 1.0
+"""How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
+SNAPSHOTS_PER_STEP = 250
+"""Snapshots a checkpoint sends after one step: ~5 ms of the loop's time, so sending those of
+thousands of devices delays no step by much more (docs/PERFORMANCE.md §5)."""
+
+
+class ServiceError(RuntimeError):
+    """The service cannot continue without risking lost results (message says why)."""
+
+
+class RebalanceEvents(ConsumerRebalanceListener):
+    """Collects assignment changes where the consumer reports them; the loop applies them.
+
+    kafka-python runs listeners on its IO thread, where blocking work (reading the
+    changelog) would stall heartbeats; so the listener only records what happened. (The
+    librdkafka consumer calls it inside `poll`, on the loop thread; recording is right
+    there too: assignment changes are applied at one point of the step.)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, frozenset[int]]] = []
+
+    def _add(self, kind: str, partitions: Iterable[TopicPartition]) -> None:
+        with self._lock:
+            self._events.append((kind, frozenset(tp.partition for tp in partitions)))
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._add("revoked", revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._add("assigned", assigned)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._add("lost", lost)
+
+    def emptied(self) -> bool:
+        """Whether a pending assignment leaves this member without partitions (also what a
+        deleted sensor topic causes: the loop then checks that it still exists)."""
+        with self._lock:
+            return any(kind == "assigned" and not partitions
+                       for kind, partitions in self._events)
+
+    def drain(self) -> list[tuple[str, frozenset[int]]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+class TimedModel:
+    """Wraps a StatefulModel to record every batched call in the inference metrics."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.classes = model.classes
+        self.state_size = model.state_size
+        self.version = model.version
+
+    def predict(self, windows: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        metrics.INFERENCE_BATCH_SIZE.observe(len(windows))
+        with metrics.INFERENCE_DURATION.time():
+            return self.model.predict(windows, state)
+
+
+class _Snapshots:
+    """An outbox as the changelog writer's producer: a refused snapshot is not poison but a
+    systemic failure, since committing without it would lose state."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    def send(self, topic: str, **record: Any) -> Any:
+        return self.outbox.send(topic, poison_to_dlq=False, **record)
+
+
+@dataclass(slots=True)
+class _Checkpoint:
+    """A checkpoint in flight: the state and offsets as of its start (see the module doc)."""
+
+    started: float
+    output_epoch: int  # the Outbox epoch of everything sent before it started
+    snapshots: list[tuple[str, int, int, bytes]]  # device, partition, covered offset, state
+    offsets: dict[int, int]  # sensor partition -> offset to commit
+    sent: list[tuple[str, int, Any]] | None = None  # device, partition, future, once sent
+    snapshot_epoch: int = -1
+
+
+class Service:
+    """One consumer-group member: the loop and its checkpoints; which devices it holds and
+    where their state is are the `Ownership`'s business."""
+
+    def __init__(self, settings: Settings, model: Any, consumer: Any, producer: Any,
+                 reader: ChangelogReader, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 snapshot_producer: Any = None) -> None:
+        """`snapshot_producer` (default: `producer`) writes the changelog: a producer of its
+        own keeps results from queueing behind megabytes of snapshots."""
+        self.settings = settings
+        self.topics = settings.topics
+        self.consumer = consumer
+        self.producer = producer
+        self.outbox = Outbox(producer, settings.topics.dlq_topic,
+                             max_attempts=settings.max_produce_attempts)
+        self.snapshot_outbox = Outbox(snapshot_producer or producer, settings.topics.dlq_topic,
+                                      max_attempts=settings.max_produce_attempts)
+        self.writer = ChangelogWriter(_Snapshots(self.snapshot_outbox),
+                                      settings.topics.changelog_topic)
+        self.clock, self.wall = clock, wall
+        self.recognizer = Recognizer(
+            TimedModel(model), PipelineConfig(reorder_samples=settings.reorder_samples),
+            clock=clock)
+        self.registry = self.recognizer.registry
+        self.ownership = Ownership(self.registry, reader, self._committed_offset,
+                                   settings.idle_ttl_s, clock, wall)
+        self.events = RebalanceEvents()
+        self.limits = codec.Limits(max_samples=settings.max_samples_per_message,
+                                   max_message_bytes=settings.max_message_bytes)
+        self.device_limit = DeviceLimit(settings.max_devices)
+        self.rate_guard = RateGuard(RATE_HZ, settings.max_rate_factor,
+                                    burst_samples=settings.max_samples_per_message)
+        self.budget = WorkBudget(settings.max_poll_records, settings.work_budget_s)
+        self.watch = BrokerWatch(consumer, settings.kafka.bootstrap_servers, clock=clock)
+        self.sensor_identity = TopicIdentity(consumer, settings.topics.sensor_topic)
+        self.held = False  # output waits for acknowledgement: partitions paused, no commit
+        self._uncommitted = False
+        self._checkpoint: _Checkpoint | None = None
+        self._next_checkpoint = clock() + settings.commit_interval_s
+        self._next_eviction = clock() + settings.eviction_interval_s
+        self._next_lag = clock()
+
+    def _tp(self, partition: int) -> TopicPartition:
+        return TopicPartition(self.topics.sensor_topic, partition)
+
+    def _committed_offset(self, partition: int) -> int | None:
+        return self.consumer.committed(self._tp(partition))
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Step until `stop` is set, then finish with a checkpoint."""
+        while not stop.is_set():
+            self.step()
+            if self._checkpoint is None and self.clock() >= self._next_checkpoint:
+                self._begin_checkpoint()
+            if self._checkpoint is not None:
+                self._advance_checkpoint()
+        self.checkpoint(final=True)
+
+    def step(self) -> RecognizerOutput | None:
+        """Poll, apply assignment changes, decode, recognise, send (see the module doc).
+
+        While output waits for acknowledgement (`held`), the partitions are paused: the poll
+        keeps the group membership alive and brings no new work.
+        """
+        was_down = not self.watch.check()
+        if self.held:
+            self._pause(True)
+        with metrics.STAGE_DURATION.labels(stage="poll").time():
+            polled = self.consumer.poll(timeout_ms=self.settings.poll_timeout_ms,
+                                        max_records=self.budget.limit)
+        self.outbox.serve()  # acknowledgements that arrived meanwhile: metrics, errors
+        self.snapshot_outbox.serve()
+        # messages prove the cluster is back before the watch has confirmed it
+        back = was_down and (self.watch.check(force=True) or bool(polled))
+        recreated = self.sensor_identity.changed(refresh=back or self.events.emptied())
+        if recreated:  # before any of its messages is applied to the old topic's state
+            raise ServiceError(f"{recreated}: offsets and device state of the old topic do "
+                               "not apply to it; a restart starts afresh")
+        self._apply_assignment()
+        if not polled:
+            self._update_lag()
+            return None
+        started = time.perf_counter()
+        with metrics.STAGE_DURATION.labels(stage="decode").time():
+            batches = self._decode(polled)
+        self.ownership.restore_evicted(b.device_id for b in batches)
+        with metrics.STAGE_DURATION.labels(stage="process").time():
+            output = self.recognizer.process(batches)
+        with metrics.STAGE_DURATION.labels(stage="produce").time():
+            self._send(output)
+        self.budget.observe(sum(len(records) for records in polled.values()),
+                            time.perf_counter() - started)
+        self._record(output)
+        self._uncommitted = True
+        self._update_lag()
+        return output
+
+    def _decode(self, polled: dict[Any, list[Any]]) -> list[SensorBatch]:
+        batches: list[SensorBatch] = []
+        consumed = 0
+        own = self.ownership
+        self.device_limit.reset()
+        for tp, records in polled.items():
+            p = tp.partition
+            if p not in own.owned:
+                log.warning("dropping %d records of unowned partition %d", len(records), p)
+                continue
+            for record in records:
+                if own.is_replay(p, record.offset):
+                    continue
+                consumed += 1
+                if type(record) is poison.Damaged:  # the client could not read it whole
+                    self._damaged(record)
+                    continue
+                try:
+                    batch = codec.decode_sensor(record.value, record.key, self.limits,
+                                                record_ts_ms=max(record.timestamp, 0))
+                except codec.DecodeError as error:
+                    self._dead_letter(record, error.reason, error.detail)
+                    continue
+                if own.is_covered(batch.device_id, record.offset):
+                    continue
+                if not self.device_limit.admit(batch.device_id, self.registry,
+                                               len(self.registry)):
+                    self._dead_letter(record, TOO_MANY_DEVICES,
+                                      f"{len(self.registry)} devices have state in this "
+                                      f"process, the limit is {self.settings.max_devices}")
+                    continue
+                self.rate_guard.observe(batch.device_id, len(batch.samples),
+                                        batch.record_ts_ms)
+                own.touched(batch.device_id, p)
+                batches.append(batch)
+        # once per poll: a metric update costs ~0.6 µs, ~4 µs with a label (§9)
+        metrics.MESSAGES_CONSUMED.inc(consumed)
+        metrics.SAMPLES_CONSUMED.inc(sum(len(batch.samples) for batch in batches))
+        return batches
+
+    def _damaged(self, record: poison.Damaged) -> None:
+        """Dead-letter what can be read of it, else skip it: logged, counted (`poison`)."""
+        if record.readable:
+            self._dead_letter(record, record.reason, record.detail)
+            return
+        metrics.RECORDS_SKIPPED.labels(reason=record.reason).inc()
+        log.error("skipped %s[%d]@%d, which the Kafka client cannot read: %s: %s",
+                  record.topic, record.partition, record.offset, record.reason, record.detail)
+
+    def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
+        metrics.MESSAGES_REJECTED.labels(reason=reason).inc()
+        log.info("rejected %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
+                 reason, detail)
+        self.outbox.dead_letter(record.key, record.value, record.headers or [], [
+            (codec.HEADER_REASON, reason.encode()),
+            (codec.HEADER_DETAIL, detail.encode()),
+            (codec.HEADER_SOURCE_TOPIC, record.topic.encode()),
+            (codec.HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+            (codec.HEADER_SOURCE_OFFSET, str(record.offset).encode()),
+        ])
+
+    def _send(self, output: RecognizerOutput) -> None:
+        send = self.outbox.send
+        for result in output.results:
+            send(self.topics.activity_topic, result.device_id.encode(),
+                 codec.encode_result(result),
+                 on_ack=functools.partial(_acknowledged_result, result.record_ts_ms, self.wall))
+        for counts in output.counts:
+            send(self.topics.counts_topic, counts.device_id.encode(), codec.encode_counts(counts),
+                 on_ack=_acknowledged_counts)
+
+    @staticmethod
+    def _record(output: RecognizerOutput) -> None:
+        stats = output.stats
+        metrics.PIPELINE_EVENTS.labels(event="duplicate_samples").inc(stats.duplicate_samples)
+        metrics.PIPELINE_EVENTS.labels(event="gap_samples_filled").inc(stats.gap_samples_filled)
+        metrics.PIPELINE_EVENTS.labels(event="stream_resets").inc(stats.stream_resets)
+        metrics.PIPELINE_EVENTS.labels(event="late_samples").inc(stats.late_samples)
+        metrics.PIPELINE_EVENTS.labels(event="reordered_messages").inc(stats.reordered_messages)
+        for activity, windows in Counter(result.activity for result in output.results).items():
+            metrics.WINDOWS_CLASSIFIED.labels(activity=activity).inc(windows)
+
+    def _update_lag(self) -> None:
+        """Lag per owned partition from the last fetch's high watermark (0 until known).
+
+        At most once a second: asking the consumer for positions costs as much as a small
+        poll's whole recognition step (profiled at 100 devices)."""
+        if self.clock() < self._next_lag:
+            return
+        self._next_lag = self.clock() + LAG_INTERVAL_S
+        lag = {}
+        for p in self.ownership.owned:
+            highwater = self.consumer.highwater(self._tp(p))
+            position = None if highwater is None else self.consumer.position(self._tp(p))
+            lag[p] = 0 if position is None else max(highwater - position, 0)
+        metrics.set_consumer_lag(lag)
+
+    def _pause(self, paused: bool) -> None:
+        assignment = self.consumer.assignment()
+        if assignment:
+            (self.consumer.pause if paused else self.consumer.resume)(*assignment)
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self, final: bool = False) -> None:
+        """Finish the checkpoint in flight, take one of everything up to now, wait for it.
+
+        When the broker does not acknowledge in time, nothing more is committed: the service
+        holds (partitions paused) until the checkpoint in flight is done; the final one, at
+        shutdown, raises ServiceError instead.
+        """
+        try:
+            for _ in range(2):
+                if self._checkpoint is None:
+                    self._begin_checkpoint()
+                while self._checkpoint is not None and not self._advance_checkpoint(None):
+                    if self._checkpoint.sent is None:
+                        self._settle(self.outbox, "results")
+                    else:
+                        self._settle(self.snapshot_outbox, "state snapshots")
+        except KafkaTimeoutError as exc:
+            if final:
+                raise ServiceError(
+                    f"output not acknowledged within {self.settings.produce_timeout_s:g} s "
+                    f"({exc}); offsets stay uncommitted, a restart resumes from the last "
+                    "checkpoint") from exc
+            self._hold(exc)
+
+    def _begin_checkpoint(self) -> None:
+        """Snapshot touched devices and take the offsets to commit; send nothing yet."""
+        self._next_checkpoint = self.clock() + self.settings.commit_interval_s
+        self._apply_assignment()
+        if not self._uncommitted:
+            self._housekeeping()
+            return
+        with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+            snapshots = [(device_id, partition, covers, self.registry.snapshot(device_id))
+                         for device_id, partition, covers in self.ownership.to_snapshot()]
+        self._checkpoint = _Checkpoint(self.clock(), self.outbox.mark(), snapshots,
+                                       self.ownership.to_commit())
+        self._uncommitted = False
+
+    def _advance_checkpoint(self, limit: int | None = SNAPSHOTS_PER_STEP) -> bool:
+        """Take the checkpoint in flight as far as acknowledgements allow, sending at most
+        `limit` snapshots (None: all); True once done."""
+        checkpoint = self._checkpoint
+        assert checkpoint is not None
+        if checkpoint.sent is None:
+            if not self._delivered(self.outbox, checkpoint.output_epoch, "results"):
+                return self._overdue(checkpoint)
+            checkpoint.sent = []
+        if checkpoint.snapshots:
+            with metrics.STAGE_DURATION.labels(stage="snapshot").time():
+                take = len(checkpoint.snapshots) if limit is None else limit
+                batch, checkpoint.snapshots = (checkpoint.snapshots[:take],
+                                               checkpoint.snapshots[take:])
+                checkpoint.sent += [
+                    (device_id, partition, self.writer.write(device_id, partition, data, covers))
+                    for device_id, partition, covers, data in batch]
+            if checkpoint.snapshots:
+                return False
+            checkpoint.snapshot_epoch = self.snapshot_outbox.mark()
+        if not self._delivered(self.snapshot_outbox, checkpoint.snapshot_epoch,
+                               "state snapshots"):
+            return self._overdue(checkpoint)
+        for device_id, partition, future in checkpoint.sent:
+            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
+        metrics.STATE_SNAPSHOTS.inc(len(checkpoint.sent))
+        with metrics.STAGE_DURATION.labels(stage="commit").time():
+            self._commit(checkpoint.offsets)
+        self._checkpoint = None
+        if self.held:
+            log.info("output acknowledged: committing and consuming again")
+            self.held = False
+            self._pause(False)
+        self._housekeeping()
+        return True
+
+    def _apply_assignment(self) -> None:
+        """Apply the rebalance events; one abandons the checkpoint in flight, whose
+        snapshots and offsets may no longer be this member's to write."""
+        events = self.events.drain()
+        if events and self._checkpoint is not None:
+            checkpoint, self._checkpoint = self._checkpoint, None
+            self.ownership.dirty.update(item[0] for item in checkpoint.sent or [])
+            self.ownership.dirty.update(item[0] for item in checkpoint.snapshots)
+            self._uncommitted = True
+        self.ownership.apply(events)
+
+    def _delivered(self, outbox: Outbox, epoch: int, what: str) -> bool:
+        with _refusal_stops(what):
+            return outbox.delivered(epoch)
+
+    def _overdue(self, checkpoint: _Checkpoint) -> bool:
+        """Hold once a checkpoint waits longer than the produce timeout; always False."""
+        waited = self.clock() - checkpoint.started
+        if not self.held and waited > self.settings.produce_timeout_s:
+            self._hold(KafkaTimeoutError(f"checkpoint waiting for {waited:.0f} s"))
+        return False
+
+    def _housekeeping(self) -> None:
+        """Evict idle devices (not more often than `eviction_interval_s`), report gauges."""
+        if self.settings.idle_ttl_s > 0 and self.clock() >= self._next_eviction:
+            self._next_eviction = self.clock() + self.settings.eviction_interval_s
+            evicted = self.ownership.evict_idle()
+            if evicted:
+                log.info("evicted %d idle devices (%d remain)", evicted, len(self.registry))
+                metrics.DEVICES_EVICTED.inc(evicted)
+            self.rate_guard.prune(self.registry)
+        self.rate_guard.report()
+        metrics.ACTIVE_DEVICES.set(len(self.registry))
+
+    def _hold(self, exc: BaseException) -> None:
+        if not self.held:
+            log.warning("output not acknowledged within %g s (%s): holding commits and "
+                        "pausing consumption until the broker acknowledges it",
+                        self.settings.produce_timeout_s, exc)
+        self.held = True
+        self._pause(True)
+
+    def _settle(self, outbox: Outbox, what: str) -> None:
+        with _refusal_stops(what):
+            outbox.settle(self.settings.produce_timeout_s)
+
+    def _commit(self, offsets: dict[int, int]) -> None:
+        if offsets:
+            try:
+                self.consumer.commit({self._tp(p): OffsetAndMetadata(o, "", -1)
+                                      for p, o in offsets.items()},
+                                     timeout_ms=int(self.settings.produce_timeout_s * 1000))
+            except KafkaError as exc:  # CommitFailedError included
+                # Results and snapshots are safe; the next owner replays from the old offset.
+                log.warning("offset commit failed (%s); messages since the last commit will be "
+                            "replayed by the partitions' next owner", exc)
+                self._uncommitted = True  # the next checkpoint tries again
+                return
+            self.ownership.commit_done(offsets)
+
+
+@contextlib.contextmanager
+def _refusal_stops(what: str) -> Iterator[None]:
+    """A systemic refusal of output (`DeliveryFailed`) becomes the ServiceError that stops
+    the service without committing."""
+    try:
+        yield
+    except DeliveryFailed as exc:
+        metrics.BROKER_UP.set(0)
+        raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
+                           "uncommitted, a restart resumes from the last checkpoint") from exc
+
+
+def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], metadata: Any) -> None:
+    """Counts the result; its latency ends when the broker acknowledged it, which librdkafka
+    records itself (it reports acknowledgements only when the loop asks), else now."""
+    metrics.RESULTS_PUBLISHED.inc()
+    if record_ts_ms > 0:
+        acknowledged_at = getattr(metadata, "acknowledged_at", None) or wall()
+        metrics.END_TO_END_LATENCY.observe(max(acknowledged_at - record_ts_ms / 1000.0, 0.0))
+
+
+def _acknowledged_counts(_metadata: Any) -> None:
+    metrics.COUNTS_PUBLISHED.inc()
+
+
+# ---------------------------------------------------------------------------------------------
+# wiring
+
+
+def load_service_model(spec: str) -> Any:
+    """The model to serve: '' = the shipped one, a directory, or 'module:function';
+    SettingsError naming HAR_MODEL when there is none (`model.setting`)."""
+    from har_stream.service.model_setting import load_model_setting
+
+    return load_model_setting(spec)
+
+
+def start_metrics(settings: Settings) -> Any:
+    """The metrics endpoint, bound before the cluster is touched: a taken port is a bad
+    setting (SettingsError), found before any topic is created. None without an address."""
+    if not settings.metrics_address:
+        return None
+    try:
+        server = metrics.start_metrics_server(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        raise SettingsError(
+            f"HAR_METRICS_ADDRESS={settings.metrics_address}: cannot listen there "
+            f"({exc.strerror or exc}); choose a free port, 0 for any, or empty for no "
+            "endpoint") from exc
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, server.server_port)
+    return server
+
+
+def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
+    """Load the model, bind the metrics endpoint, connect, create missing topics, serve until
+    `stop` is set, then shut down cleanly.
+
+    Raises SettingsError before touching the cluster when the model or the metrics address is
+    unusable, BrokerUnavailable / TopicError before consuming anything when the cluster is
+    not, and ServiceError when output cannot be acknowledged (nothing is committed then).
+    """
+    from har_stream.kafka.clients import (
+        close_quietly,
+        make_admin,
+        make_consumer,
+        make_group_consumer,
+        make_producer,
+        prepare_service_topics,
+    )
+
+    model = model if model is not None else load_service_model(settings.model)
+    metrics.set_build_info()
+    metrics.set_model_info(version=model.version, engine=type(model).__name__)
+    topics = settings.topics
+    metrics.declare_label_values(
+        activities=model.classes,
+        reasons=codec.REASONS + APP_REASONS + poison.DEAD_LETTER_REASONS,
+        topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
+                topics.changelog_topic))
+    for reason in poison.SKIP_REASONS:
+        metrics.RECORDS_SKIPPED.labels(reason=reason)
+    settings.kafka.check_files()
+    server = start_metrics(settings)
+    producer = snapshot_producer = consumer = reader_consumer = None
+    try:
+        admin = make_admin(settings.kafka)
+        try:
+            partitions = prepare_service_topics(admin, topics)
+        finally:
+            close_quietly(admin)
+        log.info("topics ready: %s has %d partitions", topics.sensor_topic, partitions)
+        compression = None if settings.compression_type == "none" else settings.compression_type
+        producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
+                                 compression_type=compression, unbounded_delivery=True)
+        snapshot_producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
+                                          compression_type=compression, unbounded_delivery=True)
+        for client, topic in ((producer, topics.activity_topic), (producer, topics.counts_topic),
+                              (producer, topics.dlq_topic),
+                              (snapshot_producer, topics.changelog_topic)):
+            # metadata now, while the cluster answers: a first send to a topic during an
+            # outage would otherwise block for max_block_ms, then fail the step
+            client.partitions_for(topic)
+        reader_consumer = make_consumer(settings.kafka, None, fetch_max_wait_ms=50,
+                                        max_poll_records=10000,
+                                        max_partition_fetch_bytes=8 * 1024 * 1024)
+        consumer = make_group_consumer(
+            settings.kafka, settings.group_id, max_poll_records=settings.max_poll_records,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms)
+        metrics.BROKER_UP.set(1)
+        reader = ChangelogReader(reader_consumer, topics.changelog_topic,
+                                 timeout_s=settings.restore_timeout_s)
+        service = Service(settings, model, consumer, producer, reader,
+                          snapshot_producer=snapshot_producer)
+        consumer.subscribe([topics.sensor_topic], listener=service.events)
+        log.info("consuming %s as group %s (model %s)", topics.sensor_topic, settings.group_id,
+                 model.version)
+        service.run(stop)
+        log.info("stopped cleanly after the final checkpoint")
+    finally:
+        close_quietly(consumer, reader_consumer)
+        for client in (producer, snapshot_producer):
+            if client is not None:
+                try:
+                    client.close(timeout=5)
+                except KafkaError as exc:
+                    log.warning("closing a producer: %s", exc)
+        if server is not None:
+            server.shutdown()
