@@ -5,6 +5,11 @@ deeply nested JSON, huge numbers, NaN/Infinity, wrong types, giant arrays, inval
 enormous device ids, control characters, unknown and missing fields, tombstones) followed by
 well-formed messages from attacker devices that misbehave in time and sequence (rewinds,
 repeats, clock jumps, the last valid seq, more device ids than a process admits).
+
+`unreadable_batches()` returns record batches that no Kafka client reads whole (header keys
+that are not UTF-8, batches flagged with a codec over plain bytes, checksum failures), each
+with what the service must do with its records; they are produced as is with
+`raw_records.produce_batch`.
 """
 
 from __future__ import annotations
