@@ -227,6 +227,8 @@ class RdKafkaConsumer:
         self._consumer.resume([_rd(tp) for tp in partitions])
 
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:  # a partition may come back at an offset before a skip
+            self._skipped_up_to.pop((tp.topic, tp.partition), None)
         if self._listener is not None:
             self._listener.on_partitions_assigned(_kp(partitions))
 

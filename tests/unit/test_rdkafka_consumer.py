@@ -286,6 +286,11 @@ def test_a_batch_librdkafka_cannot_read_is_skipped_whole_once(
     made.ready = [Message(0, 5, error=error), Message(0, 8)]
     assert [r.offset for r in consumer.poll(max_records=10)[TopicPartition("in", 0)]] == [8]
     assert made.seeks == [(0, 8)]
+    # given back after a rebalance, from a commit before the skip: skipped again
+    consumer._assigned(None, [confluent_kafka.TopicPartition("in", 0)])
+    made.ready = [Message(0, 5, error=error)]
+    assert len(consumer.poll(max_records=10)[TopicPartition("in", 0)]) == 3
+    assert made.seeks == [(0, 8), (0, 8)]
 
 
 def test_a_topic_the_cluster_does_not_have_is_left_out_of_topics(
