@@ -5,6 +5,11 @@ deeply nested JSON, huge numbers, NaN/Infinity, wrong types, giant arrays, inval
 enormous device ids, control characters, unknown and missing fields, tombstones) followed by
 well-formed messages from attacker devices that misbehave in time and sequence (rewinds,
 repeats, clock jumps, the last valid seq, more device ids than a process admits).
+
+`unreadable_batches()` returns record batches that no Kafka client reads whole (header keys
+that are not UTF-8, batches flagged with a codec over plain bytes, checksum failures), each
+with what the service must do with its records; they are produced as is with
+`raw_records.produce_batch`.
 """
 
 from __future__ import annotations
@@ -131,3 +136,76 @@ def corpus(count: int = 10_000, seed: int = 7) -> list[Hostile]:
     rng = random.Random(seed)
     bad = [_bad(rng, i % 12) for i in range(count)]
     return bad + list(_well_formed_hostile(rng, count // 10))
+
+
+# --- batches the Kafka client itself cannot read --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record batch written as is (`raw_records.produce_batch`) and what the service must do
+    with each of its records: dead-letter them with `reason`, or skip and count them."""
+
+    data: bytes
+    records: int
+    outcome: str  # "dead_letter" or "skip"
+    reason: str
+    kind: str
+    headers: tuple = ()  # dead letters: the headers expected before the error headers
+
+
+_NOT_UTF8 = (b"\xff", b"\xfe\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf0\x28\x8c\x28",
+             b"abc\x80", b"\xe2\x82")
+_CODECS = (1, 2, 3, 4)  # gzip, snappy, lz4, zstd
+
+
+def unreadable_batches(count: int = 24, seed: int = 11) -> list[Unreadable]:
+    """Seeded batches no client reads whole: header keys that are not UTF-8 (in plain and
+    compressed batches, beside text-keyed headers), header values that are not UTF-8 (data:
+    delivered untouched), batches flagged with a codec whose bytes are not of it, batches
+    whose checksum fails. Every value is a refused sensor message, so a record that is
+    delivered by mistake shows up as a dead letter with another reason."""
+    import raw_records
+    from kafka.record.util import encode_varint
+
+    rng = random.Random(seed)
+    out: list[Unreadable] = []
+    for i in range(count):
+        kind = i % 4
+        n = rng.randint(1, 4)
+        values = [b"hostile %d %d " % (i, j) for j in range(n)]
+        if kind == 0:
+            bad = rng.choice(_NOT_UTF8)
+            text = [(f"t{j}", rng.randbytes(rng.randint(0, 5)))
+                    for j in range(rng.randint(0, 2))]
+            headers = [*text, (raw_records.RawKey(bad), rng.randbytes(3))]
+            codec = rng.choice((0, 0, 1, 4))  # compressible values: the codec is kept
+            data = raw_records.batch([(b"k", values[0] + b" " * 400, headers)],
+                                     compression=codec)
+            section = bytearray()
+            encode_varint(len(headers), section.append)
+            for name, content in headers:
+                raw = name.encode("utf-8")
+                encode_varint(len(raw), section.append)
+                section += raw
+                encode_varint(len(content), section.append)
+                section += content
+            out.append(Unreadable(bytes(data), 1, "dead_letter", "bad_header",
+                                  f"header key {bad!r}, codec {codec}",
+                                  (*text, ("har.source.headers", bytes(section)))))
+        elif kind == 1:
+            headers = [("v", rng.choice(_NOT_UTF8)), ("null", None)]
+            data = raw_records.batch([(b"k", value, headers) for value in values])
+            # a null header value is copied as empty (`delivery.bounded_dead_letter`)
+            out.append(Unreadable(bytes(data), n, "dead_letter", "not_json",
+                                  "header values not UTF-8", (headers[0], ("null", b""))))
+        elif kind == 2:
+            codec = rng.choice(_CODECS)
+            data = raw_records.undecompressable([(b"k", value, []) for value in values],
+                                                codec=codec)
+            out.append(Unreadable(bytes(data), n, "skip", "bad_compression",
+                                  f"codec {codec} over plain bytes"))
+        else:
+            data = raw_records.bad_checksum([(b"k", value, []) for value in values])
+            out.append(Unreadable(bytes(data), n, "skip", "bad_checksum", "checksum"))
+    return out

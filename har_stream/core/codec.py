@@ -539,6 +539,13 @@ def _integer(message: dict, name: str, minimum: int | None = None) -> int:
 
 def _whole(x: Any, where: str, minimum: int | None) -> int:
     """An integer that every JSON consumer reads exactly (at most MAX_SAFE_INTEGER)."""
+    if type(x) is float and not math.isfinite(x):
+        raise DecodeError("non_finite", f"{where}: {x!r} is not a finite number")
+    if (type(x) is float or type(x) is int) and abs(x) > MAX_SAFE_INTEGER:
+        # an integer of 2^64 or more arrives from orjson as a double: out of range, not a
+        # float where an integer belongs (docs/WIRE_FORMAT.md)
+        raise DecodeError("out_of_range", f"{where}: {_show(x) if type(x) is int else f'{x:g}'}"
+                                          f" is beyond +-{MAX_SAFE_INTEGER}")
     if type(x) is not int:  # excludes bool, and 6400.0: a count must be written as an integer
         raise _wrong_type(where, "an integer", x)
     if minimum is not None and x < minimum:
@@ -603,13 +610,27 @@ def _load(value: bytes) -> tuple[Any, DecodeError | None]:
         token = error.doc[max(error.pos - 1, 0):error.pos + 9]
         if "infinity" in error.msg or "NaN" in token or "Infinity" in token:
             try:
-                message = json.loads(text)
+                message = json.loads(text, parse_int=_parse_int)
             except (ValueError, RecursionError):
                 pass  # not only a non-finite number: report orjson's finding
             else:
                 return message, DecodeError(
                     "non_finite", f"NaN, Infinity or a number too large for a double at {where}")
         raise DecodeError("not_json", f"{error.msg} at {where}") from None
+
+
+_INT_DIGITS = 4000
+"""Longest integer literal converted exactly (Python refuses more than 4300 digits)."""
+
+
+def _parse_int(literal: str) -> int:
+    """An integer literal as an int; beyond `_INT_DIGITS` digits one of the same length (its
+    value is out of every range anyway), so a 5,000-digit number is `out_of_range` like a
+    400-digit one instead of unreadable JSON."""
+    digits = literal.lstrip("-")
+    if len(digits) <= _INT_DIGITS:
+        return int(literal)
+    return (-1 if literal.startswith("-") else 1) * 10 ** (len(digits) - 1)
 
 
 def _describe(x: Any) -> str:

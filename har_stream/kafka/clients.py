@@ -112,6 +112,23 @@ def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config:
     return built["client"]
 
 
+def _never_create_topics(client: Any) -> Any:
+    """Make a kafka-python client's metadata requests refuse to create topics.
+
+    kafka-python 3.0 accepts `allow_auto_create_topics=False` but builds the metadata cache
+    that sends the requests without it (its `ClusterMetadata` keeps the default, True;
+    measured: a producer so configured still created its topic), so the setting is applied
+    to that cache as well.
+    """
+    clusters = [getattr(getattr(holder, "_manager", None), "cluster", None)
+                for holder in (getattr(client, "_client", None), client)]
+    for cluster in [*clusters, getattr(client, "_metadata", None)]:  # the producer's
+        config = getattr(cluster, "config", None)
+        if isinstance(config, dict):
+            config["allow_auto_create_topics"] = False
+    return client
+
+
 def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:
     return _build(kafka, "admin client", KafkaAdminClient)
 
@@ -127,10 +144,11 @@ def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5,
     if kafka.producer_client == "librdkafka":
         return _build_rdkafka(kafka, linger_ms, compression_type, unbounded_delivery)
     config: dict[str, Any] = {"acks": "all", "linger_ms": linger_ms,
-                              "compression_type": compression_type}
+                              "compression_type": compression_type,
+                              "allow_auto_create_topics": False}
     if unbounded_delivery:
         config["delivery_timeout_ms"] = UNBOUNDED_DELIVERY_MS
-    return _build(kafka, "producer", KafkaProducer, **config)
+    return _never_create_topics(_build(kafka, "producer", KafkaProducer, **config))
 
 
 def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str | None,
@@ -149,18 +167,26 @@ def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str |
 
 
 def make_consumer(kafka: KafkaSettings, group_id: str | None = None,
-                  **config: Any) -> KafkaConsumer:
-    """A consumer with manual commits that starts from the earliest offset when it has none."""
+                  factory: Callable[..., Any] = KafkaConsumer, **config: Any) -> KafkaConsumer:
+    """A consumer with manual commits that starts from the earliest offset when it has none.
+
+    Like every client of the service it never creates a topic by asking for it: a topic
+    that is missing (a broker that came back empty) must not come back with the broker's
+    default layout (docs/RELIABILITY.md)."""
     defaults = {"group_id": group_id, "enable_auto_commit": False,
-                "auto_offset_reset": "earliest"}
-    return _build(kafka, "consumer", KafkaConsumer, **(defaults | config))
+                "auto_offset_reset": "earliest", "allow_auto_create_topics": False}
+    return _never_create_topics(_build(kafka, "consumer", factory, **(defaults | config)))
 
 
 def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Any:
     """The service's group member, of the client `kafka.consumer_client`: `make_consumer`'s,
     or librdkafka's behind the same calls (`rdkafka_consumer`)."""
     if kafka.consumer_client != "librdkafka":
-        return make_consumer(kafka, group_id, **config)
+        from har_stream.kafka.poison import GuardedKafkaConsumer
+
+        consumer = make_consumer(kafka, group_id, GuardedKafkaConsumer, **config)
+        consumer.har_kafka_settings = kafka  # to read a record it cannot parse (`poison`)
+        return consumer
     from har_stream.kafka.rdkafka_consumer import RdKafkaConsumer
 
     return RdKafkaConsumer(kafka, group_id, **config)

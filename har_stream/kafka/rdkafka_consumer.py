@@ -21,6 +21,7 @@ ready records (docs/PERFORMANCE.md §9). `Service` keeps calling what it called 
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -31,6 +32,14 @@ from confluent_kafka.admin import AdminClient
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 
+from har_stream.kafka.poison import (
+    BAD_CHECKSUM,
+    BAD_COMPRESSION,
+    BAD_HEADER,
+    Damaged,
+    bad_header_record,
+)
+from har_stream.kafka.raw_fetch import batch_end
 from har_stream.kafka.rdkafka_producer import (
     as_kafka_error,
     client_error_logger,
@@ -72,6 +81,8 @@ class RdKafkaConsumer:
         self._topic_ids: dict[str, object | None] = {}
         self._listener: Any = None
         self._subscribed = False
+        self._skipped_up_to: dict[tuple[str, int], int] = {}  # (topic, partition) -> offset
+        self._admin: AdminClient | None = None
         self._session_timeout_s = session_timeout_ms / 1000.0
         self._consumer = confluent_kafka.Consumer(rdkafka_config(kafka) | {
             "group.id": group_id,
@@ -79,6 +90,10 @@ class RdKafkaConsumer:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
+            # a batch whose checksum fails is skipped (logged, counted: `poison`), never
+            # handed over as data; kafka-python checks them too
+            "check.crcs": True,
+            "allow.auto.create.topics": False,
             "fetch.wait.max.ms": fetch_max_wait_ms,
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_interval_ms,
@@ -98,27 +113,37 @@ class RdKafkaConsumer:
                                  on_lost=self._lost)
 
     def poll(self, timeout_ms: int = 0, max_records: int = 500
-             ) -> dict[TopicPartition, list[ConsumedRecord]]:
+             ) -> dict[TopicPartition, list[ConsumedRecord | Damaged]]:
         """Up to `max_records` records, grouped by partition in the order they came.
 
         Like kafka-python's, returns as soon as records are there: librdkafka's `consume`
         waits for all `max_records` or the timeout, so only a wait for the first one blocks.
         """
-        consume = self._consumer.consume
+        consume, headers_of = self._consumer.consume, _headers_of
         messages: list[Any] = consume(max_records, 0)  # a record's fields are never None
         if not messages and timeout_ms > 0:
             messages = consume(1, timeout_ms / 1000.0)
             if messages and max_records > 1:
                 messages += consume(max_records - 1, 0)
-        polled: dict[TopicPartition, list[ConsumedRecord]] = {}
+        polled: dict[TopicPartition, list[ConsumedRecord | Damaged]] = {}
+        record: ConsumedRecord | Damaged
         for message in messages:
             error = message.error()
             if error is not None:
-                log.warning("consumer: %s", error.str())
+                if error.code() not in _UNREADABLE:
+                    log.warning("consumer: %s", error.str())
+                    continue
+                for damaged in self._damaged(message, error):
+                    polled.setdefault(TopicPartition(damaged.topic, damaged.partition),
+                                      []).append(damaged)
                 continue
             topic, partition = message.topic(), message.partition()
-            record = ConsumedRecord(topic, partition, message.offset(), message.timestamp()[1],
-                                    message.key(), message.value(), message.headers())
+            try:  # inline: this runs for every record (docs/PERFORMANCE.md §9)
+                record = ConsumedRecord(topic, partition, message.offset(),
+                                        message.timestamp()[1], message.key(),
+                                        message.value(), headers_of(message))
+            except (SystemError, UnicodeDecodeError, ValueError) as exc:
+                record = self._unreadable_headers(message, exc)
             tp = TopicPartition(topic, partition)
             records = polled.get(tp)
             if records is None:
@@ -126,6 +151,37 @@ class RdKafkaConsumer:
             else:
                 records.append(record)
         return polled
+
+    def _unreadable_headers(self, message: Any, exc: BaseException) -> Damaged:
+        """The record of a message whose headers cannot be read (see `_headers_of`), read as
+        stored for its headers; its key and value are intact either way, so it can be
+        dead-lettered."""
+        cause = exc.__cause__ or exc.__context__ or exc
+        detail = f"a header is not readable by the client ({type(cause).__name__}: {cause})"
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        key, value, timestamp = message.key(), message.value(), message.timestamp()[1]
+        return (bad_header_record(self.kafka, topic, partition, offset, detail, key, value,
+                                  timestamp)
+                or Damaged(topic, partition, offset, BAD_HEADER, detail, key, value,
+                           timestamp, []))
+
+    def _damaged(self, message: Any, error: Any) -> list[Damaged]:
+        """A batch librdkafka cannot read (checksum, decompression), reported at its first
+        offset: a `Damaged` entry per record of it, the position moved past it
+        (`poison.batch_end`). Nothing for a report of a batch already skipped: librdkafka
+        may have queued the same error more than once before the seek, and an offset must
+        never go back."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or offset is None or offset < 0:
+            log.warning("consumer: %s", error.str())
+            return []
+        if offset < self._skipped_up_to.get((topic, partition), -1):
+            return []
+        end = batch_end(self.kafka, topic, partition, offset) or offset + 1
+        self._skipped_up_to[topic, partition] = end
+        self._consumer.seek(confluent_kafka.TopicPartition(topic, partition, end))
+        reason = _UNREADABLE[error.code()]
+        return [Damaged(topic, partition, at, reason, error.str()) for at in range(offset, end)]
 
     # --- positions and offsets ---------------------------------------------------------------
 
@@ -171,6 +227,8 @@ class RdKafkaConsumer:
         self._consumer.resume([_rd(tp) for tp in partitions])
 
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:  # a partition may come back at an offset before a skip
+            self._skipped_up_to.pop((tp.topic, tp.partition), None)
         if self._listener is not None:
             self._listener.on_partitions_assigned(_kp(partitions))
 
@@ -195,25 +253,31 @@ class RdKafkaConsumer:
         self._connections = sum(1 for broker in brokers.values() if broker.get("state") == "UP")
 
     def topics(self) -> set[str]:
-        """The subscribed topics' names, refreshing their ids from the cluster."""
+        """Those of the topics asked about that exist, refreshing their ids from the cluster
+        (like kafka-python's, a topic the cluster says it does not have is left out)."""
         for topic in list(self._topic_ids):
             self._topic_ids[topic] = self._fetch_topic_id(topic)
-        return set(self._topic_ids)
+        return {topic for topic, found in self._topic_ids.items() if found is not _MISSING}
 
     def topic_id(self, topic: str) -> object | None:
         """The id of `topic` as last fetched (fetched on first use); None when unknown."""
         if topic not in self._topic_ids:
             self._topic_ids[topic] = self._fetch_topic_id(topic)
-        return self._topic_ids[topic]
+        found = self._topic_ids[topic]
+        return None if found is _MISSING else found
 
     def _fetch_topic_id(self, topic: str) -> object | None:
-        admin = AdminClient(rdkafka_config(self.kafka) | {"logger": client_log})
-        futures = admin.describe_topics(confluent_kafka.TopicCollection([topic]),
+        if self._admin is None:  # kept for the next check
+            self._admin = AdminClient(rdkafka_config(self.kafka) | {"logger": client_log})
+        futures = self._admin.describe_topics(confluent_kafka.TopicCollection([topic]),
                                         request_timeout=self.kafka.connect_timeout_s)
         try:
             return str(futures[topic].result(timeout=self.kafka.connect_timeout_s).topic_id)
         except (confluent_kafka.KafkaException, TimeoutError) as exc:
             log.info("could not describe topic %s: %s", topic, exc)
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "code", lambda: None)() == _UNKNOWN_TOPIC:
+                return _MISSING
             return None
 
     def close(self) -> None:
@@ -229,6 +293,25 @@ class RdKafkaConsumer:
                and time.monotonic() < deadline):
             self._consumer.consume(1, 0.1)  # serves the join; records are not taken
         self._consumer.close()
+
+
+_MISSING = object()
+"""What `_fetch_topic_id` remembers for a topic the cluster says it does not have."""
+_UNKNOWN_TOPIC = confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART
+
+_UNREADABLE = {confluent_kafka.KafkaError._BAD_MSG: BAD_CHECKSUM,
+               confluent_kafka.KafkaError._BAD_COMPRESSION: BAD_COMPRESSION}
+
+
+_headers_of = operator.methodcaller("headers")
+"""`Message.headers()` called from C, where the interpreter always checks the result.
+
+On a header key that is not UTF-8, confluent-kafka returns the headers (with a NULL in place
+of the key, which crashes the process when touched) *and* leaves the UnicodeDecodeError set.
+A plain `message.headers()` call site, once the interpreter has specialised it, does not look
+for that exception: it surfaces later, at an unrelated call (measured: in the next record's
+constructor). Called through `methodcaller`, the result is checked at once and becomes a
+SystemError, and the broken list is dropped."""
 
 
 def _rd(tp: TopicPartition) -> confluent_kafka.TopicPartition:

@@ -181,6 +181,8 @@ class RdKafkaProducer:
             # 0 = no deadline: while the cluster is away, records wait and are retried
             "message.timeout.ms": 0 if unbounded_delivery else 120_000,
             "queue.buffering.max.kbytes": 64 * 1024,
+            # a missing topic is never created with the broker's default layout by a send
+            "allow.auto.create.topics": False,
             "logger": client_log,
             "error_cb": client_error_logger("producer"),
         }

@@ -110,14 +110,18 @@ def topic_id(client: Any, topic: str) -> object | None:
 
 
 class TopicIdentity:
-    """Notices that a topic was deleted and created again while the service runs.
+    """Notices that a topic was deleted, or deleted and created again, while the service runs.
 
     The new topic's offsets start again at 0, so the consumer's positions, the committed
     offsets, the replay guards and the device state of the old topic would skip or misplace
     its messages. Kafka gives every topic a new id when it is created; `changed` compares
-    the id known now with the first one seen. After an outage the cached metadata may still
-    be the old cluster's: `refresh` asks the cluster first (the consumer's public `topics()`,
-    one blocking metadata request).
+    the id known now with the first one seen. A topic the cluster no longer lists is a
+    change too: a broker that came back empty, where nobody created the topics again (the
+    service's clients never create topics by asking for them, so it stays missing until a
+    restart creates it with the configured layout). The cached metadata may still be the old
+    cluster's: `refresh` asks the cluster first (the consumer's public `topics()`, one
+    blocking metadata request), which the loop does when the cluster is back after an outage
+    and when a rebalance leaves it without partitions (what a deleted topic causes).
     """
 
     def __init__(self, client: Any, topic: str) -> None:
@@ -127,11 +131,15 @@ class TopicIdentity:
 
     def changed(self, refresh: bool = False) -> str | None:
         """A description of the change, or None while the topic is the one first seen."""
+        names = None
         if refresh:
             try:
-                self.client.topics()
+                names = self.client.topics()
             except Exception as exc:  # the cluster went away again: the next outage's turn
                 log.info("could not refresh the metadata of %s: %s", self.topic, exc)
+        if (self.first is not None and isinstance(names, set | frozenset)
+                and self.topic not in names):
+            return f"topic {self.topic} no longer exists (it had id {self.first})"
         now = topic_id(self.client, self.topic)
         if now is None:
             return None

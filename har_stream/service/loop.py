@@ -66,6 +66,7 @@ from har_stream.core import codec
 from har_stream.core.pipeline import PipelineConfig
 from har_stream.core.recognizer import Recognizer, RecognizerOutput
 from har_stream.core.records import RATE_HZ, SensorBatch
+from har_stream.kafka import poison
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader, ChangelogWriter
 from har_stream.service.delivery import DeliveryFailed, Outbox
@@ -123,6 +124,13 @@ class RebalanceEvents(ConsumerRebalanceListener):
 
     def on_partitions_lost(self, lost: Any) -> None:
         self._add("lost", lost)
+
+    def emptied(self) -> bool:
+        """Whether a pending assignment leaves this member without partitions (also what a
+        deleted sensor topic causes: the loop then checks that it still exists)."""
+        with self._lock:
+            return any(kind == "assigned" and not partitions
+                       for kind, partitions in self._events)
 
     def drain(self) -> list[tuple[str, frozenset[int]]]:
         with self._lock:
@@ -251,7 +259,7 @@ class Service:
         self.snapshot_outbox.serve()
         # messages prove the cluster is back before the watch has confirmed it
         back = was_down and (self.watch.check(force=True) or bool(polled))
-        recreated = self.sensor_identity.changed(refresh=back)
+        recreated = self.sensor_identity.changed(refresh=back or self.events.emptied())
         if recreated:  # before any of its messages is applied to the old topic's state
             raise ServiceError(f"{recreated}: offsets and device state of the old topic do "
                                "not apply to it; a restart starts afresh")
@@ -289,6 +297,9 @@ class Service:
                 if own.is_replay(p, record.offset):
                     continue
                 consumed += 1
+                if type(record) is poison.Damaged:  # the client could not read it whole
+                    self._damaged(record)
+                    continue
                 try:
                     batch = codec.decode_sensor(record.value, record.key, self.limits,
                                                 record_ts_ms=max(record.timestamp, 0))
@@ -311,6 +322,15 @@ class Service:
         metrics.MESSAGES_CONSUMED.inc(consumed)
         metrics.SAMPLES_CONSUMED.inc(sum(len(batch.samples) for batch in batches))
         return batches
+
+    def _damaged(self, record: poison.Damaged) -> None:
+        """Dead-letter what can be read of it, else skip it: logged, counted (`poison`)."""
+        if record.readable:
+            self._dead_letter(record, record.reason, record.detail)
+            return
+        metrics.RECORDS_SKIPPED.labels(reason=record.reason).inc()
+        log.error("skipped %s[%d]@%d, which the Kafka client cannot read: %s: %s",
+                  record.topic, record.partition, record.offset, record.reason, record.detail)
 
     def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
         metrics.MESSAGES_REJECTED.labels(reason=reason).inc()
@@ -602,9 +622,12 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     metrics.set_model_info(version=model.version, engine=type(model).__name__)
     topics = settings.topics
     metrics.declare_label_values(
-        activities=model.classes, reasons=codec.REASONS + APP_REASONS,
+        activities=model.classes,
+        reasons=codec.REASONS + APP_REASONS + poison.DEAD_LETTER_REASONS,
         topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
                 topics.changelog_topic))
+    for reason in poison.SKIP_REASONS:
+        metrics.RECORDS_SKIPPED.labels(reason=reason)
     settings.kafka.check_files()
     server = start_metrics(settings)
     producer = snapshot_producer = consumer = reader_consumer = None

@@ -76,6 +76,19 @@ MESSAGES_REJECTED = Counter(
 `reason` is one of `codec.REASONS` or a small fixed set of app reasons; never free text.
 """
 
+RECORDS_SKIPPED = Counter(
+    "har_records_skipped_total",
+    "Sensor records the Kafka client could not read at all, skipped (unit: records).",
+    ["reason"],
+    registry=REGISTRY,
+)
+"""Records skipped because the client cannot parse them: a batch checksum that does not
+match, a batch that does not decompress, a record structure it refuses (`poison.py`).
+
+`reason` is one of `poison.SKIP_REASONS`; never free text. Each is also logged at ERROR with
+its partition and offset.
+"""
+
 PIPELINE_EVENTS = Counter(
     "har_pipeline_events_total",
     "Stream irregularities handled by the pipeline, by event (unit: samples, resets or "

@@ -447,3 +447,29 @@ def test_bad_messages_among_good_ones_leave_the_good_ones_intact() -> None:
         assert (d.seq, d.t0_ms) == (alone.seq, alone.t0_ms) == (64 * i, 1763762400000)
         np.testing.assert_array_equal(d.samples, np.full((i + 1, 6), i / 10, np.float32))
         assert d.samples is not alone.samples and not np.shares_memory(d.samples, alone.samples)
+
+
+@pytest.mark.parametrize(("literal", "reason"), [
+    ("18446744073709551616", "out_of_range"),  # 2^64: orjson reads it as a double
+    ("-18446744073709551616", "out_of_range"),
+    ("9" * 5000, "out_of_range"),  # beyond Python's 4300-digit conversion limit
+    ("1" + "0" * 400, "out_of_range"),
+    ("1e400", "non_finite"),
+    ("null", "wrong_type"),
+    ("6400.0", "wrong_type"),
+])
+def test_huge_integers_are_out_of_range_whatever_their_spelling(literal: str, reason: str) -> None:
+    for field in ("seq", "t0_ms"):
+        body = {"device_id": "d", "seq": 0, "t0_ms": 1, "samples": [[0, 0, 1, 0, 0, 0]]}
+        text = orjson.dumps(body).decode().replace(f'"{field}":{body[field]}',
+                                                   f'"{field}":{literal}')
+        with pytest.raises(DecodeError) as caught:
+            decode_sensor(text.encode())
+        assert caught.value.reason == reason, (field, caught.value)
+
+
+def test_a_5000_digit_sample_is_out_of_range_not_unreadable_json() -> None:
+    text = '{"device_id":"d","seq":0,"t0_ms":1,"samples":[[%s,0,1,0,0,0]]}' % ("9" * 5000)
+    with pytest.raises(DecodeError) as caught:
+        decode_sensor(text.encode())
+    assert caught.value.reason == "out_of_range"

@@ -16,6 +16,7 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
+from har_stream.kafka.poison import Damaged
 from har_stream.kafka.rdkafka_consumer import ConsumedRecord, RdKafkaConsumer
 from har_stream.service.health import connection_count, topic_id
 from har_stream.service.settings import KafkaSettings
@@ -229,3 +230,75 @@ def test_without_a_broker_close_does_not_wait_for_a_join(fake: FakeLibrdkafka) -
     consumer._statistics(json.dumps({"brokers": {"b": {"state": "DOWN"}}}))
     consumer.close()
     assert fake.consumed == [] and fake.closed
+
+
+class BrokenHeaders(Message):
+    """confluent-kafka on a header key that is not UTF-8: a SystemError around the
+    UnicodeDecodeError (from C, where the result is checked)."""
+
+    def headers(self) -> None:
+        try:
+            b"\xff".decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SystemError("headers returned a result with an exception set") from exc
+
+
+def test_a_record_whose_headers_cannot_be_read_comes_as_damaged_with_key_and_value(
+        fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    import har_stream.kafka.rdkafka_consumer as module
+
+    monkeypatch.setattr(module, "bad_header_record", lambda *args: None)  # no broker here
+    fake.ready = [Message(0, 1), BrokenHeaders(0, 2), Message(0, 3)]
+    records = adapter().poll(max_records=10)[TopicPartition("in", 0)]
+    assert [r.offset for r in records] == [1, 2, 3]
+    damaged = records[1]
+    assert isinstance(damaged, Damaged) and damaged.readable
+    assert (damaged.reason, damaged.key, damaged.value) == ("bad_header", b"dev", b"{}")
+    assert "UnicodeDecodeError" in damaged.detail
+    assert isinstance(records[2], ConsumedRecord)
+
+
+class Seeking(FakeLibrdkafka):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seeks: list[tuple[int, int]] = []
+
+    def seek(self, tp: Any) -> None:
+        self.seeks.append((tp.partition, tp.offset))
+
+
+def test_a_batch_librdkafka_cannot_read_is_skipped_whole_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka reports the batch at its first offset, maybe several times: every record of
+    it comes once as damaged, the position moves past the batch and never back."""
+    import har_stream.kafka.rdkafka_consumer as module
+
+    made = Seeking()
+    monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: made)
+    monkeypatch.setattr(module, "batch_end", lambda kafka, topic, partition, offset: 8)
+    error = confluent_kafka.KafkaError(confluent_kafka.KafkaError._BAD_COMPRESSION)
+    made.ready = [Message(0, 4), Message(0, 5, error=error), Message(0, 5, error=error)]
+    consumer = adapter()
+    records = consumer.poll(max_records=10)[TopicPartition("in", 0)]
+    assert [(r.offset, getattr(r, "reason", None)) for r in records] == [
+        (4, None), (5, "bad_compression"), (6, "bad_compression"), (7, "bad_compression")]
+    assert made.seeks == [(0, 8)]
+    made.ready = [Message(0, 5, error=error), Message(0, 8)]
+    assert [r.offset for r in consumer.poll(max_records=10)[TopicPartition("in", 0)]] == [8]
+    assert made.seeks == [(0, 8)]
+    # given back after a rebalance, from a commit before the skip: skipped again
+    consumer._assigned(None, [confluent_kafka.TopicPartition("in", 0)])
+    made.ready = [Message(0, 5, error=error)]
+    assert len(consumer.poll(max_records=10)[TopicPartition("in", 0)]) == 3
+    assert made.seeks == [(0, 8), (0, 8)]
+
+
+def test_a_topic_the_cluster_does_not_have_is_left_out_of_topics(
+        fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    import har_stream.kafka.rdkafka_consumer as module
+
+    consumer, found = adapter(), iter(["id-1", module._MISSING])
+    monkeypatch.setattr(consumer, "_fetch_topic_id", lambda topic: next(found))
+    assert topic_id(consumer, "in") == "id-1"
+    assert consumer.topics() == set()
+    assert topic_id(consumer, "in") is None

@@ -1,0 +1,130 @@
+"""Records the Kafka client itself cannot hand over: what the loop gets instead of a crash.
+
+A record can fail below the codec, inside the client: a header key that is not UTF-8 (header
+keys are bytes on the wire, both clients insist on text), a batch whose checksum does not
+match, a batch flagged compressed whose bytes do not decompress. Left alone, the client raises
+from `poll` (kafka-python: `CorruptRecordError`, or the decompressor's own error; librdkafka:
+an error event per fetch, or a `SystemError` from `Message.headers()`), the service exits,
+and every restart dies on the same record: a crash loop that blocks the partition.
+
+Both consumers therefore turn such a record into a `Damaged` entry of the poll, at its own
+offset, and move their position past it. The loop (`app.Service._decode`) then either
+dead-letters it (`readable`: only its headers failed; it is read as stored, `raw_fetch`, so
+the dead letter carries its key, value, text-keyed headers and the raw header section) with
+the reason `bad_header`, or skips it with an ERROR log and `har_records_skipped_total{reason}`;
+either way its offset is committed like any other, so a restart does not meet it again.
+Every record of a batch that cannot be read is skipped and counted: kafka-python reports the
+offset it stopped at, so it moves on one offset at a time; librdkafka reports the batch's
+first offset whatever it asked for, so the whole batch is skipped at once (`raw_fetch`
+reads where it ends).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import CorruptRecordError, KafkaError
+
+log = logging.getLogger(__name__)
+
+BAD_HEADER = "bad_header"
+"""Dead-letter reason of a record whose headers the client cannot read (beside codec.REASONS
+and guards.APP_REASONS: the client, not the codec, finds it)."""
+DEAD_LETTER_REASONS = (BAD_HEADER,)
+BAD_CHECKSUM = "bad_checksum"
+BAD_COMPRESSION = "bad_compression"
+CORRUPT_RECORD = "corrupt_record"
+SKIP_REASONS = (BAD_CHECKSUM, BAD_COMPRESSION, CORRUPT_RECORD)
+"""Every `har_records_skipped_total` reason: a closed set, safe as a metric label."""
+
+
+class Damaged(NamedTuple):
+    """A record the client could not hand over whole, in place of that record in a poll."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str  # BAD_HEADER (readable: dead-lettered) or one of SKIP_REASONS
+    detail: str
+    key: bytes | None = None
+    value: bytes | None = None
+    timestamp: int = -1
+    headers: list[tuple[str, bytes]] | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.reason == BAD_HEADER
+
+
+class GuardedKafkaConsumer(KafkaConsumer):
+    """kafka-python's consumer whose `poll` returns a `Damaged` entry for a record it cannot
+    parse, instead of raising for ever on it (see the module doc)."""
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None,
+             update_offsets: bool = True) -> dict[Any, list[Any]]:
+        try:
+            return super().poll(timeout_ms=timeout_ms, max_records=max_records,
+                                update_offsets=update_offsets)
+        except Exception as exc:
+            if isinstance(exc, KafkaError) and not isinstance(exc, CorruptRecordError):
+                raise  # the cluster's answers (authorisation, offsets...): not a record's fault
+            where = self._failed_at()
+            if where is None:
+                raise
+            tp, offset = where
+            reason = (BAD_CHECKSUM if "crc" in str(exc).lower() else
+                      CORRUPT_RECORD if isinstance(exc, CorruptRecordError) else BAD_COMPRESSION)
+            self.seek(tp, offset + 1)
+            detail = f"{type(exc).__name__}: {exc}"
+            damaged = None
+            settings = getattr(self, "har_kafka_settings", None)
+            if reason == CORRUPT_RECORD and settings is not None:  # perhaps only its headers
+                damaged = bad_header_record(settings, tp.topic, tp.partition, offset, detail)
+            return {tp: [damaged or Damaged(tp.topic, tp.partition, offset, reason, detail)]}
+
+    def _failed_at(self) -> tuple[TopicPartition, int] | None:
+        """The partition and offset whose parsing raised: the fetcher's partition in progress
+        (kafka-python says it nowhere else for every kind of failure), confirmed by the
+        consumer's public position, which stays on the record that failed."""
+        part = getattr(getattr(self, "_fetcher", None), "_next_partition_records", None)
+        tp = getattr(part, "topic_partition", None)
+        if tp is None or tp not in self.assignment():
+            return None
+        position = self.position(tp)
+        offset = getattr(position, "offset", position)
+        if offset is None or offset != getattr(part, "next_fetch_offset", None):
+            return None
+        return tp, int(offset)
+
+
+HEADER_RAW_HEADERS = "har.source.headers"
+"""Dead-letter header of a `bad_header` record: its header section as stored, byte for byte
+(Kafka's encoding: a varint count, then each key and value as varint length and bytes), since
+no client can write a header key that is not text."""
+
+
+def bad_header_record(kafka: Any, topic: str, partition: int, offset: int, detail: str,
+                      key: bytes | None = None, value: bytes | None = None,
+                      timestamp: int = -1) -> Damaged | None:
+    """A `bad_header` entry for the record at `offset`, read as stored (`raw_fetch`): its key
+    and value, the headers whose keys are text, and all of them raw in HEADER_RAW_HEADERS.
+    None when it cannot be read, or when its header keys are all text (another fault)."""
+    from har_stream.kafka.raw_fetch import read_record
+
+    raw = read_record(kafka, topic, partition, offset)
+    if raw is None:
+        return None
+    readable: list[tuple[str, bytes]] = []
+    for name, content in raw.headers:
+        try:
+            readable.append((name.decode("utf-8"), content or b""))
+        except UnicodeDecodeError:
+            continue
+    if len(readable) == len(raw.headers):
+        return None
+    return Damaged(topic, partition, offset, BAD_HEADER, detail,
+                   raw.key if key is None else key, raw.value if value is None else value,
+                   raw.timestamp if timestamp < 0 else timestamp,
+                   [*readable, (HEADER_RAW_HEADERS, raw.raw_headers)])
