@@ -9,20 +9,10 @@ One iteration (`Service.step`):
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
   5. send the results and counts (key = device id) without waiting.
 
-A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by listing
-every device touched since the last one and taking the offsets after the last processed
-message of every owned partition; each listed device is written as of that moment (its
-snapshot is taken when sent, or copied first if a message is about to change it:
-`ownership.PendingSnapshots`). Then, as acknowledgements arrive (checked once per step):
-  1. once everything sent before it started is acknowledged by all in-sync replicas, the
-     snapshots go to the changelog, a bounded slice per step (`SNAPSHOTS_PER_STEP`,
-     `MAX_SNAPSHOTS_IN_FLIGHT`);
-  2. once they are acknowledged, the offsets are committed and idle devices evicted (their
-     latest snapshot is in the changelog).
-A rebalance abandons a checkpoint in flight (its devices are snapshotted again next time);
-one waiting while the broker answers none of our sends for `produce_timeout_s` holds the
-service (below). At shutdown,
-`Service.checkpoint` takes a last one and waits for it.
+A checkpoint runs every `commit_interval_s` without stopping the loop (`checkpoint.Checkpoints`:
+snapshots of the devices changed since the last one, then the commit, each step waiting for the
+broker's acknowledgement of the one before). At shutdown, `Service.checkpoint` takes a last
+one and waits for it.
 
 Delivery guarantee: at-least-once. An offset is committed only after the results of its
 message and of all earlier ones are acknowledged, and a snapshot is written only after the
@@ -53,7 +43,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,27 +58,21 @@ from har_stream.core.records import RATE_HZ, SensorBatch
 from har_stream.kafka import poison
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader, ChangelogWriter
+from har_stream.service.checkpoint import (
+    SNAPSHOTS_PER_IDLE_STEP,
+    SNAPSHOTS_PER_STEP,
+    Checkpoints,
+)
 from har_stream.service.delivery import DeliveryFailed, Outbox
 from har_stream.service.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
 from har_stream.service.health import BrokerWatch, TopicIdentity
-from har_stream.service.ownership import Ownership, PendingSnapshots
+from har_stream.service.ownership import Ownership
 from har_stream.service.pacing import WorkBudget
 from har_stream.service.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 """How often the consumer-lag gauge is refreshed (Prometheus scrapes every 5-15 s)."""
-SNAPSHOTS_PER_STEP = 250
-"""Snapshots a checkpoint takes and sends after one step: ~5-15 ms of the loop's time, so
-sending those of thousands of devices delays no step by much more (docs/PERFORMANCE.md §5),
-and the loop keeps polling while those of a flood of devices go out (docs/RELIABILITY.md)."""
-SNAPSHOTS_PER_IDLE_STEP = 1000
-"""The same after a step that polled nothing: no live message waits for it, and a flood's
-100,000 snapshots go out in 100 slices instead of 400 (docs/RELIABILITY.md)."""
-MAX_SNAPSHOTS_IN_FLIGHT = 4000
-"""Snapshots sent and not yet acknowledged, at most (~22 MB): beyond it a checkpoint waits
-for acknowledgements before sending more, so the producer's buffer (kafka-python: 32 MB)
-never fills and blocks the loop, and memory stays bounded however many devices changed."""
 CHECKPOINT_POLL_MS = 10
 """Longest wait of a poll while a checkpoint's snapshots go out: with no input, an idle
 poll's wait (`poll_timeout_ms`, 200 ms) paced the slices of a 100,000-device checkpoint."""
@@ -164,20 +147,6 @@ class _Snapshots:
         return self.outbox.send(topic, poison_to_dlq=False, **record)
 
 
-@dataclass(slots=True)
-class _Checkpoint:
-    """A checkpoint in flight: the state and offsets as of its start (see the module doc)."""
-
-    started: float
-    output_epoch: int  # the Outbox epoch of everything sent before it started
-    snapshots: PendingSnapshots  # those not sent yet
-    offsets: dict[int, int]  # sensor partition -> offset to commit
-    sent: list[tuple[str, int, Any]] | None = None  # device, partition, future, once sent
-    snapshot_epoch: int = -1
-    answers: int = 0  # the broker's answers to our sends (`Service._answers`) when last seen
-    progress_at: float = 0.0  # when they last grew (0: not since the start)
-
-
 class Service:
     """One consumer-group member: the loop and its checkpoints; which devices it holds and
     where their state is are the `Ownership`'s business."""
@@ -216,7 +185,10 @@ class Service:
         self.sensor_identity = TopicIdentity(consumer, settings.topics.sensor_topic)
         self.held = False  # output waits for acknowledgement: partitions paused, no commit
         self._uncommitted = False
-        self._checkpoint: _Checkpoint | None = None
+        self.checkpoints = Checkpoints(
+            self.outbox, self.snapshot_outbox, self.writer, self.ownership, self.registry,
+            clock, settings.produce_timeout_s, self._delivered, self._hold, lambda: self.held,
+            self._commit)
         self._next_checkpoint = clock() + settings.commit_interval_s
         self._next_eviction = clock() + settings.eviction_interval_s
         self._next_lag = clock()
@@ -238,9 +210,9 @@ class Service:
     def checkpoint_tick(self, idle: bool = False) -> None:
         """A loop turn's share of checkpointing: start one when due, advance the one in
         flight (never waits); a larger slice of snapshots after a step that polled nothing."""
-        if self._checkpoint is None and self.clock() >= self._next_checkpoint:
+        if self.checkpoints.current is None and self.clock() >= self._next_checkpoint:
             self._begin_checkpoint()
-        if self._checkpoint is not None:
+        if self.checkpoints.current is not None:
             self._advance_checkpoint(SNAPSHOTS_PER_IDLE_STEP if idle else SNAPSHOTS_PER_STEP)
 
     def step(self) -> RecognizerOutput | None:
@@ -396,13 +368,13 @@ class Service:
         """
         try:
             for _ in range(2):
-                if self._checkpoint is None:
+                if self.checkpoints.current is None:
                     self._begin_checkpoint()
-                while self._checkpoint is not None and not self._advance_checkpoint(None):
-                    if self._checkpoint.sent is None:
-                        self._settle(self.outbox, "results")
-                    else:
+                while self.checkpoints.current is not None and not self._advance_checkpoint(None):
+                    if self.checkpoints.sending():
                         self._settle(self.snapshot_outbox, "state snapshots")
+                    else:
+                        self._settle(self.outbox, "results")
         except KafkaTimeoutError as exc:
             if final:
                 raise ServiceError(
@@ -414,56 +386,24 @@ class Service:
     def _poll_wait_ms(self) -> int:
         """The poll's longest wait: short while a checkpoint's snapshots go out (and are
         acknowledged), so that idle polls do not pace it; never while held (an outage)."""
-        checkpoint = self._checkpoint
-        if checkpoint is None or checkpoint.sent is None or self.held:
+        if not self.checkpoints.sending() or self.held:
             return self.settings.poll_timeout_ms
         return min(self.settings.poll_timeout_ms, CHECKPOINT_POLL_MS)
 
     def _begin_checkpoint(self) -> None:
-        """List the touched devices and take the offsets to commit; send nothing yet."""
+        """Start a checkpoint if anything changed since the last (`Checkpoints.begin`)."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
         self._apply_assignment()
         if not self._uncommitted:
             self._housekeeping()
             return
-        snapshots = PendingSnapshots(self.registry, self.ownership.to_snapshot())
-        self.ownership.in_flight = snapshots  # copies a device's state before it changes
-        self._checkpoint = _Checkpoint(self.clock(), self.outbox.mark(), snapshots,
-                                       self.ownership.to_commit(), answers=self._answers())
+        self.checkpoints.begin()
         self._uncommitted = False
 
     def _advance_checkpoint(self, limit: int | None = SNAPSHOTS_PER_STEP) -> bool:
-        """Take the checkpoint in flight as far as acknowledgements allow, sending at most
-        `limit` snapshots (None: all) and no more than keeps `MAX_SNAPSHOTS_IN_FLIGHT`
-        unacknowledged; True once done."""
-        checkpoint = self._checkpoint
-        assert checkpoint is not None
-        if checkpoint.sent is None:
-            if not self._delivered(self.outbox, checkpoint.output_epoch, "results"):
-                return self._overdue(checkpoint)
-            checkpoint.sent = []
-        if checkpoint.snapshots:
-            take = len(checkpoint.snapshots) if limit is None else limit
-            take = min(take, MAX_SNAPSHOTS_IN_FLIGHT - self.snapshot_outbox.in_flight())
-            if take > 0:
-                with metrics.STAGE_DURATION.labels(stage="snapshot").time():
-                    checkpoint.sent += [
-                        (device_id, partition,
-                         self.writer.write(device_id, partition, data, covers))
-                        for device_id, partition, covers, data in checkpoint.snapshots.take(take)]
-            if checkpoint.snapshots:
-                return self._overdue(checkpoint)
-            self.ownership.in_flight = None
-            checkpoint.snapshot_epoch = self.snapshot_outbox.mark()
-        if not self._delivered(self.snapshot_outbox, checkpoint.snapshot_epoch,
-                               "state snapshots"):
-            return self._overdue(checkpoint)
-        for device_id, partition, future in checkpoint.sent:
-            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
-        metrics.STATE_SNAPSHOTS.inc(len(checkpoint.sent))
-        with metrics.STAGE_DURATION.labels(stage="commit").time():
-            self._commit(checkpoint.offsets)
-        self._checkpoint = None
+        """`Checkpoints.advance`; once committed, consume again if held, evict idle devices."""
+        if not self.checkpoints.advance(limit):
+            return False
         if self.held:
             log.info("output acknowledged: committing and consuming again")
             self.held = False
@@ -475,38 +415,14 @@ class Service:
         """Apply the rebalance events; one abandons the checkpoint in flight, whose
         snapshots and offsets may no longer be this member's to write."""
         events = self.events.drain()
-        if events and self._checkpoint is not None:
-            checkpoint, self._checkpoint = self._checkpoint, None
-            self.ownership.in_flight = None
-            self.ownership.dirty.update(item[0] for item in checkpoint.sent or [])
-            self.ownership.dirty.update(checkpoint.snapshots.device_ids())
+        if events and self.checkpoints.current is not None:
+            self.checkpoints.abandon()
             self._uncommitted = True
         self.ownership.apply(events)
 
     def _delivered(self, outbox: Outbox, epoch: int, what: str) -> bool:
         with _refusal_stops(what):
             return outbox.delivered(epoch)
-
-    def _overdue(self, checkpoint: _Checkpoint) -> bool:
-        """Hold once the broker has answered none of our sends for the produce timeout while
-        a checkpoint waits for it; always False.
-
-        Waiting is measured from the last answer, not from the checkpoint's start: the
-        snapshots of a flood of new devices take longer than the timeout to go out even
-        when the broker acknowledges all along, and that is no reason to stop consuming.
-        """
-        now, answers = self.clock(), self._answers()
-        if answers != checkpoint.answers:
-            checkpoint.answers, checkpoint.progress_at = answers, now
-        waited = now - max(checkpoint.progress_at, checkpoint.started)
-        if not self.held and waited > self.settings.produce_timeout_s:
-            self._hold(KafkaTimeoutError(f"no acknowledgement for {waited:.0f} s while a "
-                                         f"checkpoint waits for {len(checkpoint.snapshots)} "
-                                         "snapshots and the output before them"))
-        return False
-
-    def _answers(self) -> int:
-        return self.outbox.answers + self.snapshot_outbox.answers
 
     def _housekeeping(self) -> None:
         """Evict idle devices (not more often than `eviction_interval_s`), report gauges."""

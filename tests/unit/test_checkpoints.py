@@ -125,7 +125,7 @@ def test_run_begins_checkpoints_without_waiting_for_the_broker() -> None:
             self.steps = steps
 
         def is_set(self) -> bool:
-            seen.append((len(flushes), service._checkpoint is not None,
+            seen.append((len(flushes), service.checkpoints.current is not None,
                          dict(consumer.committed_offsets)))
             clock.now += ASYNC.commit_interval_s  # a checkpoint is due after every step
             self.steps -= 1
@@ -146,7 +146,7 @@ def test_a_rebalance_abandons_the_checkpoint_in_flight() -> None:
     consumer.rebalance("revoked", list(range(8)))
     consumer.rebalance("assigned", list(range(8)))  # given back, nobody committed
     service.step()
-    assert service._checkpoint is None, "abandoned: its partitions changed hands meanwhile"
+    assert service.checkpoints.current is None, "abandoned: its partitions changed hands meanwhile"
     producer.flush()
     assert consumer.committed_offsets == {} and not producer.snapshots
     service.checkpoint()
@@ -209,7 +209,7 @@ def test_a_rebalance_midway_through_sending_snapshots_takes_them_all_again() -> 
     consumer.rebalance("revoked", list(range(8)))
     consumer.rebalance("assigned", list(range(8)))
     service.step()
-    assert service._checkpoint is None
+    assert service.checkpoints.current is None
     assert service.ownership.dirty == {f"dev-{d}" for d in range(5)}, "sent and unsent alike"
 
 
@@ -217,7 +217,7 @@ def test_snapshots_have_a_producer_of_their_own() -> None:
     """Results never queue behind snapshots; the snapshots still wait for the results."""
     service, consumer, producer = make_service(ASYNC, FakeModel())
     changelog = LeanProducer(ASYNC.topics.changelog_topic)
-    service.snapshot_outbox = Outbox(changelog, "dlq")
+    service.snapshot_outbox = service.checkpoints.snapshot_outbox = Outbox(changelog, "dlq")
     service.writer.producer.outbox = service.snapshot_outbox
     consumer.feed(sensor_records("dev", SAMPLES)[:10])
     service.step()

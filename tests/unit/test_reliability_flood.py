@@ -34,13 +34,12 @@ from test_reliability_service import sensor_records
 from har_stream.core import codec
 from har_stream.core.records import SensorBatch
 from har_stream.service import metrics
-from har_stream.service.loop import (
-    CHECKPOINT_POLL_MS,
+from har_stream.service.checkpoint import (
     MAX_SNAPSHOTS_IN_FLIGHT,
     SNAPSHOTS_PER_IDLE_STEP,
     SNAPSHOTS_PER_STEP,
-    Service,
 )
+from har_stream.service.loop import CHECKPOINT_POLL_MS, Service
 from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
