@@ -35,6 +35,7 @@ try:  # optional: without it every message takes the exact path (same results, s
 except ImportError:  # pragma: no cover - the package is a declared dependency
     _simdjson = None  # type: ignore[assignment]
 
+from har_stream.core.logsafe import escape
 from har_stream.core.records import (
     RATE_HZ,
     SAMPLE_FIELDS,
@@ -90,7 +91,7 @@ class DecodeError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown decode reason {reason!r}")
-        detail = _log_safe(detail)
+        detail = escape(detail, MAX_DETAIL_CHARS)
         super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
@@ -99,17 +100,17 @@ class DecodeError(Exception):
         return f"{self.reason}: {self.detail}"
 
 
-def dead_letter_headers(
-    error: DecodeError, topic: str, partition: int, offset: int
-) -> list[tuple[str, bytes]]:
-    """The headers of the dead-letter copy of a rejected record (kafka-python's format)."""
-    return [
-        (HEADER_REASON, error.reason.encode()),
-        (HEADER_DETAIL, error.detail.encode()),
-        (HEADER_SOURCE_TOPIC, topic.encode()),
-        (HEADER_SOURCE_PARTITION, str(partition).encode()),
-        (HEADER_SOURCE_OFFSET, str(offset).encode()),
-    ]
+def dead_letter_headers(reason: str, detail: str, topic: str, partition: int | None = None,
+                        offset: int | None = None) -> list[tuple[str, bytes]]:
+    """The headers saying why a record went to the dead-letter topic and where it came from:
+    the one builder of them (rejected input and undeliverable output alike)."""
+    headers = [(HEADER_REASON, reason.encode()), (HEADER_DETAIL, detail.encode()),
+               (HEADER_SOURCE_TOPIC, topic.encode())]
+    if partition is not None:
+        headers.append((HEADER_SOURCE_PARTITION, str(partition).encode()))
+    if offset is not None:
+        headers.append((HEADER_SOURCE_OFFSET, str(offset).encode()))
+    return headers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,13 +660,3 @@ def _show(x: Any, limit: int = 40) -> str:
     text = str(x)
     shown = ascii(text[:limit])
     return shown if len(text) <= limit else f"{shown}... ({len(text)} characters)"
-
-
-def _log_safe(text: str) -> str:
-    """Single-line printable ASCII, at most MAX_DETAIL_CHARS long."""
-    if not (text.isascii() and text.isprintable()):
-        text = text[: 4 * MAX_DETAIL_CHARS].encode("unicode_escape").decode("ascii")
-        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
-    if len(text) > MAX_DETAIL_CHARS:
-        text = text[: MAX_DETAIL_CHARS - 3] + "..."
-    return text

@@ -19,13 +19,17 @@ MAX_CHARS = 200
 
 
 def escape(value: object, limit: int = MAX_CHARS) -> str:
-    """`value` as one line of printable ASCII, at most about `limit` characters."""
+    """`value` as one line of printable ASCII of at most `limit` characters: odd characters
+    escaped (`\\x1b`, `\\u202e`), a longer text cut with its length said. The one escaper
+    of outside values, for log lines and for Kafka headers alike."""
     text = value if isinstance(value, str) else str(value)
-    if len(text) > limit:
-        text = f"{text[:limit]}... ({len(text)} characters)"
-    if text.isascii() and text.isprintable():
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(c if c.isascii() and c.isprintable() else _escaped(c)
+                       for c in text[:limit + 1]) + ("x" if len(text) > limit + 1 else "")
+    if len(text) <= limit:
         return text
-    return "".join(c if c.isascii() and c.isprintable() else _escaped(c) for c in text)
+    suffix = f"... ({len(value if isinstance(value, str) else str(value))} characters)"
+    return text[:max(limit - len(suffix), 0)] + suffix[:limit]
 
 
 def _escaped(c: str) -> str:

@@ -25,8 +25,11 @@ from kafka import KafkaConsumer, TopicPartition
 
 log = logging.getLogger(__name__)
 
-HEADER_COVERS_OFFSET = "har.source.offset"
-"""Changelog header: next sensor offset (same partition) whose effect the snapshot holds."""
+HEADER_COVERS_OFFSET = "har.changelog.covers-offset"
+"""Changelog header: next sensor offset (same partition) whose effect the snapshot holds. A
+name of its own: `har.source.offset` names the offset of a rejected record in a dead letter."""
+LEGACY_HEADER_COVERS_OFFSET = "har.source.offset"
+"""The same, as snapshots written before 2026-12-06 carry it (still read)."""
 
 
 class RestoreError(RuntimeError):
@@ -66,7 +69,8 @@ def _stored(record: object) -> StoredState | None:
         return None
     headers = dict(getattr(record, "headers", None) or [])
     try:
-        covers = int(headers.get(HEADER_COVERS_OFFSET, b"0"))
+        covers = int(headers.get(HEADER_COVERS_OFFSET)
+                     or headers.get(LEGACY_HEADER_COVERS_OFFSET) or b"0")
     except ValueError:
         covers = 0
     return StoredState(bytes(key).decode("utf-8", "replace"), record.partition,  # type: ignore[attr-defined]

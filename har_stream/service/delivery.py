@@ -247,10 +247,8 @@ class Outbox:
                         escape(str(error)), self.dlq_topic)
             detail = (f"{item.topic} refused it {item.attempts} times: "
                       f"{type(error).__name__}: {error}")
-            self._send_dead_letter(item.key, item.value, [], [
-                (codec.HEADER_REASON, UNDELIVERABLE.encode()),
-                (codec.HEADER_DETAIL, escape(detail).encode()),
-                (codec.HEADER_SOURCE_TOPIC, item.topic.encode())], item.epoch)
+            self._send_dead_letter(item.key, item.value, [], codec.dead_letter_headers(
+                UNDELIVERABLE, escape(detail), item.topic), item.epoch)
         elif not item.stripped:
             ours = [(k, v) for k, v in item.headers if k.startswith("har.")]
             self._send(replace(item, key=None, value=b"", headers=ours, attempts=0,

@@ -18,9 +18,9 @@ Delivery guarantee: at-least-once. An offset is committed only after the results
 message and of all earlier ones are acknowledged, and a snapshot is written only after the
 results it reflects are. After a crash or a rebalance, consumption resumes at the last
 committed offset with state from the changelog that is as new as that or newer; messages a
-newer snapshot already covers are skipped (header `har.source.offset`). So no result is
-ever missing, some may be published twice with the same window id (`device_id:seq`), and
-the per-device counts count every window exactly once. Consumers de-duplicate results by
+newer snapshot already covers are skipped (changelog header `har.changelog.covers-offset`).
+So no result is ever missing, some may be published twice with the same window id, and the
+per-device counts count every window exactly once. Consumers de-duplicate results by
 window id and keep the counts record with the highest `last_seq`.
 
 Faults (docs/RELIABILITY.md): when the cluster is out of reach the loop stays up, reports it
@@ -308,13 +308,9 @@ class Service:
         metrics.MESSAGES_REJECTED.labels(reason=reason).inc()
         log.info("rejected %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
                  reason, detail)
-        self.outbox.dead_letter(record.key, record.value, record.headers or [], [
-            (codec.HEADER_REASON, reason.encode()),
-            (codec.HEADER_DETAIL, detail.encode()),
-            (codec.HEADER_SOURCE_TOPIC, record.topic.encode()),
-            (codec.HEADER_SOURCE_PARTITION, str(record.partition).encode()),
-            (codec.HEADER_SOURCE_OFFSET, str(record.offset).encode()),
-        ])
+        self.outbox.dead_letter(record.key, record.value, record.headers or [],
+                                codec.dead_letter_headers(reason, detail, record.topic,
+                                                          record.partition, record.offset))
 
     def _send(self, output: RecognizerOutput) -> None:
         send = self.outbox.send

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from har_stream.core import option_rules
+from har_stream.core.codec import Limits
 from har_stream.core.option_rules import SettingsError, check_fields, env_name
 from har_stream.core.options import (
     add_options,
@@ -39,6 +40,8 @@ __all__ = [  # the settings API the service's callers use, whichever module defi
     "secret_values", "settings_from",
 ]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+INPUT_LIMITS = Limits()
+"""The codec's defaults: the service's input limits default to them (one place)."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -91,10 +94,10 @@ class Settings:
                                        "further new devices go to the dead-letter topic, "
                                        "reason too_many_devices (0 = no limit)",
                               off="no limit", at_least=1)
-    max_message_bytes: int = option(256 * 1024, "largest sensor message accepted (bytes)",
-                                    at_least=1)
-    max_samples_per_message: int = option(500, "most samples in one sensor message",
-                                          at_least=1)
+    max_message_bytes: int = option(INPUT_LIMITS.max_message_bytes,
+                                    "largest sensor message accepted (bytes)", at_least=1)
+    max_samples_per_message: int = option(INPUT_LIMITS.max_samples,
+                                          "most samples in one sensor message", at_least=1)
     reorder_samples: int = option(
         256, "per device, hold a message that arrives ahead of a gap back while it ends within "
         "this many samples of the expected seq, so out-of-order messages are put back in "

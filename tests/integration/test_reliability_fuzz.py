@@ -81,7 +81,8 @@ def test_hostile_input_through_the_broker(service_settings: Settings) -> None:
     placed = send(service_settings.kafka, service_settings.topics.sensor_topic, items)
     error = codec.DecodeError("message_too_large", f"message has {len(giants[0][1])} bytes, "
                               "the limit is 262144")
-    whole_copy = codec.dead_letter_headers(error, service_settings.topics.sensor_topic, 0, 1)
+    whole_copy = codec.dead_letter_headers(error.reason, error.detail,
+                                           service_settings.topics.sensor_topic, 0, 1)
     assert DefaultRecordBatchBuilder.estimate_size_in_bytes(
         giants[0][0], giants[0][1], whole_copy) > MAX_REQUEST, "precondition: a poison copy"
 

@@ -192,12 +192,14 @@ def test_decode_error_rejects_unknown_reasons_and_survives_pickling() -> None:
 
 def test_dead_letter_headers_carry_reason_detail_and_source() -> None:
     error = DecodeError("out_of_range", "samples[1][2] (acc_z): 16.5 g")
-    headers = dict(dead_letter_headers(error, "har.sensor", 3, 1234))
+    headers = dict(dead_letter_headers(error.reason, error.detail, "har.sensor", 3, 1234))
     assert headers == {
         "har.error.reason": b"out_of_range", "har.error.detail": b"samples[1][2] (acc_z): 16.5 g",
         "har.source.topic": b"har.sensor", "har.source.partition": b"3",
         "har.source.offset": b"1234",
     }
+    output = dict(dead_letter_headers("undeliverable_output", "refused", "har.activity"))
+    assert set(output) == {"har.error.reason", "har.error.detail", "har.source.topic"}
 
 
 # -- happy paths ---------------------------------------------------------------------------------

@@ -84,7 +84,9 @@ def test_escape_makes_one_short_printable_line() -> None:
     assert escape("a\nb\x1b[0m") == "a\\x0ab\\x1b[0m"
     assert escape("rtl\u202e") == "rtl\\u202e" and escape("\U0001f600") == "\\U0001f600"
     long = escape("z" * 10_000, limit=50)
-    assert long.startswith("z" * 50) and "(10000 characters)" in long and len(long) < 80
+    assert long.startswith("z" * 20) and "(10000 characters)" in long and len(long) <= 50
+    hostile = escape("\u202e" * 1000, limit=300)  # escaping never makes it longer than said
+    assert len(hostile) <= 300 and hostile.isascii() and hostile.isprintable()
 
 
 def test_repeated_client_warnings_are_thinned_with_a_count() -> None:
