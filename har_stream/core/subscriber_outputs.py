@@ -28,6 +28,14 @@ _SMOOTHING = SmoothingSettings()
 _DAILY = DailySettings()
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriberSettings:
+    """How the subscriber records are derived: the smoothing and where days are cut."""
+
+    smoothing: SmoothingSettings = _SMOOTHING
+    daily: DailySettings = _DAILY
+
+
 def subscriber_fields(classes: Sequence[str]) -> dict[str, Field]:
     """Per-device state of the subscriber outputs, to add to the recognizer's fields."""
     return transition_fields() | daily_fields(len(classes))
@@ -38,6 +46,7 @@ class SubscriberStep:
     changes: list[ActivityChange]  # per device in window order
     devices: list[DeviceStatus]  # one per device with results in the poll
     closed_days: list[DayTotals]  # per device in day order
+    suppressed: int = 0  # runs of a new activity that ended unconfirmed (blips smoothed away)
 
     def encoded(self) -> dict[str, list[tuple[bytes, bytes]]]:
         """(key, value) of every record, per kind ("changes", "devices", "daily"): what the
@@ -66,8 +75,9 @@ class SubscriberOutputs:
         by_device = group_by_device(results)
         closed, opened = self.days.update_grouped(by_device)
         today = {day.device_id: day for day in opened}
+        before = self.transitions.suppressed
         changes, devices = self.transitions.update_grouped(by_device, today)
-        return SubscriberStep(changes, devices, closed)
+        return SubscriberStep(changes, devices, closed, self.transitions.suppressed - before)
 
     def device(self, device_id: str) -> DeviceStatus | None:
         """The device's current record, None for a device never seen."""

@@ -96,6 +96,9 @@ class ActivityTransitions:
         if missing:
             raise ValueError(f"the registry lacks the smoother's fields {missing}")
         self._code = {name: i + 1 for i, name in enumerate(self.classes)}
+        self.suppressed = 0
+        """Runs of a new activity that ended unconfirmed (blips smoothed away), ever; a
+        statistic for metrics, not state: a replay counts its runs again."""
         self._passing = frozenset(self._code[n] for n in settings.passing if n in self._code)
 
     def update(self, results: Sequence[ActivityResult]) -> tuple[list[ActivityChange],
@@ -145,9 +148,11 @@ class ActivityTransitions:
          last_confidence, last_seq, last_start, last_end) = row
         hold, enter = self.settings.hold_windows, self.settings.enter_confidence
         max_gap, code, passing = self.settings.max_gap_ms, self._code, self._passing
+        suppressed = 0
         for w in windows:
             a, p = code[w.activity], float(w.confidence)
             if last_activity and w.t_start_ms - last_start > max_gap:
+                suppressed += run_windows > 0
                 run_activity = run_windows = 0
             last_activity, last_confidence, last_seq = a, p, w.seq
             last_start, last_end = w.t_start_ms, w.t_end_ms
@@ -155,11 +160,13 @@ class ActivityTransitions:
                 continue
             if a == current:
                 confidence = p
+                suppressed += run_windows > 0
                 run_activity = run_windows = 0
                 continue
             if a == run_activity:
                 run_windows += 1
             else:
+                suppressed += run_windows > 0
                 run_activity, run_windows, run_start = a, 1, w.t_start_ms
             if run_windows >= hold or p >= enter:
                 changes.append(ActivityChange(
@@ -169,6 +176,7 @@ class ActivityTransitions:
                     confidence=p, seq=w.seq, windows=run_windows))
                 current, since, confidence = a, run_start, p
                 run_activity = run_windows = 0
+        self.suppressed += suppressed
         return (current, since, confidence, run_activity, run_windows, run_start, last_activity,
                 last_confidence, last_seq, last_start, last_end)
 

@@ -7,7 +7,8 @@ One iteration (`Service.step`):
   3. decode every message; rejected ones go to the dead-letter topic with reason headers;
      replays of messages whose effect a restored snapshot already holds are skipped;
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
-  5. send the results and counts (key = device id) without waiting.
+  5. send the results and counts, and the subscriber records the recognizer derived from
+     them (activity changes, device records, closed days), key = device id, without waiting.
 
 A checkpoint runs every `commit_interval_s` without stopping the loop: it starts by taking a
 snapshot of every device touched since the last one and the offsets after the last processed
@@ -59,9 +60,12 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from har_stream.core import codec
+from har_stream.core.daily import DailySettings
 from har_stream.core.pipeline import PipelineConfig
 from har_stream.core.recognizer import Recognizer, RecognizerOutput
 from har_stream.core.records import RATE_HZ, SensorBatch
+from har_stream.core.subscriber_outputs import SubscriberSettings, SubscriberStep
+from har_stream.core.transitions import SmoothingSettings
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader, ChangelogWriter
 from har_stream.service.delivery import DeliveryFailed, Outbox
@@ -176,7 +180,7 @@ class Service:
         self.clock, self.wall = clock, wall
         self.recognizer = Recognizer(
             TimedModel(model), PipelineConfig(reorder_samples=settings.reorder_samples),
-            clock=clock)
+            clock=clock, subscribers=subscriber_settings(settings))
         self.registry = self.recognizer.registry
         self.ownership = Ownership(self.registry, reader, self._committed_offset,
                                    settings.idle_ttl_s, clock, wall)
@@ -311,6 +315,19 @@ class Service:
         for counts in output.counts:
             send(self.topics.counts_topic, counts.device_id.encode(), codec.encode_counts(counts),
                  on_ack=_acknowledged_counts)
+        if output.subscribers is not None:
+            self._send_subscriber_records(output.subscribers)
+
+    def _send_subscriber_records(self, step: SubscriberStep) -> None:
+        """Activity changes, device records and closed days, keyed by device id, through the
+        same outbox as the results: a checkpoint commits an offset only once they too are
+        acknowledged (docs/SUBSCRIBERS.md)."""
+        send, topics = self.outbox.send, self.topics.subscriber_topics()
+        for kind, records in step.encoded().items():
+            topic, on_ack = topics[kind], _SUBSCRIBER_ACKS[kind]
+            for key, value in records:
+                send(topic, key, value, on_ack=on_ack)
+        metrics.BLIPS_SUPPRESSED.inc(step.suppressed)
 
     @staticmethod
     def _record(output: RecognizerOutput) -> None:
@@ -505,6 +522,25 @@ def _acknowledged_counts(_metadata: Any) -> None:
     metrics.COUNTS_PUBLISHED.inc()
 
 
+def _acknowledged_by(counter: Any) -> Callable[[Any], None]:
+    return lambda _metadata: counter.inc()
+
+
+_SUBSCRIBER_ACKS = {kind: _acknowledged_by(metrics.SUBSCRIBER_RECORDS_PUBLISHED.labels(kind=kind))
+                    for kind in metrics.SUBSCRIBER_KINDS}
+
+
+def subscriber_settings(settings: Settings) -> SubscriberSettings | None:
+    """How the recognizer derives the subscriber records (None: they are off)."""
+    if not settings.subscriber_outputs:
+        return None
+    return SubscriberSettings(
+        SmoothingSettings(hold_windows=settings.hold_windows,
+                          enter_confidence=settings.enter_confidence,
+                          max_gap_ms=settings.change_max_gap_ms),
+        DailySettings(utc_offset_minutes=settings.day_utc_offset_minutes))
+
+
 # ---------------------------------------------------------------------------------------------
 # wiring
 
@@ -556,8 +592,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     topics = settings.topics
     metrics.declare_label_values(
         activities=model.classes, reasons=codec.REASONS + APP_REASONS,
-        topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
-                topics.changelog_topic))
+        topics=[name for name in topics.names() if name != topics.sensor_topic])
     settings.kafka.check_files()
     server = start_metrics(settings)
     producer = snapshot_producer = consumer = reader_consumer = None
@@ -573,9 +608,10 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
                                  compression_type=compression, unbounded_delivery=True)
         snapshot_producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
                                           compression_type=compression, unbounded_delivery=True)
-        for client, topic in ((producer, topics.activity_topic), (producer, topics.counts_topic),
-                              (producer, topics.dlq_topic),
-                              (snapshot_producer, topics.changelog_topic)):
+        outputs = [name for name in topics.names()
+                   if name not in (topics.sensor_topic, topics.changelog_topic)]
+        for client, topic in [*((producer, name) for name in outputs),
+                              (snapshot_producer, topics.changelog_topic)]:
             # metadata now, while the cluster answers: a first send to a topic during an
             # outage would otherwise block for max_block_ms, then fail the step
             client.partitions_for(topic)

@@ -123,6 +123,11 @@ class KafkaSettings:
     __repr__ = masked_repr
 
 
+TOPIC_FIELDS = ("sensor_topic", "dlq_topic", "activity_topic", "counts_topic", "changelog_topic",
+                "changes_topic", "devices_topic", "daily_topic")
+"""The topic-name fields of `TopicSettings`."""
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class TopicSettings:
     """Names of the topics the service reads and writes, and how to create missing ones."""
@@ -137,6 +142,16 @@ class TopicSettings:
     changelog_topic: str = option("har.state-changelog",
                                   "per-device state snapshots (compacted; same partition "
                                   "count as the sensor topic)", form="topic")
+    changes_topic: str = option("har.activity-changes", "output: smoothed activity changes",
+                                form="topic")
+    devices_topic: str = option("har.devices", "output: each device's current status "
+                                               "(compacted)", form="topic")
+    daily_topic: str = option("har.daily-totals", "output: per-activity totals of each "
+                                                  "finished day", form="topic")
+    topic_prefix: str = option("", "prefix of every topic name above and of the consumer "
+                                   "group: isolates one deployment on a shared cluster "
+                                   "(applied when the settings are built)",
+                               off="no prefix", form="topic")
     create_topics: bool = option(True, "create missing topics at start")
     partitions: int = option(6, "partitions of topics created at start", at_least=1,
                              at_most=10_000)
@@ -145,10 +160,26 @@ class TopicSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        names = [self.sensor_topic, self.dlq_topic, self.activity_topic, self.counts_topic,
-                 self.changelog_topic]
+        names = self.names()
         if len(set(names)) != len(names):
             raise SettingsError(f"topic names must differ (HAR_*_TOPIC): {names}")
+
+    def prefixed(self) -> TopicSettings:
+        """These settings with `topic_prefix` put in front of every name, and consumed (so a
+        copy is not prefixed twice); SettingsError when a prefixed name is not legal."""
+        if not self.topic_prefix:
+            return self
+        names = {name: self.topic_prefix + getattr(self, name) for name in TOPIC_FIELDS}
+        return dataclasses.replace(self, topic_prefix="", **names)
+
+    def names(self) -> list[str]:
+        """Every topic of the service: the one list topic creation and checks use."""
+        return [getattr(self, name) for name in TOPIC_FIELDS]
+
+    def subscriber_topics(self) -> dict[str, str]:
+        """Topic of each kind of `SubscriberStep.encoded()`."""
+        return {"changes": self.changes_topic, "devices": self.devices_topic,
+                "daily": self.daily_topic}
 
     __repr__ = masked_repr
 
@@ -221,10 +252,28 @@ class Settings:
                                                     "endpoint (empty: no endpoint)",
                                   off="no endpoint", form="host:port")
     log_level: str = option("INFO", "log level", choices=LOG_LEVELS)
+    subscriber_outputs: bool = option(True, "publish activity changes, device records and "
+                                            "daily totals (docs/SUBSCRIBERS.md)")
+    hold_windows: int = option(2, "activity changes: windows a new activity must hold before "
+                                  "it is entered", at_least=1, at_most=1000)
+    enter_confidence: float = option(0.9, "activity changes: a window this confident enters "
+                                          "its activity at once (above 1: never)",
+                                     at_least=0, at_most=2)
+    change_max_gap_ms: int = option(10_000, "activity changes: stream time between two "
+                                            "windows beyond which a run starts afresh",
+                                    at_least=0, at_most=86_400_000)
+    day_utc_offset_minutes: int = option(0, "daily totals: days start at midnight of UTC plus "
+                                            "this many minutes (fixed, no daylight saving)",
+                                         at_least=-1439, at_most=1439)
 
     def __post_init__(self) -> None:
-        """The rule of every field, then the relations between fields (docs/SERVICE.md)."""
+        """The rule of every field, then the relations between fields (docs/SERVICE.md);
+        the topic prefix is applied to the topics and the group here, once."""
         check_fields(self)
+        prefix = self.topics.topic_prefix
+        if prefix:
+            object.__setattr__(self, "topics", self.topics.prefixed())
+            object.__setattr__(self, "group_id", prefix + self.group_id)
         if 3 * self.heartbeat_interval_ms > self.session_timeout_ms:
             raise SettingsError(
                 f"HAR_HEARTBEAT_INTERVAL_MS={self.heartbeat_interval_ms} must be at most a third "

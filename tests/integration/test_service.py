@@ -198,3 +198,37 @@ def test_an_evicted_device_resumes_from_its_snapshot(service_settings: Settings)
     assert metrics.REGISTRY.get_sample_value("har_state_restores_total") > restored
     check_results(results.poll(), expected)
     results.close()
+
+
+MIDNIGHT_MS = 1_700_006_400_000  # 2023-11-15 00:00 UTC
+
+
+def test_changes_device_records_and_closed_days_equal_the_offline_ones(
+        service_settings: Settings) -> None:
+    """Streams across midnight: the three subscriber topics carry what one offline
+    `Recognizer` derives from the whole streams (docs/SUBSCRIBERS.md)."""
+    from service_support import offline_subscriber_view, published_subscriber_view
+
+    t0 = MIDNIGHT_MS - 30_000
+    streams = {f"dev-{i}": synthetic_samples(4000, seed=40 + i) for i in range(3)}
+    model = FakeModel()
+    expected = offline_subscriber_view(model, streams, t0)
+    assert expected.changes and len(expected.days) == 3  # each stream closes its first day
+    settings = dataclasses.replace(service_settings, max_poll_records=7)
+    send_batches(settings.kafka, settings.topics.sensor_topic, interleave(
+        {d: batches_of(d, s, 50, t0) for d, s in streams.items()}))
+    topics = settings.topics
+    readers = [TopicReader(settings.kafka, name)
+               for name in (topics.changes_topic, topics.devices_topic, topics.daily_topic)]
+    with InProcessService(settings, model) as service:
+        def complete(_: list) -> bool:
+            view = published_subscriber_view(*(reader.poll() for reader in readers))
+            return view == expected
+
+        readers[1].until(complete, 90, "every change, device record and closed day",
+                         service.check)
+    changes, devices, days = (reader.poll() for reader in readers)
+    assert len(changes) == len(expected.changes) and len(days) == 3  # no crash: once each
+    assert {r.key for r in changes + devices + days} == {d.encode() for d in streams}
+    for reader in readers:
+        reader.close()
