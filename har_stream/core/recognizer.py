@@ -132,11 +132,12 @@ class Recognizer:
                 probabilities=dict(zip(classes, row, strict=True)),
                 model_version=version,
                 record_ts_ms=record_ts,
+                epoch=epoch,
             )
-            for device_id, seq, t_start, t_end, record_ts, b, row in zip(
+            for device_id, seq, t_start, t_end, record_ts, b, row, epoch in zip(
                 windows.device_ids, windows.seqs.tolist(), windows.t_start_ms.tolist(),
                 windows.t_end_ms.tolist(), windows.record_ts_ms.tolist(), best.tolist(), rows,
-                strict=True)
+                windows.epochs_or_zero().tolist(), strict=True)
         ]
 
     def _count(self, windows: WindowBatch, slots: np.ndarray, best: np.ndarray
@@ -159,6 +160,7 @@ class Recognizer:
         index = np.fromiter(last.values(), np.int64, len(last))
         last_slots = slots[index]
         last_seqs = windows.seqs[index]
+        last_epochs = windows.epochs_or_zero()[index].tolist()
         a["last_seq"][last_slots] = last_seqs
         tallies = a["counts"][last_slots].tolist()
         since = a["since_ms"][last_slots].tolist()
@@ -172,9 +174,10 @@ class Recognizer:
                 since_ms=since_ms,
                 updated_ms=updated_ms,
                 last_seq=last_seq,
+                last_epoch=last_epoch,
             )
-            for device_id, tally, since_ms, updated_ms, last_seq in zip(
-                last, tallies, since, updated, last_seqs.tolist(), strict=True)
+            for device_id, tally, since_ms, updated_ms, last_seq, last_epoch in zip(
+                last, tallies, since, updated, last_seqs.tolist(), last_epochs, strict=True)
         ]
 
 

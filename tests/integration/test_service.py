@@ -232,3 +232,24 @@ def test_changes_device_records_and_closed_days_equal_the_offline_ones(
     assert {r.key for r in changes + devices + days} == {d.encode() for d in streams}
     for reader in readers:
         reader.close()
+
+
+def test_window_ids_stay_unique_across_a_stream_restart(service_settings: Settings) -> None:
+    """A device restarts its counter mid-stream (seq back to 0, as after a reboot): its
+    second stream's windows repeat seqs but not ids (epoch 1), and no result is lost."""
+    first, second = synthetic_samples(3600, seed=60), synthetic_samples(1600, seed=61)
+    restart_ms = T0_MS + 3600 * 20 + 60_000
+    expected_first = offline_results(FakeModel(), {"dev": first}, T0_MS)
+    expected_second = offline_results(FakeModel(), {"dev": second}, restart_ms)
+    second_stream = {i.replace("dev:0:", "dev:1:"): v for i, v in expected_second.results.items()}
+    expected = Expected({**expected_first.results, **second_stream}, {})
+    assert len(expected.results) == len(expected_first.results) + len(expected_second.results)
+    settings = dataclasses.replace(service_settings, max_poll_records=5)
+    send_batches(settings.kafka, settings.topics.sensor_topic,
+                 batches_of("dev", first, 50, T0_MS) + batches_of("dev", second, 50, restart_ms))
+    results = TopicReader(settings.kafka, settings.topics.activity_topic)
+    with InProcessService(settings, FakeModel()) as service:
+        results.until(lambda r: window_ids(r) >= set(expected.results), 90,
+                      "both streams' results", service.check)
+    assert check_results(results.poll(), expected) == 0
+    results.close()

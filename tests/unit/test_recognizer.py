@@ -138,3 +138,22 @@ def test_subscriber_state_snapshots_and_restores_with_the_device() -> None:
 
 def test_rank_within_groups() -> None:
     assert _rank_within(np.array([5, 3, 5, 5, 3, 9])).tolist() == [0, 0, 1, 2, 1, 0]
+
+
+def test_a_stream_restart_starts_a_new_epoch_and_ids_stay_unique() -> None:
+    """A device that restarts its counter (seq back to 0) repeats seqs: the epoch, part of
+    the window id, keeps every id unique; it is state, so a restored device keeps it."""
+    x = _stream(3600, 8)
+    rec = Recognizer(EchoModel())
+    first = rec.process([SensorBatch("d", 0, 0, x)]).results
+    again = rec.process([SensorBatch("d", 0, 100_000, x[:1000])]).results
+    assert {r.epoch for r in first} == {0} and {r.epoch for r in again} == {1}
+    assert {r.seq for r in again} <= {r.seq for r in first}
+    assert not {r.window_id for r in first} & {r.window_id for r in again}
+    assert again[0].window_id == "d:1:0"
+    restored = Recognizer(EchoModel())
+    restored.registry.restore("d", rec.registry.snapshot("d"))
+    later = restored.process([SensorBatch("d", 1000, 120_000, x[1000:1200])]).results
+    assert later and {r.epoch for r in later} == {1}
+    counts = rec.process([SensorBatch("d", 1000, 120_000, x[1000:1200])]).counts
+    assert (counts[-1].last_epoch, counts[-1].last_seq) == (1, later[-1].seq)
