@@ -64,7 +64,7 @@ from har_stream.core.daily import DailySettings
 from har_stream.core.pipeline import PipelineConfig
 from har_stream.core.recognizer import Recognizer, RecognizerOutput
 from har_stream.core.records import RATE_HZ, SensorBatch
-from har_stream.core.subscriber_outputs import SubscriberSettings, SubscriberStep
+from har_stream.core.subscriber_outputs import SubscriberSettings
 from har_stream.core.transitions import SmoothingSettings
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader, ChangelogWriter
@@ -74,6 +74,7 @@ from har_stream.service.health import BrokerWatch, TopicIdentity
 from har_stream.service.ownership import Ownership
 from har_stream.service.pacing import WorkBudget
 from har_stream.service.settings import Settings, SettingsError
+from har_stream.service.subscriber_publisher import SubscriberPublisher
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
@@ -182,6 +183,8 @@ class Service:
             TimedModel(model), PipelineConfig(reorder_samples=settings.reorder_samples),
             clock=clock, subscribers=subscriber_settings(settings))
         self.registry = self.recognizer.registry
+        self.subscriber_publisher = SubscriberPublisher(
+            self.outbox, settings.topics, settings.device_records == "checkpoint")
         self.ownership = Ownership(self.registry, reader, self._committed_offset,
                                    settings.idle_ttl_s, clock, wall)
         self.events = RebalanceEvents()
@@ -316,18 +319,7 @@ class Service:
             send(self.topics.counts_topic, counts.device_id.encode(), codec.encode_counts(counts),
                  on_ack=_acknowledged_counts)
         if output.subscribers is not None:
-            self._send_subscriber_records(output.subscribers)
-
-    def _send_subscriber_records(self, step: SubscriberStep) -> None:
-        """Activity changes, device records and closed days, keyed by device id, through the
-        same outbox as the results: a checkpoint commits an offset only once they too are
-        acknowledged (docs/SUBSCRIBERS.md)."""
-        send, topics = self.outbox.send, self.topics.subscriber_topics()
-        for kind, records in step.encoded().items():
-            topic, on_ack = topics[kind], _SUBSCRIBER_ACKS[kind]
-            for key, value in records:
-                send(topic, key, value, on_ack=on_ack)
-        metrics.BLIPS_SUPPRESSED.inc(step.suppressed)
+            self.subscriber_publisher.send(output.subscribers)
 
     @staticmethod
     def _record(output: RecognizerOutput) -> None:
@@ -389,6 +381,7 @@ class Service:
     def _begin_checkpoint(self) -> None:
         """Snapshot touched devices and take the offsets to commit; send nothing yet."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
+        self.subscriber_publisher.flush()  # before the outbox epoch the checkpoint waits for
         self._apply_assignment()
         if not self._uncommitted:
             self._housekeeping()
@@ -520,14 +513,6 @@ def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], metadata:
 
 def _acknowledged_counts(_metadata: Any) -> None:
     metrics.COUNTS_PUBLISHED.inc()
-
-
-def _acknowledged_by(counter: Any) -> Callable[[Any], None]:
-    return lambda _metadata: counter.inc()
-
-
-_SUBSCRIBER_ACKS = {kind: _acknowledged_by(metrics.SUBSCRIBER_RECORDS_PUBLISHED.labels(kind=kind))
-                    for kind in metrics.SUBSCRIBER_KINDS}
 
 
 def subscriber_settings(settings: Settings) -> SubscriberSettings | None:

@@ -32,6 +32,7 @@ COMPRESSION_TYPES = ("none", "gzip", "lz4", "zstd", "snappy")
 PRODUCER_CLIENTS = ("librdkafka", "kafka-python")
 CONSUMER_CLIENTS = ("librdkafka", "kafka-python")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEVICE_RECORDS = ("poll", "checkpoint")
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off", ""))
 
@@ -176,11 +177,6 @@ class TopicSettings:
         """Every topic of the service: the one list topic creation and checks use."""
         return [getattr(self, name) for name in TOPIC_FIELDS]
 
-    def subscriber_topics(self) -> dict[str, str]:
-        """Topic of each kind of `SubscriberStep.encoded()`."""
-        return {"changes": self.changes_topic, "devices": self.devices_topic,
-                "daily": self.daily_topic}
-
     __repr__ = masked_repr
 
 
@@ -254,6 +250,11 @@ class Settings:
     log_level: str = option("INFO", "log level", choices=LOG_LEVELS)
     subscriber_outputs: bool = option(True, "publish activity changes, device records and "
                                             "daily totals (docs/SUBSCRIBERS.md)")
+    device_records: str = option(
+        "poll", "when device records are published: poll (each device with windows in a "
+        "poll, after it) or checkpoint (each device's latest, once per checkpoint: fewer "
+        "records for large fleets, status up to HAR_COMMIT_INTERVAL_S old)",
+        choices=DEVICE_RECORDS)
     hold_windows: int = option(2, "activity changes: windows a new activity must hold before "
                                   "it is entered", at_least=1, at_most=1000)
     enter_confidence: float = option(0.9, "activity changes: a window this confident enters "

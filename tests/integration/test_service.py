@@ -203,10 +203,12 @@ def test_an_evicted_device_resumes_from_its_snapshot(service_settings: Settings)
 MIDNIGHT_MS = 1_700_006_400_000  # 2023-11-15 00:00 UTC
 
 
+@pytest.mark.parametrize("device_records", ["poll", "checkpoint"])
 def test_changes_device_records_and_closed_days_equal_the_offline_ones(
-        service_settings: Settings) -> None:
+        service_settings: Settings, device_records: str) -> None:
     """Streams across midnight: the three subscriber topics carry what one offline
-    `Recognizer` derives from the whole streams (docs/SUBSCRIBERS.md)."""
+    `Recognizer` derives from the whole streams (docs/SUBSCRIBERS.md), with device records
+    per poll or per checkpoint."""
     from service_support import offline_subscriber_view, published_subscriber_view
 
     t0 = MIDNIGHT_MS - 30_000
@@ -214,7 +216,8 @@ def test_changes_device_records_and_closed_days_equal_the_offline_ones(
     model = FakeModel()
     expected = offline_subscriber_view(model, streams, t0)
     assert expected.changes and len(expected.days) == 3  # each stream closes its first day
-    settings = dataclasses.replace(service_settings, max_poll_records=7)
+    settings = dataclasses.replace(service_settings, max_poll_records=7,
+                                   device_records=device_records)
     send_batches(settings.kafka, settings.topics.sensor_topic, interleave(
         {d: batches_of(d, s, 50, t0) for d, s in streams.items()}))
     topics = settings.topics
