@@ -433,6 +433,8 @@ class Service:
         """Apply the rebalance events; one abandons the checkpoint in flight, whose
         snapshots and offsets may no longer be this member's to write."""
         events = self.events.drain()
+        if events:  # held device records go out while their partitions are still ours
+            self.subscriber_publisher.flush()
         if events and self._checkpoint is not None:
             checkpoint, self._checkpoint = self._checkpoint, None
             self.ownership.dirty.update(item[0] for item in checkpoint.sent or [])

@@ -6,7 +6,9 @@ latest one, once per checkpoint (`per_checkpoint=True`): a device sending one me
 1.28 s is in nearly every poll, so per poll its record costs about as much as its result,
 while a status topic needs only the latest. The checkpoint calls `flush` before it closes its
 outbox epoch, so an offset is committed only once the device records of its windows are
-acknowledged too; a crash before that loses only records that the replay builds again.
+acknowledged too; a crash before that loses only records that the replay builds again. An
+assignment change flushes them too, before the partitions go to another member, as records
+sent per poll would have gone before it.
 """
 
 from __future__ import annotations

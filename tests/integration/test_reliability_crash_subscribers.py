@@ -57,15 +57,17 @@ def _start(settings: Settings, log_path: Path) -> Service:
                          log_path)
 
 
+@pytest.mark.parametrize("device_records", ["poll", "checkpoint"])
 def test_two_kill_9_leave_changes_device_records_and_days_as_a_clean_run(
-        service_settings: Settings, tmp_path: Path) -> None:
+        service_settings: Settings, tmp_path: Path, device_records: str) -> None:
     rng = random.Random(17)
     streams = {f"sub-{i}": _varied(3600, seed=700 + i) for i in range(4)}
     expected_results = offline_results(FakeModel(), streams, T0_MS)
     expected = offline_subscriber_view(FakeModel(), streams, T0_MS)
     assert len(expected.changes) > 8 and len(expected.days) == len(streams)
     batches = interleave({d: batches_of(d, s, 20, T0_MS) for d, s in streams.items()})
-    settings = dataclasses.replace(service_settings, max_poll_records=10, commit_interval_s=0.3)
+    settings = dataclasses.replace(service_settings, max_poll_records=10, commit_interval_s=0.3,
+                                   device_records=device_records)
     slices = [batches[i * len(batches) // (KILLS + 1):(i + 1) * len(batches) // (KILLS + 1)]
               for i in range(KILLS + 1)]
     topics = settings.topics
@@ -102,7 +104,8 @@ def test_two_kill_9_leave_changes_device_records_and_days_as_a_clean_run(
     changes, devices, days = (reader.poll() for reader in readers)
     published = published_subscriber_view(changes, devices, days)  # copies equal originals
     assert published == expected
-    print(f"\n{KILLS} SIGKILLs: {len(expected.changes)} changes ({len(changes)} published), "
+    print(f"\n{device_records}: {KILLS} SIGKILLs: {len(expected.changes)} changes "
+          f"({len(changes)} published), "
           f"{len(expected.days)} closed days ({len(days)} published), "
           f"{len(devices)} device records; {duplicates} duplicate results")
     for reader in [results, *readers]:
