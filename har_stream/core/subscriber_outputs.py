@@ -1,10 +1,11 @@
 """One call per poll: the results in, every subscriber record out (changes, devices, days).
 
-The service wires this beside the recognizer: its fields (`subscriber_fields`) join the
-recognizer's registry, so the smoother's and the day's state are snapshot, restored, moved
-and evicted with the rest of the device; then each poll's results go through `process` and
-the three lists go to their topics (`har.activity-changes`, `har.devices`,
-`har.daily-totals`), keyed by device id. Pure: no I/O, no clock.
+`Recognizer(..., subscribers=SubscriberSettings(...))` runs this on each step's results: its
+fields (`subscriber_fields`) join the recognizer's registry, so the smoother's and the day's
+state are snapshot, restored, moved and evicted with the rest of the device, and an offline
+replay gives the same records as the service. The service sends the three lists to their
+topics (`har.activity-changes`, `har.devices`, `har.daily-totals`), keyed by device id
+(`service/subscriber_publisher.py`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
