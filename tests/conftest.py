@@ -44,7 +44,9 @@ def topic_settings(partitions: int = 2) -> TopicSettings:
     tag = unique("t")
     return TopicSettings(sensor_topic=f"sensor.{tag}", dlq_topic=f"dlq.{tag}",
                          activity_topic=f"activity.{tag}", counts_topic=f"counts.{tag}",
-                         changelog_topic=f"changelog.{tag}", partitions=partitions)
+                         changelog_topic=f"changelog.{tag}", changes_topic=f"changes.{tag}",
+                         devices_topic=f"devices.{tag}", daily_topic=f"daily.{tag}",
+                         partitions=partitions)
 
 
 @pytest.fixture

@@ -206,6 +206,16 @@ def activity_panels() -> list[Panel]:
                   "{{activity}}", instant=True),
         ),
         timeseries_panel(
+            "Activity changes",
+            "Subscriber records acknowledged per second: activity changes, device records and "
+            "closed days (docs/SUBSCRIBERS.md); and runs of a new activity the smoothing "
+            "suppressed (blips that never became a change).",
+            [query(f"sum by (kind) (rate(har_subscriber_records_published_total[{RATE}]))",
+                   "{{kind}}/s"),
+             query(f"sum(rate(har_activity_blips_suppressed_total[{RATE}]))",
+                   "blips suppressed/s")],
+        ),
+        timeseries_panel(
             "Active devices",
             "Devices with state in memory, per replica, and idle evictions per second (right).",
             [query("sum by (instance) (har_active_devices)", "{{instance}}"),
@@ -274,7 +284,7 @@ def group_panels() -> list[Panel]:
 SECTIONS: tuple[tuple[str, Callable[[], list[Panel]], int, int], ...] = (
     ("", status_panels, 6, 4),  # (row title, panels, panels per line, panel height)
     ("Traffic", traffic_panels, 2, 8),
-    ("Activities", activity_panels, 3, 8),
+    ("Activities", activity_panels, 4, 8),
     ("Latency", latency_panels, 2, 8),
     ("Consumer group and state", group_panels, 3, 8),
 )

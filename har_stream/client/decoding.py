@@ -57,7 +57,8 @@ def record_identity(record: Record) -> tuple[str, ...]:
     if isinstance(record, ActivityChange):
         return ("changes", record.window_id)
     if isinstance(record, ActivityCounts):
-        return ("counts", record.device_id, str(record.last_seq))
+        return ("counts", record.device_id, str(record.last_epoch), str(record.last_seq))
     if isinstance(record, DeviceStatus):
         return ("devices", record.last_window_id)
-    return ("daily", record.device_id, record.day, str(record.last_seq), str(record.closed))
+    return ("daily", record.device_id, record.day, str(record.last_epoch), str(record.last_seq),
+            str(record.closed))

@@ -437,9 +437,11 @@ def encode_sensor(batch: SensorBatch) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # results and counts (our own output: validated so that consumers can trust a decoded record)
 
-_RESULT_FIELDS = ("device_id", "window_id", "seq", "t_start_ms", "t_end_ms", "activity",
+_RESULT_FIELDS = ("device_id", "window_id", "epoch", "seq", "t_start_ms", "t_end_ms",
+                  "activity",
                   "confidence", "probabilities", "model_version")
-_COUNTS_FIELDS = ("device_id", "windows", "seconds", "since_ms", "updated_ms", "last_seq")
+_COUNTS_FIELDS = ("device_id", "windows", "seconds", "since_ms", "updated_ms", "last_epoch",
+                  "last_seq")
 
 
 def encode_result(result: ActivityResult) -> bytes:
@@ -447,7 +449,8 @@ def encode_result(result: ActivityResult) -> bytes:
     probabilities = {str(name): _finite(p, f"probability of {name}")
                      for name, p in result.probabilities.items()}
     return orjson.dumps({
-        "device_id": result.device_id, "window_id": result.window_id, "seq": int(result.seq),
+        "device_id": result.device_id, "window_id": result.window_id,
+        "epoch": int(result.epoch), "seq": int(result.seq),
         "t_start_ms": int(result.t_start_ms), "t_end_ms": int(result.t_end_ms),
         "activity": result.activity, "confidence": _finite(result.confidence, "confidence"),
         "probabilities": probabilities, "model_version": result.model_version,
@@ -475,11 +478,12 @@ def _result_from(message: Any) -> ActivityResult:
         probabilities=_mapping(message, "probabilities",
                                lambda v, where: _number(v, where, 0.0, 1.0)),
         model_version=_string(message, "model_version"),
+        epoch=_integer(message, "epoch", minimum=0),
     )
     stated = _string(message, "window_id")
     if stated != result.window_id:
-        raise DecodeError("inconsistent_field", f"window_id: {_show(stated)}, but device_id and "
-                                                f"seq give {_show(result.window_id)}")
+        raise DecodeError("inconsistent_field", f"window_id: {_show(stated)}, but device_id, "
+                                                f"epoch and seq give {_show(result.window_id)}")
     return result
 
 
@@ -491,7 +495,7 @@ def encode_counts(counts: ActivityCounts) -> bytes:
         "seconds": {str(name): _finite(s, f"seconds of {name}")
                     for name, s in counts.seconds.items()},
         "since_ms": int(counts.since_ms), "updated_ms": int(counts.updated_ms),
-        "last_seq": int(counts.last_seq),
+        "last_epoch": int(counts.last_epoch), "last_seq": int(counts.last_seq),
     })
 
 
@@ -506,6 +510,7 @@ def decode_counts(value: bytes) -> ActivityCounts:
         since_ms=_integer(message, "since_ms", minimum=0),
         updated_ms=_integer(message, "updated_ms", minimum=0),
         last_seq=_integer(message, "last_seq", minimum=-1),
+        last_epoch=_integer(message, "last_epoch", minimum=0),
     )
     if parse_error is not None:
         raise parse_error

@@ -32,7 +32,7 @@ from har_stream.core.subscriber_records import DayTotals, group_by_device
 
 DAY_MS = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
-_SCALARS = ("day_index", "day_first_ms", "day_last_ms", "day_last_seq")
+_SCALARS = ("day_index", "day_first_ms", "day_last_ms", "day_last_seq", "day_last_epoch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,7 @@ def daily_fields(n_classes: int) -> dict[str, Field]:
         "day_first_ms": Field((), "<i8"),
         "day_last_ms": Field((), "<i8"),
         "day_last_seq": Field((), "<i8"),
+        "day_last_epoch": Field((), "<i8"),
     }
 
 
@@ -121,14 +122,14 @@ class DailyTotals:
         counts = a["day_windows"][slot].tolist()
         if not any(counts):
             return None
-        day, first_ms, last_ms, last_seq = (int(a[name][slot]) for name in _SCALARS)
-        return self._totals(device_id, counts, day, first_ms, last_ms, last_seq, False)
+        day, first_ms, last_ms, last_seq, epoch = (int(a[name][slot]) for name in _SCALARS)
+        return self._totals(device_id, counts, day, first_ms, last_ms, (epoch, last_seq), False)
 
     def _device(self, device_id: str, windows: list[ActivityResult], counts: list[int],
-                scalars: list[int], closed: list[DayTotals]) -> tuple[DayTotals, int, int, int,
-                                                                       int]:
+                scalars: list[int], closed: list[DayTotals]
+                ) -> tuple[DayTotals, int, int, int, int, int]:
         """One device's windows into its open day (`counts` is updated in place)."""
-        day, first_ms, last_ms, last_seq = scalars
+        day, first_ms, last_ms, last_seq, epoch = scalars
         opened = any(counts)
         offset, index = self.settings.utc_offset_minutes, self._index
         for w in windows:
@@ -137,21 +138,23 @@ class DailyTotals:
             if opened and window_day < day:
                 continue  # before the open day: a closed day is never reopened
             if opened and window_day > day:
-                closed.append(self._totals(device_id, counts, day, first_ms, last_ms, last_seq,
-                                           True))
+                closed.append(self._totals(device_id, counts, day, first_ms, last_ms,
+                                           (epoch, last_seq), True))
                 counts[:] = [0] * len(counts)
             if not opened or window_day != day:
                 opened, day, first_ms = True, window_day, w.t_start_ms
             counts[activity] += 1
-            last_ms, last_seq = w.t_end_ms, w.seq
-        today = self._totals(device_id, counts, day, first_ms, last_ms, last_seq, False)
-        return today, day, first_ms, last_ms, last_seq
+            last_ms, last_seq, epoch = w.t_end_ms, w.seq, w.epoch
+        today = self._totals(device_id, counts, day, first_ms, last_ms, (epoch, last_seq), False)
+        return today, day, first_ms, last_ms, last_seq, epoch
 
     def _totals(self, device_id: str, counts: list[int], day: int, first_ms: int, last_ms: int,
-                last_seq: int, closed: bool) -> DayTotals:
+                last: tuple[int, int], closed: bool) -> DayTotals:
+        """`last`: epoch and seq of the day's last counted window."""
         offset = self.settings.utc_offset_minutes
         return DayTotals(
             device_id=device_id, day=day_label(day),
             day_start_ms=day * DAY_MS - offset * 60_000, utc_offset_minutes=offset,
             windows=dict(zip(self.classes, counts, strict=True)),
-            first_ms=first_ms, last_ms=last_ms, last_seq=last_seq, closed=closed)
+            first_ms=first_ms, last_ms=last_ms, last_seq=last[1], closed=closed,
+            last_epoch=last[0])

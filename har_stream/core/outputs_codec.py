@@ -18,19 +18,21 @@ from har_stream.core.codec import DecodeError
 from har_stream.core.records import window_id
 from har_stream.core.subscriber_records import ActivityChange, DayTotals, DeviceStatus
 
-_CHANGE_FIELDS = ("device_id", "window_id", "seq", "previous", "activity", "started_ms",
+_CHANGE_FIELDS = ("device_id", "window_id", "epoch", "seq", "previous", "activity", "started_ms",
                   "confirmed_ms", "confidence", "windows")
 _DAY_FIELDS = ("device_id", "day", "day_start_ms", "utc_offset_minutes", "windows", "seconds",
-               "first_ms", "last_ms", "last_seq", "closed")
+               "first_ms", "last_ms", "last_epoch", "last_seq", "closed")
 _DEVICE_FIELDS = ("device_id", "activity", "since_ms", "confidence", "last_activity",
-                  "last_confidence", "last_window_id", "last_seq", "updated_ms", "today")
+                  "last_confidence", "last_window_id", "last_epoch", "last_seq", "updated_ms",
+                  "today")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def encode_change(change: ActivityChange) -> bytes:
     """The `har.activity-changes` value of one change."""
     return orjson.dumps({
-        "device_id": change.device_id, "window_id": change.window_id, "seq": int(change.seq),
+        "device_id": change.device_id, "window_id": change.window_id,
+        "epoch": int(change.epoch), "seq": int(change.seq),
         "previous": change.previous, "activity": change.activity,
         "started_ms": int(change.started_ms), "confirmed_ms": int(change.confirmed_ms),
         "confidence": _finite(change.confidence, "confidence"), "windows": int(change.windows),
@@ -49,8 +51,9 @@ def decode_change(value: bytes) -> ActivityChange:
         confidence=_number(message, "confidence", 0.0, 1.0),
         seq=_integer(message, "seq", 0),
         windows=_integer(message, "windows", 1),
+        epoch=_integer(message, "epoch", 0),
     )
-    _check_window_id(message, "window_id", change.device_id, change.seq)
+    _check_window_id(message, "window_id", change.device_id, change.seq, change.epoch)
     return change
 
 
@@ -72,7 +75,8 @@ def encode_device(device: DeviceStatus) -> bytes:
         "confidence": _finite(device.confidence, "confidence"),
         "last_activity": device.last_activity,
         "last_confidence": _finite(device.last_confidence, "last_confidence"),
-        "last_window_id": device.last_window_id, "last_seq": int(device.last_seq),
+        "last_window_id": device.last_window_id, "last_epoch": int(device.last_epoch),
+        "last_seq": int(device.last_seq),
         "updated_ms": int(device.updated_ms),
         "today": None if device.today is None else _day_dict(device.today),
     })
@@ -94,13 +98,15 @@ def decode_device(value: bytes) -> DeviceStatus:
         last_seq=_integer(message, "last_seq", 0),
         updated_ms=_integer(message, "updated_ms", 0),
         today=None if today is None else _day_from(today),
+        last_epoch=_integer(message, "last_epoch", 0),
     )
     if (device.activity is None) != (device.since_ms is None):
         raise DecodeError("inconsistent_field", "activity and since_ms must both be null or "
                                                 "both be set")
     if device.today is not None and device.today.device_id != device.device_id:
         raise DecodeError("inconsistent_field", "today.device_id differs from device_id")
-    _check_window_id(message, "last_window_id", device.device_id, device.last_seq)
+    _check_window_id(message, "last_window_id", device.device_id, device.last_seq,
+                     device.last_epoch)
     return device
 
 
@@ -111,7 +117,8 @@ def _day_dict(day: DayTotals) -> dict[str, Any]:
         "windows": {str(name): int(n) for name, n in day.windows.items()},
         "seconds": {str(name): _finite(s, f"seconds of {name}") for name, s in day.seconds.items()},
         "first_ms": int(day.first_ms), "last_ms": int(day.last_ms),
-        "last_seq": int(day.last_seq), "closed": bool(day.closed),
+        "last_epoch": int(day.last_epoch), "last_seq": int(day.last_seq),
+        "closed": bool(day.closed),
     }
 
 
@@ -130,6 +137,7 @@ def _day_from(message: dict) -> DayTotals:
         windows=_mapping(message, "windows", lambda v, w: _whole(v, w, 0, None)),
         first_ms=_integer(message, "first_ms", 0), last_ms=_integer(message, "last_ms", 0),
         last_seq=_integer(message, "last_seq", 0), closed=closed,
+        last_epoch=_integer(message, "last_epoch", 0),
     )
     seconds = _mapping(message, "seconds", lambda v, w: _real(v, w, 0.0, math.inf))
     if seconds != day.seconds:
@@ -166,11 +174,11 @@ def _check_fields(message: Any, fields: tuple[str, ...], where: str) -> None:
         raise DecodeError("missing_field", f"missing field {missing[0]!r}")
 
 
-def _check_window_id(message: dict, name: str, device_id: str, seq: int) -> None:
-    stated = _string(message, name)
-    if stated != window_id(device_id, seq):
-        raise DecodeError("inconsistent_field", f"{name}: {stated[:40]!a}, but device_id "
-                                                f"and seq give {window_id(device_id, seq)!a}")
+def _check_window_id(message: dict, name: str, device_id: str, seq: int, epoch: int) -> None:
+    stated, wanted = _string(message, name), window_id(device_id, seq, epoch)
+    if stated != wanted:
+        raise DecodeError("inconsistent_field", f"{name}: {stated[:40]!a}, but device_id, "
+                                                f"epoch and seq give {wanted!a}")
 
 
 def _string(message: dict, name: str, nullable: bool = False) -> Any:

@@ -86,6 +86,7 @@ def pipeline_fields(settings: SignalSettings) -> dict[str, Field]:
         "ring": Field((WINDOW, len(CHANNELS)), "<f4"),
         "n": Field((), "<i8"),  # samples in the current stream
         "origin": Field((), "<i8"),  # seq of the current stream's first sample
+        "epoch": Field((), "<i8"),  # the current stream's number: restarts so far
     }
 
 
@@ -184,6 +185,8 @@ class Pipeline:
             return
         reg = self.registry
         slots = np.array([reg.slot(s.device_id) for s in segments], np.int64)
+        # a device that had a stream has samples in it (n > 0): this is a restart
+        reg.arrays["epoch"][slots] += reg.arrays["n"][slots] > 0
         first = np.stack([s.parts[0][0] for s in segments])
         self._store(slots, self.filters.initial_state(first))
         reg.arrays["ring"][slots] = 0
@@ -243,6 +246,7 @@ class Pipeline:
             record_ts_ms=group.record_ts_of(rows, seqs + WINDOW - 1),
             fresh=starts == 0,
             data=data,
+            epochs=a["epoch"][slots],
         )
 
     def _load(self, slots: np.ndarray) -> FilterState:
@@ -317,6 +321,7 @@ def _concat(pieces: list[WindowBatch]) -> WindowBatch:
         record_ts_ms=np.concatenate([p.record_ts_ms for p in pieces]),
         fresh=np.concatenate([p.fresh for p in pieces]),
         data=np.concatenate([p.data for p in pieces]),
+        epochs=np.concatenate([p.epochs_or_zero() for p in pieces]),
     )
 
 

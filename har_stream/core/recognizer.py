@@ -32,6 +32,12 @@ from har_stream.core.records import (
     WindowBatch,
 )
 from har_stream.core.state import DeviceRegistry, Field
+from har_stream.core.subscriber_outputs import (
+    SubscriberOutputs,
+    SubscriberSettings,
+    SubscriberStep,
+    subscriber_fields,
+)
 
 if TYPE_CHECKING:
     from har_stream.core.model import StatefulModel
@@ -48,6 +54,7 @@ class RecognizerOutput:
     windows: WindowBatch
     stats: PipelineStats
     rounds: int  # model calls made
+    subscribers: SubscriberStep | None = None  # changes, device records, closed days
 
 
 class Recognizer:
@@ -59,8 +66,12 @@ class Recognizer:
         config: PipelineConfig = PipelineConfig(),
         clock: Callable[[], float] = time.monotonic,
         model_batch: int = MODEL_BATCH,
+        subscribers: SubscriberSettings | None = None,
     ) -> None:
-        """`model_batch`: most windows per model call (0: a whole round in one call)."""
+        """`model_batch`: most windows per model call (0: a whole round in one call).
+        `subscribers`: also derive the subscriber records (activity changes, device records,
+        closed days) from each step's results, their state in the same registry, so it is
+        snapshot, restored and evicted with the device (None: results and counts only)."""
         self.model = model
         self.model_batch = model_batch
         self.classes = tuple(model.classes)
@@ -70,8 +81,12 @@ class Recognizer:
             "since_ms": Field((), "<i8"),  # start time of the first counted window
             "last_seq": Field((), "<i8"),  # seq of the last counted window
         }
+        if subscribers is not None:
+            fields |= subscriber_fields(self.classes)
         self.registry = DeviceRegistry(fields)
         self.pipeline = Pipeline(config, self.registry, clock)
+        self.subscribers = None if subscribers is None else SubscriberOutputs(
+            self.classes, subscribers.smoothing, subscribers.daily, self.registry)
 
     def process(self, batches: Iterable[SensorBatch]) -> RecognizerOutput:
         step = self.pipeline.process(batches)
@@ -81,7 +96,8 @@ class Recognizer:
         best = probs.argmax(axis=1)
         results = self._results(windows, probs, best)
         counts = self._count(windows, slots, best)
-        return RecognizerOutput(results, counts, windows, step.stats, rounds)
+        extra = None if self.subscribers is None else self.subscribers.process(results)
+        return RecognizerOutput(results, counts, windows, step.stats, rounds, extra)
 
     def _classify(self, windows: WindowBatch, slots: np.ndarray) -> tuple[np.ndarray, int]:
         """Run the model in rounds so each device's windows see its carried state in order."""
@@ -116,11 +132,12 @@ class Recognizer:
                 probabilities=dict(zip(classes, row, strict=True)),
                 model_version=version,
                 record_ts_ms=record_ts,
+                epoch=epoch,
             )
-            for device_id, seq, t_start, t_end, record_ts, b, row in zip(
+            for device_id, seq, t_start, t_end, record_ts, b, row, epoch in zip(
                 windows.device_ids, windows.seqs.tolist(), windows.t_start_ms.tolist(),
                 windows.t_end_ms.tolist(), windows.record_ts_ms.tolist(), best.tolist(), rows,
-                strict=True)
+                windows.epochs_or_zero().tolist(), strict=True)
         ]
 
     def _count(self, windows: WindowBatch, slots: np.ndarray, best: np.ndarray
@@ -143,6 +160,7 @@ class Recognizer:
         index = np.fromiter(last.values(), np.int64, len(last))
         last_slots = slots[index]
         last_seqs = windows.seqs[index]
+        last_epochs = windows.epochs_or_zero()[index].tolist()
         a["last_seq"][last_slots] = last_seqs
         tallies = a["counts"][last_slots].tolist()
         since = a["since_ms"][last_slots].tolist()
@@ -156,9 +174,10 @@ class Recognizer:
                 since_ms=since_ms,
                 updated_ms=updated_ms,
                 last_seq=last_seq,
+                last_epoch=last_epoch,
             )
-            for device_id, tally, since_ms, updated_ms, last_seq in zip(
-                last, tallies, since, updated, last_seqs.tolist(), strict=True)
+            for device_id, tally, since_ms, updated_ms, last_seq, last_epoch in zip(
+                last, tallies, since, updated, last_seqs.tolist(), last_epochs, strict=True)
         ]
 
 

@@ -54,8 +54,9 @@ class WindowBatch:
     """Every window that became ready in one pipeline step, stacked for one model call.
 
     Row `i` is the window of device `device_ids[i]` whose first sample has index
-    `seqs[i]`; `(device_id, seq)` is the window's deterministic id. `fresh[i]` is
-    True when the window is the first of a device's stream (new device, or after a
+    `seqs[i]` in the device's stream number `epochs[i]` (0 for its first stream, one more
+    at each restart); `(device_id, epoch, seq)` is the window's deterministic id. `fresh[i]`
+    is True when the window is the first of a device's stream (new device, or after a
     reset), so recurrent model state must start from zero. Windows of one device
     appear in stream order.
     """
@@ -67,6 +68,10 @@ class WindowBatch:
     record_ts_ms: np.ndarray  # int64 (B,) broker timestamp of the message holding the last sample
     fresh: np.ndarray  # bool (B,)
     data: np.ndarray  # float32 (B, WINDOW, len(CHANNELS))
+    epochs: np.ndarray | None = None  # int64 (B,) stream number (None: all 0)
+
+    def epochs_or_zero(self) -> np.ndarray:
+        return np.zeros(len(self), np.int64) if self.epochs is None else self.epochs
 
     def __len__(self) -> int:
         return len(self.device_ids)
@@ -78,9 +83,12 @@ class WindowBatch:
                            np.zeros((0, WINDOW, len(CHANNELS)), np.float32))
 
 
-def window_id(device_id: str, seq: int) -> str:
-    """The deterministic id of a window: same device and first sample, same id."""
-    return f"{device_id}:{seq}"
+def window_id(device_id: str, seq: int, epoch: int = 0) -> str:
+    """The deterministic id of a window, `device_id:epoch:seq`: same device, stream and first
+    sample, same id, after a crash, a restore or a rebalance too. A stream restart (the
+    device's seq went back, or jumped) starts a new epoch, so a later window never gets an
+    earlier one's id."""
+    return f"{device_id}:{epoch}:{seq}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +104,11 @@ class ActivityResult:
     probabilities: dict[str, float]
     model_version: str
     record_ts_ms: int = 0
+    epoch: int = 0  # the device's stream number: restarts so far
 
     @property
     def window_id(self) -> str:
-        return window_id(self.device_id, self.seq)
+        return window_id(self.device_id, self.seq, self.epoch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +125,4 @@ class ActivityCounts:
     since_ms: int
     updated_ms: int
     last_seq: int = field(default=-1)
+    last_epoch: int = 0  # stream number of the last counted window

@@ -1,10 +1,11 @@
 """One call per poll: the results in, every subscriber record out (changes, devices, days).
 
-The service wires this beside the recognizer: its fields (`subscriber_fields`) join the
-recognizer's registry, so the smoother's and the day's state are snapshot, restored, moved
-and evicted with the rest of the device; then each poll's results go through `process` and
-the three lists go to their topics (`har.activity-changes`, `har.devices`,
-`har.daily-totals`), keyed by device id. Pure: no I/O, no clock.
+`Recognizer(..., subscribers=SubscriberSettings(...))` runs this on each step's results: its
+fields (`subscriber_fields`) join the recognizer's registry, so the smoother's and the day's
+state are snapshot, restored, moved and evicted with the rest of the device, and an offline
+replay gives the same records as the service. The service sends the three lists to their
+topics (`har.activity-changes`, `har.devices`, `har.daily-totals`), keyed by device id
+(`service/subscriber_publisher.py`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ _SMOOTHING = SmoothingSettings()
 _DAILY = DailySettings()
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriberSettings:
+    """How the subscriber records are derived: the smoothing and where days are cut."""
+
+    smoothing: SmoothingSettings = _SMOOTHING
+    daily: DailySettings = _DAILY
+
+
 def subscriber_fields(classes: Sequence[str]) -> dict[str, Field]:
     """Per-device state of the subscriber outputs, to add to the recognizer's fields."""
     return transition_fields() | daily_fields(len(classes))
@@ -38,6 +47,7 @@ class SubscriberStep:
     changes: list[ActivityChange]  # per device in window order
     devices: list[DeviceStatus]  # one per device with results in the poll
     closed_days: list[DayTotals]  # per device in day order
+    suppressed: int = 0  # runs of a new activity that ended unconfirmed (blips smoothed away)
 
     def encoded(self) -> dict[str, list[tuple[bytes, bytes]]]:
         """(key, value) of every record, per kind ("changes", "devices", "daily"): what the
@@ -66,8 +76,9 @@ class SubscriberOutputs:
         by_device = group_by_device(results)
         closed, opened = self.days.update_grouped(by_device)
         today = {day.device_id: day for day in opened}
+        before = self.transitions.suppressed
         changes, devices = self.transitions.update_grouped(by_device, today)
-        return SubscriberStep(changes, devices, closed)
+        return SubscriberStep(changes, devices, closed, self.transitions.suppressed - before)
 
     def device(self, device_id: str) -> DeviceStatus | None:
         """The device's current record, None for a device never seen."""

@@ -40,10 +40,11 @@ class ActivityChange:
     confidence: float  # of the confirming window
     seq: int
     windows: int
+    epoch: int = 0  # of the confirming window
 
     @property
     def window_id(self) -> str:
-        return window_id(self.device_id, self.seq)
+        return window_id(self.device_id, self.seq, self.epoch)
 
     def transitions(self) -> list[tuple[str, str]]:
         """The change as ENTER/EXIT events, in order: EXIT previous (if any), ENTER activity."""
@@ -71,6 +72,7 @@ class DayTotals:
     last_ms: int  # end of the day's last counted window
     last_seq: int
     closed: bool
+    last_epoch: int = 0  # of the day's last counted window
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -113,7 +115,8 @@ class DeviceStatus:
     last_seq: int
     updated_ms: int
     today: DayTotals | None
+    last_epoch: int = 0
 
     @property
     def last_window_id(self) -> str:
-        return window_id(self.device_id, self.last_seq)
+        return window_id(self.device_id, self.last_seq, self.last_epoch)

@@ -77,6 +77,7 @@ def transition_fields() -> dict[str, Field]:
         "smooth_last_seq": Field((), "<i8"),
         "smooth_last_start_ms": Field((), "<i8"),
         "smooth_last_end_ms": Field((), "<i8"),
+        "smooth_last_epoch": Field((), "<i8"),
     }
 
 
@@ -96,6 +97,9 @@ class ActivityTransitions:
         if missing:
             raise ValueError(f"the registry lacks the smoother's fields {missing}")
         self._code = {name: i + 1 for i, name in enumerate(self.classes)}
+        self.suppressed = 0
+        """Runs of a new activity that ended unconfirmed (blips smoothed away), ever; a
+        statistic for metrics, not state: a replay counts its runs again."""
         self._passing = frozenset(self._code[n] for n in settings.passing if n in self._code)
 
     def update(self, results: Sequence[ActivityResult]) -> tuple[list[ActivityChange],
@@ -142,42 +146,49 @@ class ActivityTransitions:
                 changes: list[ActivityChange]) -> tuple:
         """One device's windows through the rules; `row` is its fields in `_NAMES` order."""
         (current, since, confidence, run_activity, run_windows, run_start, last_activity,
-         last_confidence, last_seq, last_start, last_end) = row
+         last_confidence, last_seq, last_start, last_end, last_epoch) = row
         hold, enter = self.settings.hold_windows, self.settings.enter_confidence
         max_gap, code, passing = self.settings.max_gap_ms, self._code, self._passing
+        suppressed = 0
         for w in windows:
             a, p = code[w.activity], float(w.confidence)
             if last_activity and w.t_start_ms - last_start > max_gap:
+                suppressed += run_windows > 0
                 run_activity = run_windows = 0
-            last_activity, last_confidence, last_seq = a, p, w.seq
+            last_activity, last_confidence, last_seq, last_epoch = a, p, w.seq, w.epoch
             last_start, last_end = w.t_start_ms, w.t_end_ms
             if a in passing:
                 continue
             if a == current:
                 confidence = p
+                suppressed += run_windows > 0
                 run_activity = run_windows = 0
                 continue
             if a == run_activity:
                 run_windows += 1
             else:
+                suppressed += run_windows > 0
                 run_activity, run_windows, run_start = a, 1, w.t_start_ms
             if run_windows >= hold or p >= enter:
                 changes.append(ActivityChange(
                     device_id=device_id,
                     previous=self.classes[current - 1] if current else None,
                     activity=w.activity, started_ms=run_start, confirmed_ms=w.t_end_ms,
-                    confidence=p, seq=w.seq, windows=run_windows))
+                    confidence=p, seq=w.seq, windows=run_windows, epoch=w.epoch))
                 current, since, confidence = a, run_start, p
                 run_activity = run_windows = 0
+        self.suppressed += suppressed
         return (current, since, confidence, run_activity, run_windows, run_start, last_activity,
-                last_confidence, last_seq, last_start, last_end)
+                last_confidence, last_seq, last_start, last_end, last_epoch)
 
     def _status(self, device_id: str, row: tuple, today: DayTotals | None) -> DeviceStatus:
-        current, since, confidence, *_, last_activity, last_confidence, last_seq, _, end = row
+        (current, since, confidence, *_, last_activity, last_confidence, last_seq, _, end,
+         last_epoch) = row
         classes = self.classes
         return DeviceStatus(device_id, classes[current - 1] if current else None,
                             since if current else None, confidence,
-                            classes[last_activity - 1], last_confidence, last_seq, end, today)
+                            classes[last_activity - 1], last_confidence, last_seq, end, today,
+                            last_epoch)
 
 
 def smoothed_per_window(changes: Sequence[ActivityChange], seqs: np.ndarray,

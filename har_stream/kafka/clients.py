@@ -250,10 +250,11 @@ def prepare_service_topics(admin: KafkaAdminClient, topics: TopicSettings) -> in
 
     The changelog must have exactly as many partitions as the sensor topic: a device's
     state lives in the changelog partition with the number of its input partition, so a
-    member restores exactly the partitions it was assigned. It is created compacted.
+    member restores exactly the partitions it was assigned. It is created compacted, and so
+    is the devices topic (the latest record per device is its status); the others keep
+    records for the broker's retention.
     """
-    names = [topics.sensor_topic, topics.dlq_topic, topics.activity_topic,
-             topics.counts_topic, topics.changelog_topic]
+    names = topics.names()
     if not topics.create_topics:
         counts = partition_counts(admin, names)
         absent = [n for n in names if n not in counts]
@@ -263,10 +264,13 @@ def prepare_service_topics(admin: KafkaAdminClient, topics: TopicSettings) -> in
     else:
         plain = TopicSpec(topics.partitions, topics.replication_factor)
         sensor = ensure_topics(admin, {topics.sensor_topic: plain})[topics.sensor_topic]
+        compacted = TopicSpec(topics.partitions, topics.replication_factor,
+                              {"cleanup.policy": "compact"})
         changelog = TopicSpec(sensor, topics.replication_factor, {"cleanup.policy": "compact"})
-        counts = ensure_topics(admin, {topics.dlq_topic: plain, topics.activity_topic: plain,
-                                       topics.counts_topic: plain,
-                                       topics.changelog_topic: changelog})
+        specs = dict.fromkeys(names, plain) | {topics.devices_topic: compacted,
+                                               topics.changelog_topic: changelog}
+        del specs[topics.sensor_topic]
+        counts = ensure_topics(admin, specs)
         counts[topics.sensor_topic] = sensor
     sensor_partitions = counts[topics.sensor_topic]
     if counts[topics.changelog_topic] != sensor_partitions:

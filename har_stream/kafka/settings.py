@@ -6,6 +6,7 @@ service's `Settings` and in the simulator's.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from har_stream.core import option_rules
@@ -77,6 +78,11 @@ class KafkaSettings:
     __repr__ = masked_repr
 
 
+TOPIC_FIELDS = ("sensor_topic", "dlq_topic", "activity_topic", "counts_topic", "changelog_topic",
+                "changes_topic", "devices_topic", "daily_topic")
+"""The topic-name fields of `TopicSettings`."""
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class TopicSettings:
     """Names of the topics the service reads and writes, and how to create missing ones."""
@@ -91,6 +97,16 @@ class TopicSettings:
     changelog_topic: str = option("har.state-changelog",
                                   "per-device state snapshots (compacted; same partition "
                                   "count as the sensor topic)", form="topic")
+    changes_topic: str = option("har.activity-changes", "output: smoothed activity changes",
+                                form="topic")
+    devices_topic: str = option("har.devices", "output: each device's current status "
+                                               "(compacted)", form="topic")
+    daily_topic: str = option("har.daily-totals", "output: per-activity totals of each "
+                                                  "finished day", form="topic")
+    topic_prefix: str = option("", "prefix of every topic name above and of the consumer "
+                                   "group: isolates one deployment on a shared cluster "
+                                   "(applied when the settings are built)",
+                               off="no prefix", form="topic")
     create_topics: bool = option(True, "create missing topics at start")
     partitions: int = option(6, "partitions of topics created at start", at_least=1,
                              at_most=10_000)
@@ -99,9 +115,20 @@ class TopicSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        names = [self.sensor_topic, self.dlq_topic, self.activity_topic, self.counts_topic,
-                 self.changelog_topic]
+        names = self.names()
         if len(set(names)) != len(names):
             raise SettingsError(f"topic names must differ (HAR_*_TOPIC): {names}")
+
+    def prefixed(self) -> TopicSettings:
+        """These settings with `topic_prefix` put in front of every name, and consumed (so a
+        copy is not prefixed twice); SettingsError when a prefixed name is not legal."""
+        if not self.topic_prefix:
+            return self
+        names = {name: self.topic_prefix + getattr(self, name) for name in TOPIC_FIELDS}
+        return dataclasses.replace(self, topic_prefix="", **names)
+
+    def names(self) -> list[str]:
+        """Every topic of the service: the one list topic creation and checks use."""
+        return [getattr(self, name) for name in TOPIC_FIELDS]
 
     __repr__ = masked_repr

@@ -7,7 +7,8 @@ One iteration (`Service.step`):
   3. decode every message; rejected ones go to the dead-letter topic with reason headers;
      replays of messages whose effect a restored snapshot already holds are skipped;
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
-  5. send the results and counts (key = device id) without waiting.
+  5. send the results and counts, and the subscriber records the recognizer derived from
+     them (activity changes, device records, closed days), key = device id, without waiting.
 
 A checkpoint runs every `commit_interval_s` without stopping the loop (`checkpoint.Checkpoints`:
 snapshots of the devices changed since the last one, then the commit, each step waiting for the
@@ -52,9 +53,12 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from har_stream.core import codec
+from har_stream.core.daily import DailySettings
 from har_stream.core.pipeline import PipelineConfig
 from har_stream.core.recognizer import Recognizer, RecognizerOutput
 from har_stream.core.records import RATE_HZ, SensorBatch
+from har_stream.core.subscriber_outputs import SubscriberSettings
+from har_stream.core.transitions import SmoothingSettings
 from har_stream.kafka import poison
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader, ChangelogWriter
@@ -69,6 +73,7 @@ from har_stream.service.health import BrokerWatch, TopicIdentity
 from har_stream.service.ownership import Ownership
 from har_stream.service.pacing import WorkBudget
 from har_stream.service.settings import Settings, SettingsError
+from har_stream.service.subscriber_publisher import SubscriberPublisher
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
@@ -170,8 +175,10 @@ class Service:
         self.clock, self.wall = clock, wall
         self.recognizer = Recognizer(
             TimedModel(model), PipelineConfig(reorder_samples=settings.reorder_samples),
-            clock=clock)
+            clock=clock, subscribers=subscriber_settings(settings))
         self.registry = self.recognizer.registry
+        self.subscriber_publisher = SubscriberPublisher(
+            self.outbox, settings.topics, settings.device_records == "checkpoint")
         self.ownership = Ownership(self.registry, reader, self._committed_offset,
                                    settings.idle_ttl_s, clock, wall)
         self.events = RebalanceEvents()
@@ -321,6 +328,8 @@ class Service:
         for counts in output.counts:
             send(self.topics.counts_topic, counts.device_id.encode(), codec.encode_counts(counts),
                  on_ack=_acknowledged_counts)
+        if output.subscribers is not None:
+            self.subscriber_publisher.send(output.subscribers)
 
     @staticmethod
     def _record(output: RecognizerOutput) -> None:
@@ -389,6 +398,7 @@ class Service:
     def _begin_checkpoint(self) -> None:
         """Start a checkpoint if anything changed since the last (`Checkpoints.begin`)."""
         self._next_checkpoint = self.clock() + self.settings.commit_interval_s
+        self.subscriber_publisher.flush()  # before the outbox epoch the checkpoint waits for
         self._apply_assignment()
         if not self._uncommitted:
             self._housekeeping()
@@ -411,6 +421,8 @@ class Service:
         """Apply the rebalance events; one abandons the checkpoint in flight, whose
         snapshots and offsets may no longer be this member's to write."""
         events = self.events.drain()
+        if events:  # held device records go out while their partitions are still ours
+            self.subscriber_publisher.flush()
         if events and self.checkpoints.current is not None:
             self.checkpoints.abandon()
             self._uncommitted = True
@@ -484,6 +496,17 @@ def _acknowledged_counts(_metadata: Any) -> None:
     metrics.COUNTS_PUBLISHED.inc()
 
 
+def subscriber_settings(settings: Settings) -> SubscriberSettings | None:
+    """How the recognizer derives the subscriber records (None: they are off)."""
+    if not settings.subscriber_outputs:
+        return None
+    return SubscriberSettings(
+        SmoothingSettings(hold_windows=settings.hold_windows,
+                          enter_confidence=settings.enter_confidence,
+                          max_gap_ms=settings.change_max_gap_ms),
+        DailySettings(utc_offset_minutes=settings.day_utc_offset_minutes))
+
+
 # ---------------------------------------------------------------------------------------------
 # wiring
 
@@ -536,8 +559,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     metrics.declare_label_values(
         activities=model.classes,
         reasons=codec.REASONS + APP_REASONS + poison.DEAD_LETTER_REASONS,
-        topics=(topics.dlq_topic, topics.activity_topic, topics.counts_topic,
-                topics.changelog_topic))
+        topics=[name for name in topics.names() if name != topics.sensor_topic])
     for reason in poison.SKIP_REASONS:
         metrics.RECORDS_SKIPPED.labels(reason=reason)
     settings.kafka.check_files()
@@ -555,9 +577,10 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
                                  compression_type=compression, unbounded_delivery=True)
         snapshot_producer = make_producer(settings.kafka, linger_ms=settings.linger_ms,
                                           compression_type=compression, unbounded_delivery=True)
-        for client, topic in ((producer, topics.activity_topic), (producer, topics.counts_topic),
-                              (producer, topics.dlq_topic),
-                              (snapshot_producer, topics.changelog_topic)):
+        outputs = [name for name in topics.names()
+                   if name not in (topics.sensor_topic, topics.changelog_topic)]
+        for client, topic in [*((producer, name) for name in outputs),
+                              (snapshot_producer, topics.changelog_topic)]:
             # metadata now, while the cluster answers: a first send to a topic during an
             # outage would otherwise block for max_block_ms, then fail the step
             client.partitions_for(topic)

@@ -129,6 +129,25 @@ COUNTS_PUBLISHED = Counter(
 )
 """ActivityCounts records acknowledged by the broker (records)."""
 
+SUBSCRIBER_RECORDS_PUBLISHED = Counter(
+    "har_subscriber_records_published_total",
+    "Subscriber records acknowledged by the broker, by kind: changes (activity changes), "
+    "devices (device records), daily (closed days) (unit: records).",
+    ["kind"],
+    registry=REGISTRY,
+)
+"""Records of docs/SUBSCRIBERS.md acknowledged, by kind (three values)."""
+
+BLIPS_SUPPRESSED = Counter(
+    "har_activity_blips_suppressed_total",
+    "Runs of a new activity that ended before the smoothing confirmed them, so no activity "
+    "change was published (unit: runs).",
+    registry=REGISTRY,
+)
+"""Short-lived answers the activity-change hysteresis kept from subscribers (runs)."""
+
+SUBSCRIBER_KINDS = ("changes", "devices", "daily")
+
 PRODUCE_ERRORS = Counter(
     "har_produce_errors_total",
     "Records the broker failed to acknowledge, by topic (unit: records).",
@@ -332,6 +351,8 @@ def start_metrics_server(host: str, port: int) -> WSGIServer:
     return server
 
 
+for _kind in SUBSCRIBER_KINDS:
+    SUBSCRIBER_RECORDS_PUBLISHED.labels(kind=_kind)
 for _event in PIPELINE_EVENT_NAMES:
     PIPELINE_EVENTS.labels(event=_event)
 for _stage in STAGES:

@@ -42,6 +42,7 @@ __all__ = [  # the settings API the service's callers use, whichever module defi
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 INPUT_LIMITS = Limits()
 """The codec's defaults: the service's input limits default to them (one place)."""
+DEVICE_RECORDS = ("poll", "checkpoint")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -112,10 +113,33 @@ class Settings:
                                                     "endpoint (empty: no endpoint)",
                                   off="no endpoint", form="host:port")
     log_level: str = option("INFO", "log level", choices=LOG_LEVELS)
+    subscriber_outputs: bool = option(True, "publish activity changes, device records and "
+                                            "daily totals (docs/SUBSCRIBERS.md)")
+    device_records: str = option(
+        "poll", "when device records are published: poll (each device with windows in a "
+        "poll, after it) or checkpoint (each device's latest, once per checkpoint: fewer "
+        "records for large fleets, status up to HAR_COMMIT_INTERVAL_S old)",
+        choices=DEVICE_RECORDS)
+    hold_windows: int = option(2, "activity changes: windows a new activity must hold before "
+                                  "it is entered", at_least=1, at_most=1000)
+    enter_confidence: float = option(0.9, "activity changes: a window this confident enters "
+                                          "its activity at once (above 1: never)",
+                                     at_least=0, at_most=2)
+    change_max_gap_ms: int = option(10_000, "activity changes: stream time between two "
+                                            "windows beyond which a run starts afresh",
+                                    at_least=0, at_most=86_400_000)
+    day_utc_offset_minutes: int = option(0, "daily totals: days start at midnight of UTC plus "
+                                            "this many minutes (fixed, no daylight saving)",
+                                         at_least=-1439, at_most=1439)
 
     def __post_init__(self) -> None:
-        """The rule of every field, then the relations between fields (docs/SERVICE.md)."""
+        """The rule of every field, then the relations between fields (docs/SERVICE.md);
+        the topic prefix is applied to the topics and the group here, once."""
         check_fields(self)
+        prefix = self.topics.topic_prefix
+        if prefix:
+            object.__setattr__(self, "topics", self.topics.prefixed())
+            object.__setattr__(self, "group_id", prefix + self.group_id)
         if 3 * self.heartbeat_interval_ms > self.session_timeout_ms:
             raise SettingsError(
                 f"HAR_HEARTBEAT_INTERVAL_MS={self.heartbeat_interval_ms} must be at most a third "

@@ -1,6 +1,8 @@
 """`har-stream demo`: the whole product on one machine, watched live, ending with an accuracy.
 
-Without `--bootstrap-servers` (or HAR_BOOTSTRAP_SERVERS) it starts the embedded broker.
+Without `--bootstrap-servers` (or HAR_BOOTSTRAP_SERVERS) it starts the embedded broker; with
+them, its topics and group get a unique prefix (`demo-<8 hex>.`, or HAR_TOPIC_PREFIX), so a
+demo on a shared cluster stays apart from every deployment and every other demo.
 Then it creates the topics, starts the recognizer (`har-stream run` in a child process, its
 metrics on http://127.0.0.1:9108/metrics), replays the test subjects' recordings as devices
 at `--speed` times real time, and shows per device the current activity, its confidence and
@@ -22,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -31,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from har_stream.core.option_rules import check_fields
-from har_stream.core.options import add_options, masked_repr, option, options_from
+from har_stream.core.options import add_options, flag_name, masked_repr, option, options_from
 from har_stream.core.records import ACTIVITIES, HOP, WINDOW
-from har_stream.kafka.settings import KafkaSettings, TopicSettings
+from har_stream.kafka.settings import TOPIC_FIELDS, KafkaSettings, TopicSettings
 from har_stream.service.settings import metrics_host_port
 from har_stream.tools.broker import die_with_parent
 
@@ -62,9 +65,20 @@ class DemoSettings:
                                   form="host:port")
 
     def __post_init__(self) -> None:
+        """Rules of the fields; the topic prefix is applied to the topics and group, once."""
         check_fields(self)
+        prefix = self.topics.topic_prefix
+        if prefix:
+            object.__setattr__(self, "topics", self.topics.prefixed())
+            object.__setattr__(self, "group_id", prefix + self.group_id)
 
     __repr__ = masked_repr
+
+
+def unique_prefix() -> str:
+    """The topic prefix of a demo on a cluster it does not own: its topics and group are its
+    own, so it neither reads nor disturbs another deployment's (HAR_TOPIC_PREFIX overrides)."""
+    return f"demo-{uuid.uuid4().hex[:8]}."
 
 
 @dataclass
@@ -75,7 +89,7 @@ class DeviceView:
     confidence: float = 0.0
     truth: str = "-"
     windows: int = 0
-    last_seq: int = -1
+    last: tuple[int, int] = (-1, -1)  # epoch and seq of the latest window shown
 
 
 @dataclass
@@ -100,9 +114,9 @@ class Scoreboard:
         if truth is not None:
             self.labelled += 1
             self.correct += result.activity == truth
-        if result.seq > view.last_seq:
-            view.activity, view.confidence, view.last_seq = (
-                result.activity, result.confidence, result.seq)
+        if (result.epoch, result.seq) > view.last:
+            view.activity, view.confidence, view.last = (
+                result.activity, result.confidence, (result.epoch, result.seq))
             view.truth = truth or "(no single label)"
 
     @property
@@ -148,10 +162,10 @@ def port_is_free(address: str) -> bool:
 
 def recognizer_command(settings: DemoSettings, metrics_address: str) -> list[str]:
     k, t = settings.kafka, settings.topics
+    topics = [part for name in TOPIC_FIELDS for part in (flag_name(name), getattr(t, name))]
     command = [sys.executable, "-m", "har_stream.cli", "run",
-               "--bootstrap-servers", k.bootstrap_servers, "--sensor-topic", t.sensor_topic,
-               "--dlq-topic", t.dlq_topic, "--activity-topic", t.activity_topic,
-               "--counts-topic", t.counts_topic, "--changelog-topic", t.changelog_topic,
+               "--bootstrap-servers", k.bootstrap_servers, *topics,
+               "--topic-prefix", "",  # the names above are prefixed already
                "--group-id", settings.group_id, "--metrics-address", metrics_address,
                "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000",
                "--poll-timeout-ms", "100", "--no-create-topics"]
@@ -292,7 +306,8 @@ def check_recognizer_settings(settings: DemoSettings) -> None:
 def main(args: argparse.Namespace) -> int:
     embedded = args.bootstrap_servers is None and not os.environ.get("HAR_BOOTSTRAP_SERVERS")
     try:
-        settings = options_from(DemoSettings, args, os.environ)
+        settings = options_from(DemoSettings, args, os.environ,
+                                None if embedded else {"topic_prefix": unique_prefix()})
     except ValueError as exc:
         print(f"har-stream demo: {exc}", file=sys.stderr)
         return 2
@@ -350,6 +365,9 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
             settings = dataclasses.replace(settings, kafka=dataclasses.replace(
                 settings.kafka, bootstrap_servers=broker.bootstrap_servers))
             print(f"embedded broker on {broker.bootstrap_servers}")
+        else:
+            print(f"on {settings.kafka.bootstrap_servers}: topics {settings.topics.sensor_topic}, "
+                  f"{settings.topics.activity_topic}, …, group {settings.group_id}")
         try:
             admin = make_admin(settings.kafka)
         except BrokerUnavailable as exc:

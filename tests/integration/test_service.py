@@ -198,3 +198,61 @@ def test_an_evicted_device_resumes_from_its_snapshot(service_settings: Settings)
     assert metrics.REGISTRY.get_sample_value("har_state_restores_total") > restored
     check_results(results.poll(), expected)
     results.close()
+
+
+MIDNIGHT_MS = 1_700_006_400_000  # 2023-11-15 00:00 UTC
+
+
+@pytest.mark.parametrize("device_records", ["poll", "checkpoint"])
+def test_changes_device_records_and_closed_days_equal_the_offline_ones(
+        service_settings: Settings, device_records: str) -> None:
+    """Streams across midnight: the three subscriber topics carry what one offline
+    `Recognizer` derives from the whole streams (docs/SUBSCRIBERS.md), with device records
+    per poll or per checkpoint."""
+    from service_support import offline_subscriber_view, published_subscriber_view
+
+    t0 = MIDNIGHT_MS - 30_000
+    streams = {f"dev-{i}": synthetic_samples(4000, seed=40 + i) for i in range(3)}
+    model = FakeModel()
+    expected = offline_subscriber_view(model, streams, t0)
+    assert expected.changes and len(expected.days) == 3  # each stream closes its first day
+    settings = dataclasses.replace(service_settings, max_poll_records=7,
+                                   device_records=device_records)
+    send_batches(settings.kafka, settings.topics.sensor_topic, interleave(
+        {d: batches_of(d, s, 50, t0) for d, s in streams.items()}))
+    topics = settings.topics
+    readers = [TopicReader(settings.kafka, name)
+               for name in (topics.changes_topic, topics.devices_topic, topics.daily_topic)]
+    with InProcessService(settings, model) as service:
+        def complete(_: list) -> bool:
+            view = published_subscriber_view(*(reader.poll() for reader in readers))
+            return view == expected
+
+        readers[1].until(complete, 90, "every change, device record and closed day",
+                         service.check)
+    changes, devices, days = (reader.poll() for reader in readers)
+    assert len(changes) == len(expected.changes) and len(days) == 3  # no crash: once each
+    assert {r.key for r in changes + devices + days} == {d.encode() for d in streams}
+    for reader in readers:
+        reader.close()
+
+
+def test_window_ids_stay_unique_across_a_stream_restart(service_settings: Settings) -> None:
+    """A device restarts its counter mid-stream (seq back to 0, as after a reboot): its
+    second stream's windows repeat seqs but not ids (epoch 1), and no result is lost."""
+    first, second = synthetic_samples(3600, seed=60), synthetic_samples(1600, seed=61)
+    restart_ms = T0_MS + 3600 * 20 + 60_000
+    expected_first = offline_results(FakeModel(), {"dev": first}, T0_MS)
+    expected_second = offline_results(FakeModel(), {"dev": second}, restart_ms)
+    second_stream = {i.replace("dev:0:", "dev:1:"): v for i, v in expected_second.results.items()}
+    expected = Expected({**expected_first.results, **second_stream}, {})
+    assert len(expected.results) == len(expected_first.results) + len(expected_second.results)
+    settings = dataclasses.replace(service_settings, max_poll_records=5)
+    send_batches(settings.kafka, settings.topics.sensor_topic,
+                 batches_of("dev", first, 50, T0_MS) + batches_of("dev", second, 50, restart_ms))
+    results = TopicReader(settings.kafka, settings.topics.activity_topic)
+    with InProcessService(settings, FakeModel()) as service:
+        results.until(lambda r: window_ids(r) >= set(expected.results), 90,
+                      "both streams' results", service.check)
+    assert check_results(results.poll(), expected) == 0
+    results.close()

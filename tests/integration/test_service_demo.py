@@ -67,3 +67,23 @@ def test_simulate_publishes_the_chosen_recordings_with_truth(
     devices = {codec.decode_sensor(r.value, r.key).device_id for r in records}
     assert len(devices) == 2 and all(d.startswith("hapt-exp02-") for d in devices)
     assert all(dict(r.headers)["har.truth"] for r in records)
+
+
+def test_the_demo_on_a_cluster_uses_topics_and_a_group_of_its_own(
+        data_path: str, kafka_settings: object) -> None:
+    """Pointed at a cluster, the demo prefixes every topic and its group with a unique
+    `demo-<8 hex>.`: results land in its own topics, not in a deployment's `har.activity`."""
+    bootstrap = kafka_settings.bootstrap_servers  # type: ignore[attr-defined]
+    result = har_stream("demo", "--bootstrap-servers", bootstrap, "--devices", "1",
+                        "--speed", "0", "--duration", "20", "--model", "",
+                        "--metrics-address", "127.0.0.1:0", timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = re.search(r"topics (demo-[0-9a-f]{8}\.)har\.sensor, (demo-[0-9a-f]{8}\.)har\.activity,"
+                     r" …, group (demo-[0-9a-f]{8}\.)har-stream-demo", result.stdout)
+    assert line, result.stdout[-2000:]
+    prefix = line[1]
+    assert line[2] == line[3] == prefix
+    activity = TopicReader(kafka_settings, prefix + "har.activity")
+    records = activity.until(lambda r: len(r) > 0, 30, "the demo's results")
+    assert codec.decode_result(records[0].value).device_id
+    activity.close()

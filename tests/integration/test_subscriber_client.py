@@ -111,3 +111,44 @@ def test_the_client_guide_example_runs_as_written(broker: object, tmp_path: Path
     assert f"{device} is WALKING since {T0 + 1280}" in lines
     assert f"{device} on 2026-12-05: {{'SITTING': 1.0}}" in lines
     assert lines.count(f"{device} ENTER WALKING at {T0 + 1280}") == 1  # the copy was dropped
+
+
+def test_the_client_reads_every_kind_the_service_publishes(service_settings: object) -> None:
+    """The service's own output, read with `subscribe`: results, counts, activity changes,
+    device records and a closed day, each typed, none twice."""
+    import dataclasses
+
+    from service_support import (
+        FakeModel,
+        InProcessService,
+        TopicReader,
+        batches_of,
+        offline_subscriber_view,
+        send_batches,
+        synthetic_samples,
+    )
+
+    t0 = T0 - 20_000  # the stream crosses midnight: one day closes
+    samples = synthetic_samples(2400, seed=90)
+    expected = offline_subscriber_view(FakeModel(), {"w-9": samples}, t0)
+    settings = dataclasses.replace(service_settings, max_poll_records=10)  # type: ignore[type-var]
+    t = settings.topics
+    kinds = {t.activity_topic: "results", t.counts_topic: "counts", t.changes_topic: "changes",
+             t.devices_topic: "devices", t.daily_topic: "daily"}
+    send_batches(settings.kafka, t.sensor_topic, batches_of("w-9", samples, 50, t0))
+    daily = TopicReader(settings.kafka, t.daily_topic)
+    with InProcessService(settings, FakeModel()) as service:
+        daily.until(lambda r: len(r) == 1, 60, "the closed day", service.check)
+        with subscribe(settings.kafka.bootstrap_servers, topics=kinds,
+                       idle_timeout_s=4.0) as records:
+            got = list(records)
+    daily.close()
+    by_type: dict[type, list] = {}
+    for record in got:
+        by_type.setdefault(type(record), []).append(record)
+    assert set(by_type) == {ActivityResult, ActivityCounts, ActivityChange, DeviceStatus,
+                            DayTotals}
+    assert {c.window_id for c in by_type[ActivityChange]} == set(expected.changes)
+    assert [(d.device_id, d.day) for d in by_type[DayTotals]] == list(expected.days)
+    assert len(by_type[ActivityResult]) == len({r.window_id for r in by_type[ActivityResult]})
+    assert records.duplicates == 0 and records.rejected == 0

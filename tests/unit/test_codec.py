@@ -349,7 +349,7 @@ def test_result_round_trips_at_full_precision(probabilities: list, seq: int) -> 
     result = result_example(seq=seq, confidence=max(probabilities),
                             probabilities=dict(zip(ACTIVITIES, probabilities, strict=True)))
     value = encode_result(result)
-    assert orjson.loads(value)["window_id"] == f"watch-17:{seq}"
+    assert orjson.loads(value)["window_id"] == f"watch-17:0:{seq}"
     assert decode_result(value) == result
 
 
@@ -378,7 +378,9 @@ def test_decode_result_names_a_missing_field(field: str) -> None:
 
 
 @pytest.mark.parametrize(("change", "reason", "mention"), [
-    ({"window_id": "watch-17:6464"}, "inconsistent_field", "window_id"),
+    ({"window_id": "watch-17:0:6464"}, "inconsistent_field", "window_id"),
+    ({"window_id": "watch-17:6400"}, "inconsistent_field", "window_id"),
+    ({"epoch": 1}, "inconsistent_field", "window_id"),
     ({"confidence": 1.5}, "out_of_range", "confidence"),
     ({"probabilities": {"WALKING": -0.1}}, "out_of_range", "probabilities['WALKING']"),
     ({"probabilities": {"WALKING": "high"}}, "wrong_type", "probabilities['WALKING']"),

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from har_stream.core.option_rules import SettingsError
 from har_stream.service import settings as config
 from har_stream.service.settings import KafkaSettings, Settings, TopicSettings, settings_from
 
@@ -191,3 +192,16 @@ def test_the_service_doc_lists_every_setting_with_its_valid_values() -> None:
 def test_an_ipv6_metrics_address_is_split_without_its_brackets() -> None:
     assert config.metrics_host_port("[::1]:9108") == ("::1", 9108)
     assert settings_from(parse(), {"HAR_METRICS_ADDRESS": "[::]:0"}).metrics_host == "::"
+
+
+def test_the_topic_prefix_goes_in_front_of_every_topic_and_the_group_once() -> None:
+    plain = settings_from(parse(), {})
+    settings = settings_from(parse(), {"HAR_TOPIC_PREFIX": "team-a."})
+    assert settings.topics.names() == ["team-a." + name for name in plain.topics.names()]
+    assert settings.group_id == "team-a.har-stream"
+    again = dataclasses.replace(settings, max_devices=7)  # a copy is not prefixed twice
+    assert (again.topics, again.group_id) == (settings.topics, settings.group_id)
+    with pytest.raises(SettingsError, match="HAR_TOPIC_PREFIX"):
+        settings_from(parse(), {"HAR_TOPIC_PREFIX": "no spaces"})
+    with pytest.raises(SettingsError, match="HAR_SENSOR_TOPIC"):
+        settings_from(parse(), {"HAR_TOPIC_PREFIX": "x" * 245})

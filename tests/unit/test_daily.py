@@ -95,7 +95,7 @@ def test_subscriber_outputs_combine_changes_devices_and_days() -> None:
     assert [d.day for d in step.closed_days] == ["2026-12-05"]
     (device,) = step.devices
     assert (device.activity, device.since_ms, device.last_window_id) == (
-        "SITTING", MIDNIGHT - 2560, "d:192")
+        "SITTING", MIDNIGHT - 2560, "d:0:192")
     assert device.today is not None and device.today.windows["SITTING"] == 2
     assert outputs.device("d") == device and outputs.device("nobody") is None
     encoded = step.encoded()
@@ -120,7 +120,7 @@ def test_subscriber_fields_can_join_the_recognizers_registry() -> None:
     assert step.devices[0].today is not None
     assert step.devices[0].activity == "WALKING"  # confidence 0.9 >= the default c: at once
     added = joined.nbytes_per_device() - recognizer.registry.nbytes_per_device()
-    assert added == 70 + 8 * (4 + len(FakeModel.classes))  # bytes per device in a snapshot
+    assert added == 78 + 8 * (5 + len(FakeModel.classes))  # bytes per device in a snapshot
 
 
 def test_days_add_up_to_the_recognizers_counts_across_midnight() -> None:

@@ -124,14 +124,13 @@ def test_recognizer_replicas_share_one_group_and_are_hardened(stack: dict) -> No
 
 def test_topics_service_creates_every_topic_of_the_code(stack: dict) -> None:
     defaults = config.TopicSettings()
-    wanted = {defaults.sensor_topic, defaults.dlq_topic, defaults.activity_topic,
-              defaults.counts_topic, defaults.changelog_topic}
+    wanted = set(defaults.names())
     topics = stack["services"]["topics"]
     script = "\n".join(topics["command"])
     created = set(re.findall(r"^\s*create\s+(\S+)", script, re.MULTILINE))
     assert created == wanted
-    assert re.search(rf"^\s*create {re.escape(defaults.changelog_topic)} .*compact", script,
-                     re.MULTILINE)
+    for compacted in (defaults.changelog_topic, defaults.devices_topic):
+        assert re.search(rf"^\s*create {re.escape(compacted)} .*compact", script, re.MULTILINE)
     assert topics["environment"]["PARTITIONS"] == str(defaults.partitions)
     assert topics["restart"] == "no"
 

@@ -98,14 +98,17 @@ def test_the_latest_accepted_time_leaves_every_output_time_in_range() -> None:
     RESULT.validate(orjson.loads(encode_result(result)))
 
 
-@pytest.mark.parametrize("field", ["t_start_ms", "t_end_ms", "seq"])
+@pytest.mark.parametrize("field", ["t_start_ms", "t_end_ms", "seq", "epoch"])
 def test_decode_result_rejects_integers_beyond_2_pow_53(field: str) -> None:
-    message = {"device_id": "d", "window_id": "d:0", "seq": 0, "t_start_ms": 0, "t_end_ms": 0,
+    message = {"device_id": "d", "window_id": "d:0:0", "epoch": 0, "seq": 0, "t_start_ms": 0,
+               "t_end_ms": 0,
                "activity": "A", "confidence": 1.0, "probabilities": {"A": 1.0},
                "model_version": "v"}
     message[field] = MAX_SAFE_INTEGER + 1
     if field == "seq":
-        message["window_id"] = f"d:{MAX_SAFE_INTEGER + 1}"
+        message["window_id"] = f"d:0:{MAX_SAFE_INTEGER + 1}"
+    if field == "epoch":
+        message["window_id"] = f"d:{MAX_SAFE_INTEGER + 1}:0"
     with pytest.raises(DecodeError):
         decode_result(orjson.dumps(message))
     assert not RESULT.is_valid(message)

@@ -6,6 +6,8 @@ import numpy as np
 
 from har_stream.core.recognizer import HOP_SECONDS, Recognizer, _rank_within
 from har_stream.core.records import SensorBatch
+from har_stream.core.subscriber_outputs import SubscriberOutputs, SubscriberSettings
+from har_stream.core.transitions import SmoothingSettings
 
 
 class EchoModel:
@@ -92,5 +94,66 @@ def test_counts_tally_the_results() -> None:
     assert final.updated_ms == results[-1].t_end_ms
 
 
+def _with_subscribers() -> Recognizer:
+    return Recognizer(EchoModel(), subscribers=SubscriberSettings(
+        SmoothingSettings(hold_windows=2, enter_confidence=0.6, passing=())))
+
+
+def _subscriber_records(rec: Recognizer, device: str, x: np.ndarray, chunk: int,
+                        start: int = 0) -> list:
+    records: list = []
+    for a in range(start, len(x), chunk):
+        out = rec.process([SensorBatch(device, a, a * 20, x[a:a + chunk])])
+        assert out.subscribers is not None
+        records += [*out.subscribers.changes, *out.subscribers.devices,
+                    *out.subscribers.closed_days]
+    return records
+
+
+def test_subscriber_records_are_those_of_the_results() -> None:
+    x = _stream(3000, 6)
+    rec = _with_subscribers()
+    outputs = SubscriberOutputs(EchoModel.classes, rec.subscribers.transitions.settings)
+    changes, devices = [], []
+    for a in range(0, len(x), 250):
+        out = rec.process([SensorBatch("d", a, a * 20, x[a:a + 250])])
+        alone = outputs.process(out.results)
+        assert out.subscribers == alone
+        changes += alone.changes
+        devices += alone.devices
+    assert changes and len(devices) == 12
+    assert Recognizer(EchoModel()).process(
+        [SensorBatch("d", 0, 0, x[:500])]).subscribers is None
+
+
+def test_subscriber_state_snapshots_and_restores_with_the_device() -> None:
+    x = _stream(3000, 7)
+    uninterrupted = _subscriber_records(_with_subscribers(), "d", x, 125)
+    first = _with_subscribers()
+    part1 = _subscriber_records(first, "d", x[:1500], 125)
+    second = _with_subscribers()
+    second.registry.restore("d", first.registry.snapshot("d"))
+    assert part1 + _subscriber_records(second, "d", x, 125, start=1500) == uninterrupted
+
+
 def test_rank_within_groups() -> None:
     assert _rank_within(np.array([5, 3, 5, 5, 3, 9])).tolist() == [0, 0, 1, 2, 1, 0]
+
+
+def test_a_stream_restart_starts_a_new_epoch_and_ids_stay_unique() -> None:
+    """A device that restarts its counter (seq back to 0) repeats seqs: the epoch, part of
+    the window id, keeps every id unique; it is state, so a restored device keeps it."""
+    x = _stream(3600, 8)
+    rec = Recognizer(EchoModel())
+    first = rec.process([SensorBatch("d", 0, 0, x)]).results
+    again = rec.process([SensorBatch("d", 0, 100_000, x[:1000])]).results
+    assert {r.epoch for r in first} == {0} and {r.epoch for r in again} == {1}
+    assert {r.seq for r in again} <= {r.seq for r in first}
+    assert not {r.window_id for r in first} & {r.window_id for r in again}
+    assert again[0].window_id == "d:1:0"
+    restored = Recognizer(EchoModel())
+    restored.registry.restore("d", rec.registry.snapshot("d"))
+    later = restored.process([SensorBatch("d", 1000, 120_000, x[1000:1200])]).results
+    assert later and {r.epoch for r in later} == {1}
+    counts = rec.process([SensorBatch("d", 1000, 120_000, x[1000:1200])]).counts
+    assert (counts[-1].last_epoch, counts[-1].last_seq) == (1, later[-1].seq)

@@ -76,7 +76,7 @@ def test_device_ids_never_become_metric_labels() -> None:
         assert device_id not in exposition
     labels = set(re.findall(r"[{,](\w+)=", exposition))
     assert labels <= {"reason", "event", "activity", "topic", "stage", "partition", "le",
-                      "version", "engine", "python"}, labels
+                      "version", "engine", "python", "kind"}, labels
 
 
 def test_escape_makes_one_short_printable_line() -> None:

@@ -107,7 +107,7 @@ def _example(name: str, index: int = 0) -> dict:
 
 
 @pytest.mark.parametrize(("name", "change", "reason"), [
-    ("activity-change", {"window_id": "watch-17:1"}, "inconsistent_field"),
+    ("activity-change", {"window_id": "watch-17:0:1"}, "inconsistent_field"),
     ("activity-change", {"windows": 0}, "out_of_range"),
     ("activity-change", {"confidence": 1.5}, "out_of_range"),
     ("activity-change", {"activity": None}, "wrong_type"),

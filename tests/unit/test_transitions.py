@@ -46,7 +46,7 @@ def test_a_new_activity_is_entered_after_holding_for_n_windows() -> None:
     walking = changes[1]
     assert walking.started_ms == 1_700_000_000_000 + 3 * HOP_MS  # its first window's start
     assert walking.confirmed_ms == 1_700_000_000_000 + 5 * HOP_MS + 2540
-    assert walking.window_id == "d:320"
+    assert walking.window_id == "d:0:320"
     assert states[0].activity == "WALKING" and states[0].since_ms == walking.started_ms
 
 
