@@ -78,6 +78,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    "postural transitions")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="stateful: random small rotations and gains per training sequence")
+    p.add_argument("--yaw-degrees", type=float, default=0.0,
+                   help="stateful: augmentation also turns each training sequence about the "
+                   "device's x axis (vertical when the wearer stands) by an angle up to this, "
+                   "like a phone worn turned in its holder (180: any turn)")
     p.add_argument("--ema-decay", type=float, default=0.99,
                    help="stateful: validate and keep a moving average of the weights with "
                    "this decay per batch (0: off)")
@@ -86,12 +90,29 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    "quantised one must lose at most 0.5 points of validation accuracy and "
                    "macro-F1 against float (model.keras stays the float reference)")
     p.add_argument("--validation-users", type=int, default=5,
-                   help="training users held out for validation")
+                   help="training users held out for validation (0: train on every training "
+                   "user for exactly --epochs, with --temperature; both from --cv)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="with --validation-users 0: softmax temperature folded into the head "
+                   "(fitted on out-of-fold predictions, printed by --cv)")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="subject-grouped K-fold cross-validation over the training users "
+                   "with these settings and --seeds; prints the table of every setting in "
+                   "--cv-results (finished folds are kept, so a rerun resumes)")
+    p.add_argument("--cv-name", default="",
+                   help="--cv: name of this setting in the table (default: its hash)")
+    p.add_argument("--cv-results", type=Path, default=Path("runs/cv/results.jsonl"),
+                   help="--cv: results file; out-of-fold predictions go beside it in oof/")
+    p.add_argument("--cv-inner", type=int, default=3,
+                   help="--cv: users of each fold's training part held out for early stopping")
+    p.add_argument("--cv-report", action="store_true",
+                   help="only print the table of --cv-results (no training)")
     p.add_argument("--max-recordings", type=int, default=0,
                    help="keep only this many recordings per split (0: all; for smoke runs)")
     p.add_argument("--zoo", action="store_true",
                    help="benchmark every architecture over --seeds and print the table")
-    p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture")
+    p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture; "
+                   "--cv: seeds per fold")
     p.add_argument("--zoo-archs", default="",
                    help="--zoo: comma-separated architectures to run (default: all)")
     p.add_argument("--zoo-results", type=Path, default=Path("runs/zoo/results.jsonl"),
@@ -207,10 +228,13 @@ def run_train(args: argparse.Namespace) -> int:
         sequence_length=args.sequence_length, state_size=args.state_size,
         filters=args.filters, kernel=args.kernel,
         with_transition=args.transition_class, augment=args.augment,
-        ema_decay=args.ema_decay, precision=args.precision,
-        n_validation=args.validation_users, max_recordings=args.max_recordings,
+        yaw_degrees=args.yaw_degrees, ema_decay=args.ema_decay, precision=args.precision,
+        n_validation=args.validation_users, temperature=args.temperature,
+        max_recordings=args.max_recordings,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:
+        if args.cv or args.cv_report:
+            return _run_cv(args, options)
         if args.zoo:
             from har_stream.training.zoo import ORDER, run_zoo
 
@@ -228,6 +252,23 @@ def run_train(args: argparse.Namespace) -> int:
               f"`har-stream model export --model {out} --precision float32`", file=sys.stderr)
         return 1
     _print_summary(directory)
+    return 0
+
+
+def _run_cv(args: argparse.Namespace, options: Any) -> int:
+    from har_stream.training.cv import run_cv, settings_key, settings_of
+    from har_stream.training.cv_report import cv_report
+    from har_stream.training.hapt import load_hapt
+    from har_stream.training.windows import make_windows
+
+    if args.cv:
+        data = load_hapt(options.data)
+        training_users = sorted(set(data.users()) - set(data.test_users))
+        windows = make_windows(data.of_users(training_users), progress=not args.quiet)
+        name = args.cv_name or settings_key(settings_of(options, args.cv_inner))
+        run_cv(options, args.cv, range(args.seeds), args.cv_results, name, windows,
+               n_inner=args.cv_inner, progress=not args.quiet)
+    print(cv_report(args.cv_results))
     return 0
 
 

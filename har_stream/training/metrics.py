@@ -46,3 +46,15 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
         if members.any():
             error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(error)
+
+
+def fit_temperature(log_probs: np.ndarray, targets: np.ndarray) -> float:
+    """The T in [0.25, 8] minimising the negative log-likelihood of softmax(log p / T)."""
+    best, best_nll = 1.0, np.inf
+    for temperature in np.exp(np.linspace(np.log(0.25), np.log(8.0), 141)):
+        z = log_probs / temperature
+        z -= z.max(axis=1, keepdims=True)
+        nll = -np.mean(z[np.arange(len(z)), targets] - np.log(np.exp(z).sum(axis=1)))
+        if nll < best_nll:
+            best, best_nll = float(temperature), nll
+    return best
