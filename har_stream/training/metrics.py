@@ -34,6 +34,21 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     return float(f1[:n_classes].mean())
 
 
+def reliability_bins(probs: np.ndarray, truth: np.ndarray, bins: int = 15
+                     ) -> list[dict[str, float]]:
+    """Per equal-width confidence bin holding windows: its range, share of windows, mean
+    confidence and accuracy (the reliability diagram; ECE is their weighted gap)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    return [{"lower": float(edges[b]), "upper": float(edges[b + 1]),
+             "share": float(np.mean(which == b)),
+             "confidence": float(confidence[which == b].mean()),
+             "accuracy": float(correct[which == b].mean())}
+            for b in range(bins) if np.any(which == b)]
+
+
 def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
     """Gap between confidence and accuracy, averaged over equal-width confidence bins."""
     confidence = probs.max(axis=1)
