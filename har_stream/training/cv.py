@@ -9,8 +9,10 @@ Protocol: the training users (every user minus the data set's test users) are sh
 with a fixed seed and dealt into K folds of whole subjects. For each fold and model seed, a
 model is trained on the other folds' users, early-stopped on `n_inner` of *those* users
 (drawn with a seed fixed per fold), then run over the held-out users' recordings as the
-service runs them (one stream per recording, state carried) and with the state reset at
-every window. Each run appends one JSON line to the results file, keyed by the settings'
+service runs them (one stream per recording, state carried), with the state reset at
+every window, and with the held-out phones turned half a turn about their x axis (the
+placement that broke test subject 10; `turned_half`), a robustness figure drawn from
+training users only. Each run appends one JSON line to the results file, keyed by the settings'
 hash, fold and seed, so an interrupted CV resumes where it stopped; its out-of-fold
 log-probabilities (temperature 1) are saved beside it for calibration (`cv_report`).
 """
@@ -141,14 +143,19 @@ def run_fold(options: TrainOptions, plan: CvPlan, windows: WindowSet, fold: int,
     result = fit.fit_stateful(windows.of_users(inner.train), windows.of_users(inner.validation),
                               classes, settings, stateful_config(options))
     held_out = windows.of_users(held)
-    # undo the inner temperature: log p * T is the uncalibrated logit up to a constant per row
-    stream = _log_softmax(np.log(np.maximum(fit.stream_probs(result.trainer, held_out),
-                                            1e-30)) * result.temperature)
-    reset = _log_softmax(np.log(np.maximum(fit.reset_probs(result.trainer, held_out),
-                                           1e-30)) * result.temperature)
+
+    def log_probs(probs: np.ndarray) -> np.ndarray:
+        # undo the inner temperature: log p * T is the uncalibrated logit up to a row constant
+        return _log_softmax(np.log(np.maximum(probs, 1e-30)) * result.temperature)
+
+    stream = log_probs(fit.stream_probs(result.trainer, held_out))
+    reset = log_probs(fit.reset_probs(result.trainer, held_out))
+    turned = log_probs(fit.stream_probs(result.trainer, turned_half(held_out)))
     oof_dir.mkdir(parents=True, exist_ok=True)
     oof = oof_dir / f"{plan.key}-s{seed}-f{fold}.npz"
+    result.model.save_weights(oof_dir / f"{plan.key}-s{seed}-f{fold}.weights.h5")
     np.savez_compressed(oof, stream=stream.astype(np.float32), reset=reset.astype(np.float32),
+                        turned=turned.astype(np.float32),
                         exp_id=held_out.exp_id, seqs=held_out.seqs, user_id=held_out.user_id,
                         targets=dataset.targets(held_out, options.with_transition),
                         benchmark=dataset.benchmark_mask(held_out))
@@ -156,10 +163,20 @@ def run_fold(options: TrainOptions, plan: CvPlan, windows: WindowSet, fold: int,
         "name": plan.name, "key": plan.key, "seed": seed, "fold": fold,
         "held_out_users": list(held), "inner_validation_users": list(inner.validation),
         **fold_scores(stream, reset, held_out, len(classes)),
+        "per_user_turned": fold_scores(turned, reset, held_out, len(classes))["per_user"],
         "inner_temperature": round(result.temperature, 4), "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch, "seconds": round(result.seconds, 1),
         "oof": oof.name, "settings": plan.settings,
     }
+
+
+def turned_half(windows: WindowSet) -> WindowSet:
+    """The windows of the same recordings with the phone turned half a turn about its x axis:
+    y and z of every vector signal change sign. Exact, not approximate: the pipeline's
+    filters (linear, and a 3-sample median) commute with a change of sign."""
+    data = windows.data.copy()
+    data[..., [1, 2, 4, 5, 7, 8]] *= -1
+    return WindowSet(data, *(getattr(windows, f) for f in WindowSet.__slots__[1:]))
 
 
 def fold_scores(stream: np.ndarray, reset: np.ndarray, windows: WindowSet,

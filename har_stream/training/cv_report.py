@@ -92,9 +92,10 @@ def cv_report(results: Path) -> str:
         return f"no cross-validation results in {results}"
     groups = by_setting(records)
     lines = ["| setting | runs (folds × seeds) | accuracy, mean ± std over seeds | macro-F1 | "
-             "worst fold | worst subject | state reset every window | best epoch (median) | "
-             "temperature | ECE before → after |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "worst fold | worst subject | state reset every window | phones turned half a "
+             "turn: accuracy, worst subject | best epoch (median) | temperature | ECE before → "
+             "after |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, group in groups.items():
         seeds = sorted({int(r["seed"]) for r in group})
         per_seed = [overall([r for r in group if r["seed"] == s]) for s in seeds]
@@ -108,7 +109,7 @@ def cv_report(results: Path) -> str:
             f"| {name} | {len(group)} ({len(folds)} × {len(seeds)}) | "
             f"{np.mean(per_seed):.2%} ± {np.std(per_seed):.2%} | {_macro_f1(group):.4f} | "
             f"{min(folds.values()):.2%} | {worst_user}: {users[worst_user]:.2%} | "
-            f"{overall(group, 'per_user_reset'):.2%} | "
+            f"{overall(group, 'per_user_reset'):.2%} | {_turned(group)} | "
             f"{np.median([int(r['best_epoch']) for r in group]):.0f} | {cal_text} |")
     names = list(groups)
     lines += ["", "Per fold (accuracy, pooled over seeds):", "",
@@ -129,6 +130,15 @@ def cv_report(results: Path) -> str:
         cells = [f"{per_user[n][user]:.2%}" if user in per_user[n] else "–" for n in names]
         lines.append(f"| {user} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _turned(group: list[Record]) -> str:
+    if not all("per_user_turned" in r for r in group):
+        return "–"
+    turned = [{**r, "per_user": r["per_user_turned"]} for r in group]
+    users = pooled(turned)
+    worst = min(users, key=lambda u: users[u])
+    return f"{overall(turned):.2%}, {worst}: {users[worst]:.2%}"
 
 
 def _per_fold(group: list[Record]) -> dict[int, float]:
