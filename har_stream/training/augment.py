@@ -41,17 +41,22 @@ def turns_about_x(n: int, max_degrees: float, rng: np.random.Generator) -> np.nd
 
 
 def rotate_and_scale(x: np.ndarray, rng: np.random.Generator, max_degrees: float = 15.0,
-                     max_gain: float = 0.05, yaw_degrees: float = 0.0) -> np.ndarray:
+                     max_gain: float = 0.05, yaw_degrees: float = 0.0,
+                     yaw_share: float = 1.0) -> np.ndarray:
     """Rotate each sample's three 3-axis groups (channels 0-2, 3-5, 6-8) and scale them.
 
     `x` is `[N, ..., 9]`; one rotation and one gain per leading index. With `yaw_degrees`
     > 0 the rotation is a turn about device x (uniform in ±`yaw_degrees`) followed by the
-    small rotation about a random axis.
+    small rotation about a random axis; only a `yaw_share` of the sequences are turned (the
+    others keep the placement they were recorded with).
     """
     n = len(x)
     rotation = random_rotations(n, max_degrees, rng)
     if yaw_degrees > 0:
-        rotation = rotation @ turns_about_x(n, yaw_degrees, rng)
+        turns = turns_about_x(n, yaw_degrees, rng)
+        if yaw_share < 1.0:
+            turns[rng.random(n) >= yaw_share] = np.eye(3)
+        rotation = rotation @ turns
     rotation = rotation.astype(np.float32)
     gain = rng.uniform(1 - max_gain, 1 + max_gain, size=n).astype(np.float32)
     grouped = x.reshape(n, -1, 3, 3)  # [N, samples, group, axis]

@@ -82,6 +82,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    help="stateful: augmentation also turns each training sequence about the "
                    "device's x axis (vertical when the wearer stands) by an angle up to this, "
                    "like a phone worn turned in its holder (180: any turn)")
+    p.add_argument("--yaw-share", type=float, default=1.0,
+                   help="stateful: share of the training sequences turned by --yaw-degrees")
     p.add_argument("--ema-decay", type=float, default=0.99,
                    help="stateful: validate and keep a moving average of the weights with "
                    "this decay per batch (0: off)")
@@ -228,7 +230,8 @@ def run_train(args: argparse.Namespace) -> int:
         sequence_length=args.sequence_length, state_size=args.state_size,
         filters=args.filters, kernel=args.kernel,
         with_transition=args.transition_class, augment=args.augment,
-        yaw_degrees=args.yaw_degrees, ema_decay=args.ema_decay, precision=args.precision,
+        yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
+        precision=args.precision,
         n_validation=args.validation_users, temperature=args.temperature,
         max_recordings=args.max_recordings,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))

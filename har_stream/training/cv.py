@@ -57,6 +57,8 @@ def settings_of(options: TrainOptions, n_inner: int) -> dict[str, object]:
         "kernel": options.kernel, "with_transition": options.with_transition,
         "augment": options.augment, "yaw_degrees": options.yaw_degrees,
         "ema_decay": options.ema_decay, "inner_validation_users": n_inner,
+        # added later: absent when at its default, so earlier results keep their keys
+        **({"yaw_share": options.yaw_share} if options.yaw_share != 1.0 else {}),
     }
 
 
@@ -139,7 +141,8 @@ def run_fold(options: TrainOptions, plan: CvPlan, windows: WindowSet, fold: int,
         epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
         seed=seed, sequence_length=options.sequence_length,
         with_transition=options.with_transition, augment=options.augment,
-        yaw_degrees=options.yaw_degrees, ema_decay=options.ema_decay, verbose=0)
+        yaw_degrees=options.yaw_degrees, yaw_share=options.yaw_share,
+        ema_decay=options.ema_decay, verbose=0)
     result = fit.fit_stateful(windows.of_users(inner.train), windows.of_users(inner.validation),
                               classes, settings, stateful_config(options))
     held_out = windows.of_users(held)

@@ -39,6 +39,8 @@ class FitSettings:
     augment: bool = True
     yaw_degrees: float = 0.0
     """> 0: augmentation also turns each sequence about device x by up to this angle."""
+    yaw_share: float = 1.0
+    """Share of the sequences so turned."""
     ema_decay: float = 0.0
     """> 0: validate, select and ship an exponential moving average of the weights."""
     verbose: int = 1
@@ -169,7 +171,8 @@ class SequenceCrops(keras.utils.PyDataset):
         rows = starts[:, None] + np.arange(self.settings.sequence_length)[None, :]
         x = self.windows.data[rows]
         if self.settings.augment:
-            x = rotate_and_scale(x, self.rng, yaw_degrees=self.settings.yaw_degrees)
+            x = rotate_and_scale(x, self.rng, yaw_degrees=self.settings.yaw_degrees,
+                                 yaw_share=self.settings.yaw_share)
         return x, self.y[rows], self.weight[rows]
 
 

@@ -56,6 +56,8 @@ class TrainOptions:
     augment: bool = True
     yaw_degrees: float = 0.0
     """Stateful: augmentation turns each sequence about device x by up to this angle."""
+    yaw_share: float = 1.0
+    """Stateful: share of the training sequences so turned."""
     ema_decay: float = 0.99
     n_validation: int = 5
     """0: train on every training user for exactly `epochs` (chosen by cross-validation)."""
@@ -116,7 +118,7 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
         seed=options.seed, sequence_length=options.sequence_length,
         with_transition=options.with_transition, augment=options.augment,
-        yaw_degrees=options.yaw_degrees,
+        yaw_degrees=options.yaw_degrees, yaw_share=options.yaw_share,
         ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0,
         verbose=options.verbose)
     if options.arch == STATEFUL:

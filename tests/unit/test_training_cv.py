@@ -50,6 +50,17 @@ def test_yaw_augmentation_turns_every_vector_group_alike_about_x():
     assert 0.2 < flipped < 0.8  # turned by every angle, not only small ones
 
 
+def test_yaw_share_turns_only_that_share_of_the_sequences():
+    x = np.random.default_rng(3).normal(size=(400, 1, 128, 9)).astype(np.float32)
+    unchanged = rotate_and_scale(x, np.random.default_rng(4), max_degrees=0.0, max_gain=0.0,
+                                 yaw_degrees=180.0, yaw_share=0.0)
+    np.testing.assert_allclose(unchanged, x, atol=1e-6)
+    half = rotate_and_scale(x, np.random.default_rng(4), max_degrees=0.0, max_gain=0.0,
+                            yaw_degrees=180.0, yaw_share=0.5)
+    turned = ~np.all(np.isclose(half, x, atol=1e-6), axis=(1, 2, 3))
+    assert 0.4 < turned.mean() < 0.6
+
+
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Six users, user 6 the test user: five training users for two folds."""
