@@ -123,11 +123,18 @@ def cv_report(results: Path) -> str:
         users_text = ", ".join(map(str, fold_users[fold]))
         lines.append(f"| {fold} | {users_text} | " + " | ".join(cells) + " |")
     per_user = {n: pooled(g) for n, g in groups.items()}
+    turned = {n: pooled([{**r, "per_user": r["per_user_turned"]} for r in g])
+              for n, g in groups.items() if all("per_user_turned" in r for r in g)}
     all_users = sorted({u for table in per_user.values() for u in table}, key=int)
-    lines += ["", "Per subject (accuracy, pooled over seeds):", "",
-              "| subject | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+    lines += ["", "Per subject (accuracy pooled over seeds; as worn / phone turned half a turn):",
+              "", "| subject | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
     for user in all_users:
-        cells = [f"{per_user[n][user]:.2%}" if user in per_user[n] else "–" for n in names]
+        cells = []
+        for n in names:
+            cell = f"{per_user[n][user]:.2%}" if user in per_user[n] else "–"
+            if n in turned and user in turned[n]:
+                cell += f" / {turned[n][user]:.2%}"
+            cells.append(cell)
         lines.append(f"| {user} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
