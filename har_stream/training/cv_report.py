@@ -20,6 +20,7 @@ from har_stream.training.cv import OOF_DIR, read_results
 from har_stream.training.metrics import (
     expected_calibration_error,
     fit_temperature,
+    fit_temperature_ece,
     precision_recall_f1,
 )
 
@@ -68,11 +69,14 @@ def calibration(records: list[Record], oof_dir: Path) -> dict[str, float]:
     z, y, b = np.concatenate(log_probs), np.concatenate(targets), np.concatenate(benchmark)
     scored = y >= 0
     temperature = fit_temperature(z[scored], y[scored])
+    by_ece = fit_temperature_ece(z[b], y[b])
     calibrated = _softmax(z / temperature)
     return {"temperature": temperature,
             "ece_before": expected_calibration_error(_softmax(z)[b], y[b]),
             "ece_after": expected_calibration_error(calibrated[b], y[b]),
-            "mean_confidence_after": float(calibrated[b].max(axis=1).mean())}
+            "mean_confidence_after": float(calibrated[b].max(axis=1).mean()),
+            "temperature_by_ece": by_ece,
+            "ece_after_by_ece": expected_calibration_error(_softmax(z / by_ece)[b], y[b])}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -93,9 +97,9 @@ def cv_report(results: Path) -> str:
     groups = by_setting(records)
     lines = ["| setting | runs (folds × seeds) | accuracy, mean ± std over seeds | macro-F1 | "
              "worst fold | worst subject | state reset every window | phones turned half a "
-             "turn: accuracy, worst subject | best epoch (median) | temperature | ECE before → "
-             "after |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "turn: accuracy, worst subject | best epoch (median) | ECE at T = 1 | T by NLL: "
+             "ECE | T by ECE: ECE |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, group in groups.items():
         seeds = sorted({int(r["seed"]) for r in group})
         per_seed = [overall([r for r in group if r["seed"] == s]) for s in seeds]
@@ -103,8 +107,9 @@ def cv_report(results: Path) -> str:
         users = pooled(group)
         worst_user = min(users, key=lambda u: users[u])
         cal = calibration(group, results.parent / OOF_DIR)
-        cal_text = (f"{cal['temperature']:.2f} | {cal['ece_before']:.4f} → {cal['ece_after']:.4f}"
-                    if cal else "– | –")
+        cal_text = (f"{cal['ece_before']:.4f} | {cal['temperature']:.2f}: {cal['ece_after']:.4f}"
+                    f" | {cal['temperature_by_ece']:.2f}: {cal['ece_after_by_ece']:.4f}"
+                    if cal else "– | – | –")
         lines.append(
             f"| {name} | {len(group)} ({len(folds)} × {len(seeds)}) | "
             f"{np.mean(per_seed):.2%} ± {np.std(per_seed):.2%} | {_macro_f1(group):.4f} | "

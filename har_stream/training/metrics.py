@@ -73,3 +73,17 @@ def fit_temperature(log_probs: np.ndarray, targets: np.ndarray) -> float:
         if nll < best_nll:
             best, best_nll = float(temperature), nll
     return best
+
+
+def fit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray) -> float:
+    """The T in [0.25, 8] minimising the expected calibration error of softmax(log p / T)
+    (ties: the T closest to 1)."""
+    best, best_ece = 1.0, np.inf
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 141))
+    for temperature in sorted(grid, key=lambda t: abs(np.log(t))):
+        z = log_probs / temperature
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        ece = expected_calibration_error(z / z.sum(axis=1, keepdims=True), targets)
+        if ece < best_ece - 1e-9:
+            best, best_ece = float(temperature), ece
+    return best
