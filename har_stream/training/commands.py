@@ -114,7 +114,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--zoo", action="store_true",
                    help="benchmark every architecture over --seeds and print the table")
     p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture; "
-                   "--cv: seeds per fold")
+                   "--cv: seeds per fold, from --seed on")
     p.add_argument("--zoo-archs", default="",
                    help="--zoo: comma-separated architectures to run (default: all)")
     p.add_argument("--zoo-results", type=Path, default=Path("runs/zoo/results.jsonl"),
@@ -269,7 +269,8 @@ def _run_cv(args: argparse.Namespace, options: Any) -> int:
         training_users = sorted(set(data.users()) - set(data.test_users))
         windows = make_windows(data.of_users(training_users), progress=not args.quiet)
         name = args.cv_name or settings_key(settings_of(options, args.cv_inner))
-        run_cv(options, args.cv, range(args.seeds), args.cv_results, name, windows,
+        run_cv(options, args.cv, range(args.seed, args.seed + args.seeds), args.cv_results,
+               name, windows,
                n_inner=args.cv_inner, progress=not args.quiet)
     print(cv_report(args.cv_results))
     return 0
