@@ -83,6 +83,7 @@ def card_markdown(card: dict[str, object]) -> str:
         f"{training.get('validation_users')}, test {training.get('test_users')}",
         f"- seed {training.get('seed')}, {training.get('epochs_run')} epochs, "
         f"{training.get('seconds', 0):.0f} s of training",
+        *(f"- {note}" for note in training.get("notes", [])),
         "",
     ]
     evaluation = card.get("evaluation")
@@ -117,9 +118,10 @@ def _serving_markdown(serving: dict, evaluation: dict) -> list[str]:
              f"`{serving['file']}` is `{serving['float_reference']}` (the float reference, "
              f"weights `{serving['weights_version']}`) converted by {serving['conversion']}."]
     if "validation" in serving:
-        lines[-1] += (f" Accepted on the validation users: at most {serving['max_validation_drop']}"
-                      " accuracy or macro-F1 below float, decided before the test users were "
-                      "scored.")
+        lines[-1] += (f" Accepted on users {serving['validation'].get('users')} (the validation "
+                      "users; the training users when the model was trained on all of them): "
+                      f"at most {serving['max_validation_drop']} accuracy or macro-F1 below "
+                      "float, decided before the test users were scored.")
     rows = float_comparisons(serving, evaluation)
     if rows:
         lines += ["", "| users | accuracy: served / float | macro-F1: served / float | same class"

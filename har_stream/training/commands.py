@@ -119,6 +119,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    help="--zoo: comma-separated architectures to run (default: all)")
     p.add_argument("--zoo-results", type=Path, default=Path("runs/zoo/results.jsonl"),
                    help="--zoo: results file (finished runs are kept, so a rerun resumes)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line for the card's training section (e.g. how a setting was "
+                   "chosen); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 
@@ -233,7 +236,7 @@ def run_train(args: argparse.Namespace) -> int:
         yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
         precision=args.precision,
         n_validation=args.validation_users, temperature=args.temperature,
-        max_recordings=args.max_recordings,
+        max_recordings=args.max_recordings, notes=tuple(args.note),
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:
         if args.cv or args.cv_report:

@@ -103,6 +103,7 @@ def test_final_fit_on_every_training_user_runs_the_given_epochs(data_file: Path,
     out = tmp_path / "model"
     assert cli("train", "--data", str(data_file), "--out", str(out), "--validation-users", "0",
                "--temperature", "2.0", "--yaw-degrees", "180", "--precision", "float32",
+               "--note", "settings chosen by --cv",
                *TINY_MODEL[:-1], "--epochs", "2", "--quiet") == 0
     card = json.loads((out / "card.json").read_text())
     assert card["training"]["validation_users"] == []
@@ -111,3 +112,5 @@ def test_final_fit_on_every_training_user_runs_the_given_epochs(data_file: Path,
     assert card["architecture"]["softmax_temperature"] == 2.0
     assert card["training"]["settings"]["yaw_degrees"] == 180.0
     assert card["evaluation"]["users"] == [6]
+    assert "- settings chosen by --cv" in (out / "card.md").read_text()
+    assert (out / "reliability.png").is_file()
