@@ -177,6 +177,19 @@ def _add_model(subparsers: argparse._SubParsersAction) -> None:
                         "lose against float")
     export.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     export.set_defaults(func=run_model_export)
+    calibrate = sub.add_parser(
+        "calibrate", help="set the softmax temperature (fitted out of fold by train --cv), "
+        "re-export in float32 and re-evaluate",
+        description="Rescale the head of model.keras to the given softmax temperature (from "
+        "the card's current one), give the weights a new version, rewrite model.tflite in "
+        "float32 and re-score the test users. Accuracy is unchanged; confidence changes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    calibrate.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR,
+                           help="model directory")
+    calibrate.add_argument("--temperature", type=float, required=True)
+    calibrate.add_argument("--note", default="", help="a line for the card (how T was fitted)")
+    calibrate.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    calibrate.set_defaults(func=run_model_calibrate)
 
 
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
@@ -313,20 +326,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_model_export(args: argparse.Namespace) -> int:
-    from har_stream.training.serving import PrecisionRejected, export_dir
+def _checked_users(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """Windows of the users a flatbuffer is checked on (the validation users, else the
+    training users of a model trained on all of them) and of the test users."""
     from har_stream.training.windows import make_windows
 
     loaded = _model_and_data(args)
     if loaded is None:
-        return 2
+        return None
     training, data = loaded
-    if not training.get("validation_users") or not training.get("test_users"):
-        print(f"error: {args.model}/card.json names no validation and test users",
-              file=sys.stderr)
+    checked = training.get("validation_users") or training.get("train_users")
+    if not checked or not training.get("test_users"):
+        print(f"error: {args.model}/card.json names no validation or training users, or no "
+              "test users", file=sys.stderr)
+        return None
+    return (make_windows(data.of_users(checked), progress=True),
+            make_windows(data.of_users(training["test_users"]), progress=True))
+
+
+def run_model_calibrate(args: argparse.Namespace) -> int:
+    from har_stream.training.serving import calibrate_dir
+
+    windows = _checked_users(args)
+    if windows is None:
         return 2
-    validation = make_windows(data.of_users(training["validation_users"]), progress=True)
-    test = make_windows(data.of_users(training["test_users"]), progress=True)
+    calibrate_dir(args.model, args.temperature, *windows, note=args.note)
+    _print_summary(args.model)
+    return 0
+
+
+def run_model_export(args: argparse.Namespace) -> int:
+    from har_stream.training.serving import PrecisionRejected, export_dir
+
+    windows = _checked_users(args)
+    if windows is None:
+        return 2
+    validation, test = windows
     try:
         export_dir(args.model, args.precision, validation, test, args.max_drop)
     except PrecisionRejected as exc:

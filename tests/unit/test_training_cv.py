@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_training_smoke import cli, synthetic_recording
 
+from har_stream.model import load_model
 from har_stream.records import ACTIVITIES
 from har_stream.training.augment import rotate_and_scale, turns_about_x
 from har_stream.training.cv import assign_folds
@@ -114,3 +115,16 @@ def test_final_fit_on_every_training_user_runs_the_given_epochs(data_file: Path,
     assert card["evaluation"]["users"] == [6]
     assert "- settings chosen by --cv" in (out / "card.md").read_text()
     assert (out / "reliability.png").is_file()
+
+    # a temperature fitted later: same answers, softer confidence, a new version
+    assert cli("model", "calibrate", "--model", str(out), "--data", str(data_file),
+               "--temperature", "8.0", "--note", "T fitted out of fold") == 0
+    again = json.loads((out / "card.json").read_text())
+    assert again["architecture"]["softmax_temperature"] == 8.0
+    assert again["version"] == card["version"] + "-T8.00"
+    assert again["evaluation"]["stream"] == card["evaluation"]["stream"]
+    assert (again["evaluation"]["calibration"]["mean_confidence"]
+            < card["evaluation"]["calibration"]["mean_confidence"])
+    assert again["training"]["notes"][-1] == "T fitted out of fold"
+    assert again["serving"]["validation"]["users"] == [1, 2, 3, 4, 5]  # no validation users
+    assert load_model(out).version == again["version"]
