@@ -78,11 +78,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    "postural transitions")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="stateful: random small rotations and gains per training sequence")
-    p.add_argument("--yaw-degrees", type=float, default=0.0,
-                   help="stateful: augmentation also turns each training sequence about the "
+    p.add_argument("--yaw-degrees", type=float, default=180.0,
+                   help="stateful: augmentation also turns training sequences about the "
                    "device's x axis (vertical when the wearer stands) by an angle up to this, "
-                   "like a phone worn turned in its holder (180: any turn)")
-    p.add_argument("--yaw-share", type=float, default=1.0,
+                   "like a phone worn turned in its holder (180: any turn; 0: never; chosen "
+                   "by --cv, docs/MODELS.md)")
+    p.add_argument("--yaw-share", type=float, default=0.5,
                    help="stateful: share of the training sequences turned by --yaw-degrees")
     p.add_argument("--ema-decay", type=float, default=0.99,
                    help="stateful: validate and keep a moving average of the weights with "

@@ -57,8 +57,9 @@ def settings_of(options: TrainOptions, n_inner: int) -> dict[str, object]:
         "kernel": options.kernel, "with_transition": options.with_transition,
         "augment": options.augment, "yaw_degrees": options.yaw_degrees,
         "ema_decay": options.ema_decay, "inner_validation_users": n_inner,
-        # added later: absent when at its default, so earlier results keep their keys
-        **({"yaw_share": options.yaw_share} if options.yaw_share != 1.0 else {}),
+        # added later: absent when at 1 or meaningless (no turn), so results keep their keys
+        **({"yaw_share": options.yaw_share}
+           if options.yaw_share != 1.0 and options.yaw_degrees > 0 else {}),
     }
 
 

@@ -31,6 +31,28 @@ def test_folds_hold_whole_subjects_once_and_do_not_depend_on_order():
         assign_folds(users[:3], 4)
 
 
+@pytest.mark.parametrize(("argv", "key"), [
+    (["--yaw-degrees", "0"], "01271393ac7c"),  # the recipe before turns; any --yaw-share
+    (["--yaw-degrees", "0", "--yaw-share", "1"], "01271393ac7c"),
+    (["--yaw-share", "1"], "c718cb297882"),
+    ([], "b897bf558f9b"),  # the defaults: the chosen setting
+])
+def test_cv_settings_keep_the_keys_of_finished_results(argv: list[str], key: str):
+    """Results are resumed by key: new options must not change the keys of earlier runs."""
+    import argparse
+
+    from har_stream.training import commands
+    from har_stream.training.cv import settings_key, settings_of
+    from har_stream.training.train import TrainOptions
+
+    parser = argparse.ArgumentParser()
+    commands.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "--cv", "5", *argv])
+    options = TrainOptions(data=Path("data.npz"), out=Path("out"), epochs=args.epochs,
+                           yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share)
+    assert settings_key(settings_of(options, args.cv_inner)) == key
+
+
 def test_turns_about_x_keep_x_and_reach_half_a_turn():
     turns = turns_about_x(500, 180.0, np.random.default_rng(0))
     np.testing.assert_allclose(np.linalg.det(turns), 1.0, atol=1e-12)
