@@ -82,6 +82,8 @@ def report(data: HaptData) -> str:
     for activity, name in ACTIVITY_COLUMNS:
         train_y = [p.gravity[activity][1] for p in placements
                    if p.user_id not in test and activity in p.gravity]
+        if not train_y:
+            continue
         low, high = min(train_y), max(train_y)
         outside = [f"exp {p.exp_id} (user {p.user_id}): {p.gravity[activity][1]:+.2f}"
                    for p in placements if p.user_id in test and activity in p.gravity
