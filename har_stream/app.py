@@ -58,16 +58,17 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
-from har_stream import codec, metrics
-from har_stream.changelog import ChangelogReader, ChangelogWriter
-from har_stream.config import Settings
-from har_stream.delivery import DeliveryFailed, Outbox
-from har_stream.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
-from har_stream.health import BrokerWatch, TopicIdentity
-from har_stream.ownership import Ownership
-from har_stream.pacing import WorkBudget
-from har_stream.recognizer import Recognizer, RecognizerOutput
-from har_stream.records import RATE_HZ, SensorBatch
+from har_stream.core import codec
+from har_stream.core.recognizer import Recognizer, RecognizerOutput
+from har_stream.core.records import RATE_HZ, SensorBatch
+from har_stream.service import metrics
+from har_stream.service.changelog import ChangelogReader, ChangelogWriter
+from har_stream.service.delivery import DeliveryFailed, Outbox
+from har_stream.service.guards import APP_REASONS, TOO_MANY_DEVICES, DeviceLimit, RateGuard
+from har_stream.service.health import BrokerWatch, TopicIdentity
+from har_stream.service.ownership import Ownership
+from har_stream.service.pacing import WorkBudget
+from har_stream.service.settings import Settings
 
 log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
@@ -507,7 +508,7 @@ def load_service_model(spec: str) -> Any:
     """The model to serve: '' = the shipped one, a directory, or 'module:function'."""
     from pathlib import Path
 
-    from har_stream.model import DEFAULT_MODEL_DIR, load_model
+    from har_stream.serving import DEFAULT_MODEL_DIR, load_model
 
     if spec and ":" in spec and not Path(spec).exists():
         import importlib
@@ -527,7 +528,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
     Raises BrokerUnavailable / TopicError before consuming anything when the cluster is not
     usable, and ServiceError when output cannot be acknowledged (nothing is committed then).
     """
-    from har_stream.kafka_io import (
+    from har_stream.kafka.clients import (
         close_quietly,
         make_admin,
         make_consumer,

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from har_stream.config import Settings, add_options, secret_values, settings_from
-from har_stream.logsafe import RepeatFilter, SecretFilter
+from har_stream.core.logsafe import RepeatFilter, SecretFilter
+from har_stream.service.settings import Settings, add_options, secret_values, settings_from
 
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_KAFKA = 0, 1, 2, 3
 GC_THRESHOLDS = (100_000, 50, 50)
@@ -78,9 +78,9 @@ def main(args: argparse.Namespace) -> int:
     log.info("settings: %r", settings)
     from kafka.errors import KafkaError
 
-    from har_stream.app import ServiceError, run
-    from har_stream.changelog import RestoreError
-    from har_stream.kafka_io import BrokerUnavailable, TopicError
+    from har_stream.kafka.clients import BrokerUnavailable, TopicError
+    from har_stream.service.changelog import RestoreError
+    from har_stream.service.loop import ServiceError, run
 
     gc.freeze()  # what is loaded so far lives as long as the process: never scan it again
     gc.set_threshold(*GC_THRESHOLDS)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from har_stream import __version__
 
 SUBCOMMAND_MODULES = (
-    "har_stream.app_cli",  # run
-    "har_stream.simulator",  # simulate
-    "har_stream.demo",  # demo
+    "har_stream.service.command",  # run
+    "har_stream.tools.simulator",  # simulate
+    "har_stream.tools.demo",  # demo
     "har_stream.training.commands",  # train, evaluate, data
     "har_stream.bench",  # bench
 )

@@ -35,7 +35,7 @@ try:  # optional: without it every message takes the exact path (same results, s
 except ImportError:  # pragma: no cover - the package is a declared dependency
     _simdjson = None  # type: ignore[assignment]
 
-from har_stream.records import (
+from har_stream.core.records import (
     RATE_HZ,
     SAMPLE_FIELDS,
     ActivityCounts,

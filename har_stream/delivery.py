@@ -44,8 +44,9 @@ from kafka.errors import (
     RecordListTooLargeError,
 )
 
-from har_stream import codec, metrics
-from har_stream.logsafe import escape
+from har_stream.core import codec
+from har_stream.core.logsafe import escape
+from har_stream.service import metrics
 
 log = logging.getLogger(__name__)
 

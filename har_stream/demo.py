@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from har_stream.broker import die_with_parent
-from har_stream.config import (
+from har_stream.core.records import ACTIVITIES, HOP, WINDOW
+from har_stream.service.settings import (
     KafkaSettings,
     TopicSettings,
     add_options,
@@ -40,7 +40,7 @@ from har_stream.config import (
     option,
     options_from,
 )
-from har_stream.records import ACTIVITIES, HOP, WINDOW
+from har_stream.tools.broker import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def watch(reader: Any, board: Scoreboard, sent: dict[str, int],
     from rich.console import Console
     from rich.live import Live
 
-    from har_stream.codec import decode_result
+    from har_stream.core.codec import decode_result
 
     console = Console(stderr=False)
     finished_at: float | None = None
@@ -280,7 +280,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"har-stream demo: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from har_stream.simulator import default_data_path, plan_streams, select_recordings
+    from har_stream.tools.simulator import default_data_path, plan_streams, select_recordings
     from har_stream.training.hapt import DataError, load_hapt
 
     path = settings.data or default_data_path()
@@ -292,7 +292,7 @@ def main(args: argparse.Namespace) -> int:
               "how to download and convert the UCI archive.", file=sys.stderr)
         return 2
     if not settings.model:
-        from har_stream.model import DEFAULT_MODEL_DIR, TFLITE_FILE
+        from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE
 
         if not (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file():
             print(f"har-stream demo: no model at {DEFAULT_MODEL_DIR}; train one with "
@@ -311,7 +311,7 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
          names: dict[int, str]) -> int:
     import dataclasses
 
-    from har_stream.kafka_io import (
+    from har_stream.kafka.clients import (
         BrokerUnavailable,
         close_quietly,
         make_admin,
@@ -319,7 +319,7 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
         make_producer,
         prepare_service_topics,
     )
-    from har_stream.simulator import replay
+    from har_stream.tools.simulator import replay
 
     board = Scoreboard({s.device_id: window_truth(s, names) for s in streams},
                        since_ms=min(s.t0_ms for s in streams))
@@ -329,7 +329,7 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
     code = 0
     with ExitStack() as stack:
         if embedded:
-            from har_stream.broker import EmbeddedBroker
+            from har_stream.tools.broker import EmbeddedBroker
 
             broker = stack.enter_context(EmbeddedBroker())
             settings = dataclasses.replace(settings, kafka=dataclasses.replace(
@@ -347,7 +347,7 @@ def _run(settings: DemoSettings, embedded: bool, streams: list[Any],
         metrics_address = settings.metrics_address
         host, port = metrics_host_port(metrics_address)
         if port == 0 or not port_is_free(metrics_address):
-            from har_stream.broker import free_port
+            from har_stream.tools.broker import free_port
 
             metrics_address = f"{host}:{free_port(host)}"
             if port:

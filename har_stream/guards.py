@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Container
 
-from har_stream import metrics
-from har_stream.logsafe import escape
+from har_stream.core.logsafe import escape
+from har_stream.service import metrics
 
 log = logging.getLogger(__name__)
 

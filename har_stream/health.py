@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from har_stream import metrics
+from har_stream.service import metrics
 
 log = logging.getLogger(__name__)
 

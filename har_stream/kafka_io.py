@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from har_stream.config import KafkaSettings, TopicSettings
+from har_stream.service.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5,
 def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str | None,
                    unbounded_delivery: bool) -> Any:
     """librdkafka connects lazily: ask for metadata now, so a dead address fails at start."""
-    from har_stream.rdkafka_producer import RdKafkaProducer
+    from har_stream.kafka.rdkafka_producer import RdKafkaProducer
 
     producer = RdKafkaProducer(kafka, linger_ms=linger_ms, compression_type=compression_type,
                                unbounded_delivery=unbounded_delivery)
@@ -161,7 +161,7 @@ def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> A
     or librdkafka's behind the same calls (`rdkafka_consumer`)."""
     if kafka.consumer_client != "librdkafka":
         return make_consumer(kafka, group_id, **config)
-    from har_stream.rdkafka_consumer import RdKafkaConsumer
+    from har_stream.kafka.rdkafka_consumer import RdKafkaConsumer
 
     return RdKafkaConsumer(kafka, group_id, **config)
 

@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from har_stream import metrics
-from har_stream.changelog import ChangelogReader
-from har_stream.logsafe import escape
-from har_stream.state import DeviceRegistry, StateFormatError
+from har_stream.core.logsafe import escape
+from har_stream.core.state import DeviceRegistry, StateFormatError
+from har_stream.service import metrics
+from har_stream.service.changelog import ChangelogReader
 
 log = logging.getLogger(__name__)
 

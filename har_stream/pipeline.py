@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from har_stream.records import (
+from har_stream.core.records import (
     CHANNELS,
     HOP,
     SAMPLE_PERIOD_MS,
@@ -29,9 +29,9 @@ from har_stream.records import (
     SensorBatch,
     WindowBatch,
 )
-from har_stream.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
-from har_stream.state import DeviceRegistry, Field
-from har_stream.windowing import at_hop_boundary, emit_windows
+from har_stream.core.signal import MEDIAN_HISTORY, RAW, FilterBank, FilterState, SignalSettings
+from har_stream.core.state import DeviceRegistry, Field
+from har_stream.core.windowing import at_hop_boundary, emit_windows
 
 _BLOCK = 1024
 """Devices filtered and windowed together in the steady state: their intermediate arrays

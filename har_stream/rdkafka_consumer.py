@@ -31,13 +31,13 @@ from confluent_kafka.admin import AdminClient
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 
-from har_stream.config import KafkaSettings
-from har_stream.rdkafka_producer import (
+from har_stream.kafka.rdkafka_producer import (
     as_kafka_error,
     client_error_logger,
     client_log,
     rdkafka_config,
 )
+from har_stream.service.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 STATS_INTERVAL_MS = 500

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import confluent_kafka
 from kafka.errors import KafkaError, KafkaTimeoutError, for_code
 
-from har_stream.config import KafkaSettings
+from har_stream.service.settings import KafkaSettings
 
 client_log = logging.getLogger("kafka.librdkafka")
 """librdkafka's own log and its client-level errors: under `kafka`, like kafka-python's, so

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from har_stream.pipeline import Pipeline, PipelineConfig, PipelineStats, pipeline_fields
-from har_stream.records import (
+from har_stream.core.pipeline import Pipeline, PipelineConfig, PipelineStats, pipeline_fields
+from har_stream.core.records import (
     HOP,
     SAMPLE_PERIOD_MS,
     ActivityCounts,
@@ -31,10 +31,10 @@ from har_stream.records import (
     SensorBatch,
     WindowBatch,
 )
-from har_stream.state import DeviceRegistry, Field
+from har_stream.core.state import DeviceRegistry, Field
 
 if TYPE_CHECKING:
-    from har_stream.model import StatefulModel
+    from har_stream.serving import StatefulModel
 
 HOP_SECONDS = HOP * SAMPLE_PERIOD_MS / 1000.0
 MODEL_BATCH = 32

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
-from har_stream.records import CHANNELS, RATE_HZ, SAMPLE_FIELDS
+from har_stream.core.records import CHANNELS, RATE_HZ, SAMPLE_FIELDS
 
 RAW = len(SAMPLE_FIELDS)
 OUT = len(CHANNELS)

@@ -23,8 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from har_stream.config import KafkaSettings, add_options, masked_repr, option, options_from
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.service.settings import (
+    KafkaSettings,
+    add_options,
+    masked_repr,
+    option,
+    options_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +219,7 @@ def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_messa
            progress: bool = False, passes: int = 1) -> ReplaySummary:
     """Send every stream's messages in due order, paced by `speed` (0: unpaced); each
     recording `passes` times (0: until stopped), see `schedule`."""
-    from har_stream.codec import encode_sensor
+    from har_stream.core.codec import encode_sensor
 
     stop = stop or threading.Event()
     total = (sum(-(-len(s.samples) // per_message) for s in streams) * passes) or None
@@ -281,7 +287,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    from har_stream.kafka_io import BrokerUnavailable, make_producer
+    from har_stream.kafka.clients import BrokerUnavailable, make_producer
     from har_stream.training.hapt import DataError, load_hapt
 
     path = settings.data or default_data_path()

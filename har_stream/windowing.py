@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from har_stream.records import HOP, WINDOW
+from har_stream.core.records import HOP, WINDOW
 
 _OFFSETS = np.arange(WINDOW)
 

@@ -1,6 +1,6 @@
 """Shared fixtures: one real Kafka-protocol broker for the whole session, fresh topics per test.
 
-The broker is the embedded `tansu` (see har_stream.broker); it starts only when a test asks
+The broker is the embedded `tansu` (see har_stream.tools.broker); it starts only when a test asks
 for it, so unit-test runs never pay for it. Tests isolate themselves with unique topic and
 group names rather than restarting the broker.
 """
@@ -12,14 +12,14 @@ from collections.abc import Iterator
 import pytest
 from service_support import create_topics, unique  # tests/ is on sys.path (conftest's dir)
 
-from har_stream.config import KafkaSettings, Settings, TopicSettings
+from har_stream.service.settings import KafkaSettings, Settings, TopicSettings
 
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[object]:
     """A running embedded broker; `.bootstrap_servers` is its address."""
     try:
-        from har_stream.broker import BrokerError, EmbeddedBroker
+        from har_stream.tools.broker import BrokerError, EmbeddedBroker
     except ImportError as exc:  # pragma: no cover
         pytest.skip(f"embedded broker unavailable: {exc}")
     instance = EmbeddedBroker()

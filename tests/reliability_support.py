@@ -17,7 +17,7 @@ from typing import Any
 
 from kafka.future import Future
 
-from har_stream.changelog import HEADER_COVERS_OFFSET, StoredState
+from har_stream.service.changelog import HEADER_COVERS_OFFSET, StoredState
 
 
 @dataclass
@@ -208,7 +208,7 @@ class Clock:
 def make_service(settings: Any, model: Any, keep: set[str] | None = None,
                  clock: Clock | None = None) -> tuple[Any, QueueConsumer, LeanProducer]:
     """A real `app.Service` wired to the stand-ins above (partitions 0..7 assigned)."""
-    from har_stream.app import Service
+    from har_stream.service.loop import Service
 
     consumer = QueueConsumer(settings.topics.sensor_topic)
     producer = LeanProducer(settings.topics.changelog_topic, keep)
@@ -413,7 +413,7 @@ class AdvertisingBroker:
         import subprocess
         import tempfile
 
-        from har_stream.broker import broker_binary, free_port, port_accepts
+        from har_stream.tools.broker import broker_binary, free_port, port_accepts
 
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="har-broker-", suffix=".log",  # noqa: SIM115

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -133,8 +133,8 @@ def offline_results(model: object, streams: dict[str, np.ndarray],
                     t0_ms: int = 1_700_000_000_000) -> Expected:
     """Windows of each whole stream through `pipeline.replay`, classified window after window
     with the recurrent state carried per device: the offline path, without the Recognizer."""
-    from har_stream.pipeline import replay
-    from har_stream.records import window_id
+    from har_stream.core.pipeline import replay
+    from har_stream.core.records import window_id
 
     classes = list(model.classes)  # type: ignore[attr-defined]
     results: dict[str, tuple[str, np.ndarray, int, int]] = {}
@@ -161,7 +161,7 @@ def offline_results(model: object, streams: dict[str, np.ndarray],
 def send(kafka: object, topic: str, items: Iterable[tuple[bytes | None, bytes]],
          headers: list[tuple[str, bytes]] | None = None) -> list[tuple[int, int]]:
     """Produce (key, value) pairs in order; their (partition, offset)."""
-    from har_stream.kafka_io import make_producer
+    from har_stream.kafka.clients import make_producer
 
     producer = make_producer(kafka)  # type: ignore[arg-type]
     try:
@@ -173,7 +173,7 @@ def send(kafka: object, topic: str, items: Iterable[tuple[bytes | None, bytes]],
 
 
 def send_batches(kafka: object, topic: str, batches: Iterable[SensorBatch]) -> None:
-    from har_stream.codec import encode_sensor
+    from har_stream.core.codec import encode_sensor
 
     send(kafka, topic, ((b.device_id.encode(), encode_sensor(b)) for b in batches))
 
@@ -193,7 +193,7 @@ class TopicReader:
     def __init__(self, kafka: object, topic: str) -> None:
         from kafka import TopicPartition
 
-        from har_stream.kafka_io import make_consumer
+        from har_stream.kafka.clients import make_consumer
 
         self.consumer = make_consumer(kafka, None, fetch_max_wait_ms=100)  # type: ignore[arg-type]
         partitions = None
@@ -236,7 +236,7 @@ def completion(records: list, expected: Expected) -> str:
 
 
 def window_ids(records: list) -> set[str]:
-    from har_stream.codec import decode_result
+    from har_stream.core.codec import decode_result
 
     return {decode_result(r.value).window_id for r in records}
 
@@ -244,7 +244,7 @@ def window_ids(records: list) -> set[str]:
 def check_results(records: list, expected: Expected, tolerance: float = 1e-4) -> int:
     """Every published result equals the offline one (duplicates too); the number of
     duplicates. Fails listing the first mismatches."""
-    from har_stream.codec import decode_result
+    from har_stream.core.codec import decode_result
 
     seen: set[str] = set()
     problems = []
@@ -272,7 +272,7 @@ def check_results(records: list, expected: Expected, tolerance: float = 1e-4) ->
 def final_counts(records: list) -> dict[str, dict[str, int]]:
     """Each device's counts with the largest total (the consumer-side de-duplication that
     docs/SERVICE.md recommends: totals never decrease)."""
-    from har_stream.codec import decode_counts
+    from har_stream.core.codec import decode_counts
 
     best: dict[str, dict[str, int]] = {}
     for record in records:
@@ -291,7 +291,7 @@ def service_args(settings: object) -> list[str]:
     from the defaults)."""
     import dataclasses
 
-    from har_stream import config
+    from har_stream.service import settings as config
 
     args: list[str] = []
 
@@ -323,7 +323,7 @@ class InProcessService:
         self.thread = threading.Thread(target=self._run, daemon=True, name="service")
 
     def _run(self) -> None:
-        from har_stream import app
+        from har_stream.service import loop as app
 
         try:
             app.run(self.settings, self.stop, self.model)  # type: ignore[arg-type]
@@ -350,7 +350,7 @@ class InProcessService:
 def create_topics(settings: object) -> None:
     """Create the service's topics now, as `har-stream run` would (so producing before the
     service starts cannot auto-create the sensor topic with another partition count)."""
-    from har_stream.kafka_io import close_quietly, make_admin, prepare_service_topics
+    from har_stream.kafka.clients import close_quietly, make_admin, prepare_service_topics
 
     admin = make_admin(settings.kafka)  # type: ignore[attr-defined]
     try:

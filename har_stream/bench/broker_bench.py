@@ -54,9 +54,7 @@ def repeat_fetch(consumer: KafkaConsumer, broker_pid: int, topic: str, offset: i
 
 def measure(levels: tuple[int, ...], fetch_s: float) -> list[Level]:
     """Fill one partition to each level in turn and measure fetches at its tail there."""
-    from har_stream.broker import EmbeddedBroker
-    from har_stream.config import KafkaSettings
-    from har_stream.kafka_io import (
+    from har_stream.kafka.clients import (
         TopicSpec,
         close_quietly,
         ensure_topics,
@@ -64,6 +62,8 @@ def measure(levels: tuple[int, ...], fetch_s: float) -> list[Level]:
         make_consumer,
         make_producer,
     )
+    from har_stream.service.settings import KafkaSettings
+    from har_stream.tools.broker import EmbeddedBroker
 
     results = []
     with EmbeddedBroker() as broker:

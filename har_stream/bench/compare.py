@@ -30,15 +30,15 @@ MODES = ("decode", "arrays", "bytes", "model", "output")
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from har_stream.codec import decode_sensor, encode_sensor
-from har_stream.pipeline import Pipeline
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.codec import decode_sensor, encode_sensor
+from har_stream.core.pipeline import Pipeline
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 mode, devices, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if mode == "output":  # one result and one counts record per device and step, as the service
-    from har_stream.broker import EmbeddedBroker
-    from har_stream.config import KafkaSettings, TopicSettings
-    from har_stream.delivery import Outbox
-    from har_stream.kafka_io import make_admin, make_producer, prepare_service_topics
+    from har_stream.tools.broker import EmbeddedBroker
+    from har_stream.service.settings import KafkaSettings, TopicSettings
+    from har_stream.service.delivery import Outbox
+    from har_stream.kafka.clients import make_admin, make_producer, prepare_service_topics
     with EmbeddedBroker() as broker:
         kafka, topics = KafkaSettings(bootstrap_servers=broker.bootstrap_servers), TopicSettings()
         prepare_service_topics(make_admin(kafka), topics)
@@ -66,8 +66,8 @@ for step in range(steps):
 if mode != "arrays":
     polls = [[encode_sensor(b) for b in poll] for poll in polls]
 if mode == "model":
-    from har_stream.model import load_model
-    from har_stream.recognizer import Recognizer
+    from har_stream.serving import load_model
+    from har_stream.core.recognizer import Recognizer
     target = Recognizer(load_model(num_threads=1))
 else:
     target = Pipeline()

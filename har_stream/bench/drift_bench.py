@@ -32,7 +32,7 @@ from har_stream.bench.e2e_bench import (
 )
 from har_stream.bench.measure import load
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.broker import EmbeddedBroker
+from har_stream.tools.broker import EmbeddedBroker
 
 DEVICES = 1_000
 INTERVAL_S = 15.0

@@ -45,8 +45,8 @@ from typing import TypeVar
 
 from har_stream.bench.measure import cpu_seconds, load
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
-from har_stream.records import HOP, RATE_HZ
+from har_stream.core.records import HOP, RATE_HZ
+from har_stream.tools.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
 
 LATENCY_LEVELS = (100, 1_000)
 SEARCH_LEVELS = (1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 8_000)

@@ -20,9 +20,9 @@ import numpy as np
 
 from har_stream.bench.measure import load, percentile
 from har_stream.bench.report import BENCHMARKS_MD, provenance, table, write_section
-from har_stream.model import DEFAULT_MODEL_DIR, KERAS_FILE, load_model
-from har_stream.model.engine import LiteRTModel
-from har_stream.records import CHANNELS, WINDOW
+from har_stream.core.records import CHANNELS, WINDOW
+from har_stream.serving import DEFAULT_MODEL_DIR, KERAS_FILE, load_model
+from har_stream.serving.engine import LiteRTModel
 
 Predict = Callable[[np.ndarray, np.ndarray], object]
 BATCHES = (1, 4, 16, 64, 256, 1024)
@@ -84,8 +84,8 @@ def litert_engines(model_dir: Path) -> dict[str, Predict]:
 
 
 def served_precision(model_dir: Path) -> str:
-    from har_stream.model.export import served_precision as of_card
     from har_stream.training.card import read_card
+    from har_stream.training.export import served_precision as of_card
 
     return of_card(read_card(model_dir))
 
@@ -164,7 +164,7 @@ def precision_note(model_dir: Path) -> str:
 
 def other_precision(model_dir: Path = DEFAULT_MODEL_DIR) -> str:
     """float32 if the served flatbuffer is quantised, else dynamic-range int8."""
-    from har_stream.model.export import DYNAMIC_RANGE_INT8, FLOAT32
+    from har_stream.training.export import DYNAMIC_RANGE_INT8, FLOAT32
 
     return DYNAMIC_RANGE_INT8 if served_precision(model_dir) == FLOAT32 else FLOAT32
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from har_stream.bench.measure import load, rss_bytes, settle_memory
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
 
 SIZES = (10_000, 100_000)
 QUICK_SIZES = (2_000, 10_000)
@@ -55,7 +55,7 @@ class Footprint:
 
 def measure(devices: int, chunk: int = CHUNK) -> Footprint:
     """Bring `devices` devices to the steady state in this process and measure the growth."""
-    from har_stream.recognizer import Recognizer
+    from har_stream.core.recognizer import Recognizer
 
     recognizer = Recognizer(StateOnlyModel())
     rng = np.random.default_rng(0)

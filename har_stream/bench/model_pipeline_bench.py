@@ -25,10 +25,10 @@ from har_stream.bench.measure import Timings, load
 from har_stream.bench.naive import NaiveDevice
 from har_stream.bench.pipeline_bench import MESSAGE, _messages
 from har_stream.bench.report import provenance, rate, table, write_section
-from har_stream.codec import decode_sensor, encode_sensor
-from har_stream.model import DEFAULT_MODEL_DIR, StatefulModel, load_model
-from har_stream.recognizer import MODEL_BATCH, Recognizer
-from har_stream.signal import FilterBank
+from har_stream.core.codec import decode_sensor, encode_sensor
+from har_stream.core.recognizer import MODEL_BATCH, Recognizer
+from har_stream.core.signal import FilterBank
+from har_stream.serving import DEFAULT_MODEL_DIR, StatefulModel, load_model
 
 SIZES = (1, 100, 1_000, 10_000)
 

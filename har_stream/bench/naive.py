@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from har_stream.records import HOP, WINDOW
-from har_stream.signal import FilterBank
+from har_stream.core.records import HOP, WINDOW
+from har_stream.core.signal import FilterBank
 
 
 class NaiveDevice:

@@ -18,9 +18,9 @@ import numpy as np
 from har_stream.bench.measure import Timings, load
 from har_stream.bench.naive import NaiveDevice
 from har_stream.bench.report import provenance, rate, table, write_section
-from har_stream.codec import decode_sensor, encode_sensor
-from har_stream.pipeline import Pipeline
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.codec import decode_sensor, encode_sensor
+from har_stream.core.pipeline import Pipeline
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 
 MESSAGE = 64
 

@@ -13,14 +13,14 @@ import dataclasses
 
 from har_stream.bench.measure import Timings, load
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.config import PRODUCER_CLIENTS, KafkaSettings, TopicSettings
+from har_stream.service.settings import PRODUCER_CLIENTS, KafkaSettings, TopicSettings
 
 SIZES = {"result or counts (350 B)": 350, "state snapshot (5.4 KB)": 5400}
 
 
 def produce_round(kafka: KafkaSettings, topic: str, records: int, size: int) -> Timings:
     """One client sends `records` keyed records of `size` bytes and waits for all acks."""
-    from har_stream.kafka_io import make_producer
+    from har_stream.kafka.clients import make_producer
 
     producer = make_producer(kafka, linger_ms=5)
     value = b"x" * size
@@ -43,8 +43,8 @@ def produce_round(kafka: KafkaSettings, topic: str, records: int, size: int) -> 
 
 
 def main(write: bool = False, quick: bool = False) -> None:
-    from har_stream.broker import EmbeddedBroker
-    from har_stream.kafka_io import close_quietly, make_admin, prepare_service_topics
+    from har_stream.kafka.clients import close_quietly, make_admin, prepare_service_topics
+    from har_stream.tools.broker import EmbeddedBroker
 
     records, rounds = (1000, 1) if quick else (5000, 3)
     before = load()

@@ -17,9 +17,9 @@ import numpy as np
 
 from har_stream.bench.measure import load
 from har_stream.bench.report import BENCHMARKS_MD, provenance, rate, table, write_section
-from har_stream.codec import decode_sensor, encode_sensor
-from har_stream.pipeline import Pipeline
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.core.codec import decode_sensor, encode_sensor
+from har_stream.core.pipeline import Pipeline
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 
 DEVICES = (1, 10, 100, 1_000, 10_000, 100_000)
 QUICK_DEVICES = (1, 100, 10_000)

@@ -53,8 +53,8 @@ def load_model(path: str | Path = DEFAULT_MODEL_DIR, num_threads: int = 1) -> St
     """
     import json
 
-    from har_stream.model.engine import LiteRTModel
-    from har_stream.model.integrity import ModelIntegrityError, verify
+    from har_stream.serving.engine import LiteRTModel
+    from har_stream.serving.integrity import ModelIntegrityError, verify
 
     directory = Path(path)
     verify(directory, json.loads((directory / CARD_FILE).read_text()), TFLITE_FILE)

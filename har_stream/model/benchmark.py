@@ -1,4 +1,4 @@
-"""Inference engines for the stateful model, measured: `python -m har_stream.model.benchmark`.
+"""Inference engines for the stateful model, measured: `python -m har_stream.bench.engines`.
 
 Compares, for batch sizes 1..1024 (windows per second, best of a few repeats):
 - LiteRT resized to the exact batch size (the serving default), 1 and 2 threads;
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.model import DEFAULT_MODEL_DIR, KERAS_FILE
-from har_stream.model.engine import LiteRTModel
-from har_stream.records import CHANNELS, WINDOW
+from har_stream.core.records import CHANNELS, WINDOW
+from har_stream.serving import DEFAULT_MODEL_DIR, KERAS_FILE
+from har_stream.serving.engine import LiteRTModel
 
 Predict = Callable[[np.ndarray, np.ndarray], object]
 BATCHES = (1, 8, 64, 256, 1024)

@@ -3,7 +3,7 @@
 Why LiteRT: it runs the converted model with plain builtin ops, needs neither TensorFlow nor
 its 650 MiB at import, and was the fastest option measured for every batch size from 1 to
 1024 (figures and the alternatives tried in docs/MODELS.md; `python -m
-har_stream.model.benchmark` reproduces them).
+har_stream.bench.engines` reproduces them).
 
 Batches: the interpreter is resized to the exact batch size only when the size changes
 (`resize_tensor_input` + `allocate_tensors`, about a tenth of a millisecond); padding to
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from har_stream.records import CHANNELS, WINDOW
+from har_stream.core.records import CHANNELS, WINDOW
 
 SIGNATURE_INPUTS = ("windows", "state")
 SIGNATURE_OUTPUTS = ("probs", "state_out")
@@ -27,7 +27,7 @@ SIGNATURE_OUTPUTS = ("probs", "state_out")
 
 class LiteRTModel:
     """`StatefulModel` backed by a LiteRT flatbuffer with inputs `windows`, `state` and
-    outputs `probs`, `state_out` (the signature written by `har_stream.model.export`)."""
+    outputs `probs`, `state_out` (the signature written by `har_stream.training.export`)."""
 
     def __init__(self, flatbuffer: bytes, classes: tuple[str, ...], state_size: int,
                  version: str, num_threads: int = 1, max_batch: int = 1024,
@@ -47,7 +47,7 @@ class LiteRTModel:
 
     @classmethod
     def from_dir(cls, path: Path, num_threads: int = 1, **options: object) -> LiteRTModel:
-        from har_stream.model import CARD_FILE, TFLITE_FILE
+        from har_stream.serving import CARD_FILE, TFLITE_FILE
 
         card = json.loads((path / CARD_FILE).read_text())
         return cls((path / TFLITE_FILE).read_bytes(), tuple(card["classes"]),

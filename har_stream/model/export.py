@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from har_stream.model import KERAS_FILE, TFLITE_FILE
+from har_stream.serving import KERAS_FILE, TFLITE_FILE
 
 if TYPE_CHECKING:  # TensorFlow and Keras are imported by the conversion only
     import keras

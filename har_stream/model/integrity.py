@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from har_stream.model import KERAS_FILE, TFLITE_FILE
+from har_stream.serving import KERAS_FILE, TFLITE_FILE
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 
-from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
-from har_stream.records import CHANNELS, WINDOW
+from har_stream.core.records import CHANNELS, WINDOW
+from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from har_stream.model.catalog import ZOO_ARCHITECTURES
-from har_stream.records import CHANNELS, WINDOW
+from har_stream.core.records import CHANNELS, WINDOW
+from har_stream.training.catalog import ZOO_ARCHITECTURES
 
 Builder = Callable[[keras.KerasTensor, int], keras.KerasTensor]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from har_stream.model import CARD_FILE
-from har_stream.records import CHANNELS, HOP, RATE_HZ, WINDOW
-from har_stream.signal import SignalSettings
+from har_stream.core.records import CHANNELS, HOP, RATE_HZ, WINDOW
+from har_stream.core.signal import SignalSettings
+from har_stream.serving import CARD_FILE
 
 CONFUSION_PNG = "confusion.png"
 PER_SUBJECT_PNG = "per_subject.png"
@@ -32,7 +32,7 @@ def preprocessing(mean: np.ndarray, std: np.ndarray,
     return {
         "rate_hz": RATE_HZ, "window": WINDOW, "hop": HOP, "channels": list(CHANNELS),
         "signal": {"median_samples": 3, **asdict(signal)},
-        "pipeline": "har_stream.pipeline (causal, per device), via pipeline.replay in training",
+        "pipeline": "har_stream.core.pipeline (causal, per device), via pipeline.replay in training",
         "standardisation": {
             "where": "inside the model: Normalization layer `encoder/standardise` "
                      "(model.keras), folded into model.tflite; feed raw pipeline windows",
@@ -51,7 +51,7 @@ def write_card(directory: Path, card: dict[str, object]) -> None:
     card.json records the sha256 of the model files already in `directory` (`files`), which
     `load_model` checks: write the card after the model files.
     """
-    from har_stream.model.integrity import FILES_KEY, file_hashes
+    from har_stream.serving.integrity import FILES_KEY, file_hashes
 
     directory.mkdir(parents=True, exist_ok=True)
     hashes = file_hashes(directory)  # the card vouches for the model files beside it

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from har_stream.model import DEFAULT_MODEL_DIR
-from har_stream.model.export import PRECISIONS, SERVED_PRECISION
+from har_stream.serving import DEFAULT_MODEL_DIR
+from har_stream.training.export import PRECISIONS, SERVED_PRECISION
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_FILE = "hapt_raw.npz"
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
+    from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
 
     p = subparsers.add_parser(
         "train", help="train a model on the HAPT recordings (windows cut by the service's "

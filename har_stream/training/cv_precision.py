@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.model.engine import LiteRTModel
-from har_stream.model.export import DYNAMIC_RANGE_INT8, FLOAT32, to_tflite
-from har_stream.model.stateful import StatefulConfig, build_stateful
+from har_stream.serving.engine import LiteRTModel
 from har_stream.training import dataset
 from har_stream.training.cv import FOLD_SEED, OOF_DIR, read_results
 from har_stream.training.evaluate import benchmark_scores, stream_probs
+from har_stream.training.export import DYNAMIC_RANGE_INT8, FLOAT32, to_tflite
 from har_stream.training.hapt import load_hapt
+from har_stream.training.stateful import StatefulConfig, build_stateful
 from har_stream.training.train import class_names
 from har_stream.training.windows import make_windows
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
 from har_stream.training.cv import OOF_DIR, read_results
 from har_stream.training.metrics import (
     expected_calibration_error,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from har_stream.model import StatefulModel
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.serving import StatefulModel
 from har_stream.training import dataset
 from har_stream.training.metrics import (
     accuracy,

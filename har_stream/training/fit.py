@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from har_stream.model.stateful import StatefulConfig, StatefulModels, build_stateful
-from har_stream.model.zoo import build_zoo_model
 from har_stream.training import dataset
 from har_stream.training.augment import rotate_and_scale
 from har_stream.training.metrics import fit_temperature
+from har_stream.training.stateful import StatefulConfig, StatefulModels, build_stateful
 from har_stream.training.windows import WindowSet
+from har_stream.training.zoo_models import build_zoo_model
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from har_stream.records import WINDOW
+from har_stream.core.records import WINDOW
 from har_stream.training.hapt import BASIC_ACTIVITY_IDS
 
 TRANSITION_IDS = (7, 8, 9, 10, 11, 12)

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from har_stream.model import DEFAULT_MODEL_DIR
-from har_stream.model.export import PRECISIONS, SERVED_PRECISION
+from har_stream.serving import DEFAULT_MODEL_DIR
 from har_stream.training.commands import DATA_HELP, _model_and_data, _print_summary
+from har_stream.training.export import PRECISIONS, SERVED_PRECISION
 
 
 def add_model_parser(subparsers: argparse._SubParsersAction) -> None:

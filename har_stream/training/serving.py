@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from har_stream.model import TFLITE_FILE
+from har_stream.serving import TFLITE_FILE
 
 if TYPE_CHECKING:  # imported when used, so that the CLI builds its parser quickly
-    from har_stream.model.engine import LiteRTModel
+    from har_stream.serving.engine import LiteRTModel
     from har_stream.training.windows import WindowSet
 
 MAX_VALIDATION_DROP = 0.005
@@ -39,7 +39,7 @@ def weights_version(card: dict[str, object]) -> str:
 
 def float_reference(directory: Path, card: dict[str, object]) -> LiteRTModel:
     """The directory's `model.keras` converted to a float flatbuffer (needs TensorFlow)."""
-    from har_stream.model.export import FLOAT32
+    from har_stream.training.export import FLOAT32
 
     return converted(directory, card, FLOAT32)
 
@@ -47,8 +47,8 @@ def float_reference(directory: Path, card: dict[str, object]) -> LiteRTModel:
 def converted(directory: Path, card: dict[str, object], precision: str) -> LiteRTModel:
     """The directory's verified `model.keras` converted now to a flatbuffer at `precision`,
     versioned as an export at that precision would be (needs TensorFlow)."""
-    from har_stream.model.export import served_version, to_tflite
-    from har_stream.model.integrity import load_keras
+    from har_stream.serving.integrity import load_keras
+    from har_stream.training.export import served_version, to_tflite
 
     return _engine(to_tflite(load_keras(directory, card), precision), card,
                    served_version(weights_version(card), precision))
@@ -70,10 +70,10 @@ def export_dir(directory: Path, precision: str, validation: WindowSet, test: Win
                max_drop: float = MAX_VALIDATION_DROP) -> dict[str, object]:
     """Re-export `directory/model.tflite` at `precision` from its `model.keras`, judged on
     `validation`, then evaluated on `test`; returns the card's new `serving` section."""
-    from har_stream.model.export import FLOAT32, served_version, serving_section, to_tflite
-    from har_stream.model.integrity import load_keras
+    from har_stream.serving.integrity import load_keras
     from har_stream.training import card as cards
     from har_stream.training.evaluate import compare_models
+    from har_stream.training.export import FLOAT32, served_version, serving_section, to_tflite
     from har_stream.training.train import evaluate_dir
 
     card = cards.read_card(directory)
@@ -98,7 +98,7 @@ def export_dir(directory: Path, precision: str, validation: WindowSet, test: Win
 
 
 def _engine(flatbuffer: bytes, card: dict[str, object], version: str) -> LiteRTModel:
-    from har_stream.model.engine import LiteRTModel
+    from har_stream.serving.engine import LiteRTModel
 
     classes, state_size = card["classes"], card["state_size"]
     assert isinstance(classes, list) and isinstance(state_size, int)
@@ -117,10 +117,10 @@ def calibrate_dir(directory: Path, temperature: float, validation: WindowSet, te
     e.g. on out-of-fold predictions): rescale the head of `model.keras` from the card's
     current temperature, give the weights a new version, then re-export in float32 and
     re-evaluate (`export_dir`). The argmax, hence every accuracy, is unchanged."""
-    from har_stream.model import KERAS_FILE
-    from har_stream.model.export import FLOAT32
-    from har_stream.model.integrity import load_keras
+    from har_stream.serving import KERAS_FILE
+    from har_stream.serving.integrity import load_keras
     from har_stream.training import card as cards
+    from har_stream.training.export import FLOAT32
 
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, not {temperature}")

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from har_stream.model import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
-from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
-from har_stream.model.export import FLOAT32, SERVED_PRECISION, served_precision
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.serving import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
 from har_stream.training import card as cards
 from har_stream.training import dataset
+from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
+from har_stream.training.export import FLOAT32, SERVED_PRECISION, served_precision
 from har_stream.training.hapt import HaptData, Recording, load_hapt
 from har_stream.training.windows import WindowSet, make_windows
 
 if TYPE_CHECKING:  # Keras is imported by training only
-    from har_stream.model.stateful import StatefulConfig
+    from har_stream.training.stateful import StatefulConfig
 
 STATEFUL = "stateful"
 TRANSITION = "TRANSITION"
@@ -73,7 +73,7 @@ class TrainOptions:
 
 def stateful_config(options: TrainOptions) -> StatefulConfig:
     """The stateful model's shape as the options set it (other fields: the defaults)."""
-    from har_stream.model.stateful import StatefulConfig
+    from har_stream.training.stateful import StatefulConfig
 
     return StatefulConfig(state_size=options.state_size, filters=options.filters,
                           kernel=options.kernel)
@@ -162,7 +162,7 @@ def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1,
     A quantised flatbuffer is also compared with the float model on the same windows
     (`reference`, else converted from the directory's `model.keras`, which needs TensorFlow).
     """
-    from har_stream.model import load_model
+    from har_stream.serving import load_model
     from har_stream.training.evaluate import compare_models, evaluation_report
 
     model = load_model(directory, num_threads=num_threads)

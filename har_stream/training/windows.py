@@ -1,7 +1,7 @@
 """Labelled windows made by replaying recordings through the service's own pipeline.
 
 Training, evaluation and serving share one preprocessing code path: each recording is fed
-to `har_stream.pipeline.replay` (the streaming signal filters and windower the service runs),
+to `har_stream.core.pipeline.replay` (the streaming signal filters and windower the service runs),
 and the windows that come out are labelled by sample index. No filtering happens here.
 """
 
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from har_stream.records import CHANNELS, WINDOW, WindowBatch
+from har_stream.core.records import CHANNELS, WINDOW, WindowBatch
 from har_stream.training.hapt import Recording
 from har_stream.training.labels import label_windows
 
 Replay = Callable[[np.ndarray, np.ndarray, str], WindowBatch]
-"""`(acc[n,3], gyro[n,3], device_id) -> WindowBatch`, like `har_stream.pipeline.replay`."""
+"""`(acc[n,3], gyro[n,3], device_id) -> WindowBatch`, like `har_stream.core.pipeline.replay`."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,7 +60,7 @@ class WindowSet:
 
 
 def default_replay() -> Replay:
-    from har_stream.pipeline import replay
+    from har_stream.core.pipeline import replay
 
     return replay
 

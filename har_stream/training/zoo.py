@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.model.catalog import (
+from har_stream.training.catalog import (
     PUBLISHED_ACCURACY,
     STATEFUL_FILTERS,
     STATEFUL_KERNEL,

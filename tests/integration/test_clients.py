@@ -28,10 +28,10 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.broker import free_port
-from har_stream.config import KafkaSettings, Settings
-from har_stream.kafka_io import BrokerUnavailable, make_producer
-from har_stream.rdkafka_producer import RdKafkaProducer
+from har_stream.kafka.clients import BrokerUnavailable, make_producer
+from har_stream.kafka.rdkafka_producer import RdKafkaProducer
+from har_stream.service.settings import KafkaSettings, Settings
+from har_stream.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 CLIENTS = ("librdkafka", "kafka-python")

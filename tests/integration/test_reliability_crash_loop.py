@@ -36,8 +36,8 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.config import Settings
-from har_stream.records import SensorBatch
+from har_stream.core.records import SensorBatch
+from har_stream.service.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -29,10 +29,10 @@ from service_support import (
     window_ids,
 )
 
-from har_stream import codec
-from har_stream.config import Settings
-from har_stream.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_LETTER_VALUE
-from har_stream.guards import APP_REASONS
+from har_stream.core import codec
+from har_stream.service.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_LETTER_VALUE
+from har_stream.service.guards import APP_REASONS
+from har_stream.service.settings import Settings
 
 pytestmark = pytest.mark.integration
 

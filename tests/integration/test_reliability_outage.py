@@ -46,8 +46,8 @@ from service_support import (
 )
 
 from har_stream.bench.measure import cpu_seconds
-from har_stream.broker import EmbeddedBroker, free_port
-from har_stream.config import KafkaSettings, Settings
+from har_stream.service.settings import KafkaSettings, Settings
+from har_stream.tools.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

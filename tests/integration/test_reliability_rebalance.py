@@ -37,8 +37,8 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.config import KafkaSettings, Settings
-from har_stream.records import SensorBatch
+from har_stream.core.records import SensorBatch
+from har_stream.service.settings import KafkaSettings, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -38,10 +38,10 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.broker import free_port
-from har_stream.config import KafkaSettings, Settings, secret_values
-from har_stream.kafka_io import BrokerUnavailable, make_admin
-from har_stream.logsafe import SecretFilter
+from har_stream.core.logsafe import SecretFilter
+from har_stream.kafka.clients import BrokerUnavailable, make_admin
+from har_stream.service.settings import KafkaSettings, Settings, secret_values
+from har_stream.tools.broker import free_port
 
 pytestmark = pytest.mark.integration
 

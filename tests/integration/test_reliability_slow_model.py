@@ -30,7 +30,7 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.config import Settings
+from har_stream.service.settings import Settings
 
 pytestmark = pytest.mark.integration
 

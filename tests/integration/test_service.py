@@ -28,10 +28,11 @@ from service_support import (
     window_ids,
 )
 
-from har_stream import codec, metrics
-from har_stream.config import Settings
-from har_stream.model import DEFAULT_MODEL_DIR, TFLITE_FILE
-from har_stream.records import SensorBatch
+from har_stream.core import codec
+from har_stream.core.records import SensorBatch
+from har_stream.service import metrics
+from har_stream.service.settings import Settings
+from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ T0_MS = 1_700_000_000_000
 def shipped_or_fake_model() -> object:
     """The shipped model when the repository has one, else the fake (fast, deterministic)."""
     if (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file():
-        from har_stream.model import load_model
+        from har_stream.serving import load_model
 
         return load_model(DEFAULT_MODEL_DIR)
     return FakeModel()
@@ -50,7 +51,7 @@ def shipped_or_fake_model() -> object:
 def evaluate_path(model: object, recordings: list) -> Expected:
     """What `har-stream evaluate` computes: `make_windows` (pipeline.replay per recording)
     and `stream_probs` (state carried per recording, one batched call per round)."""
-    from har_stream.records import SAMPLE_PERIOD_MS, WINDOW, window_id
+    from har_stream.core.records import SAMPLE_PERIOD_MS, WINDOW, window_id
     from har_stream.training.evaluate import stream_probs
     from har_stream.training.windows import make_windows
 
@@ -73,7 +74,7 @@ def evaluate_path(model: object, recordings: list) -> Expected:
 
 def test_results_and_counts_equal_the_offline_evaluation_for_a_test_subject(
         service_settings: Settings) -> None:
-    from har_stream.simulator import default_data_path
+    from har_stream.tools.simulator import default_data_path
     from har_stream.training.hapt import DataError, load_hapt
     from har_stream.training.windows import device_id_of
 

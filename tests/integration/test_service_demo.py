@@ -12,9 +12,9 @@ import pytest
 from conftest import topic_settings
 from service_support import TopicReader
 
-from har_stream import codec
-from har_stream.model import DEFAULT_MODEL_DIR, TFLITE_FILE
-from har_stream.simulator import default_data_path
+from har_stream.core import codec
+from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE
+from har_stream.tools.simulator import default_data_path
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -17,12 +17,12 @@ from kafka.future import Future
 from reliability_support import TP, Metadata, Record
 from service_support import FakeModel, batches_of, synthetic_samples
 
-from har_stream import codec
-from har_stream.app import Service, ServiceError
-from har_stream.changelog import HEADER_COVERS_OFFSET, StoredState
-from har_stream.config import Settings, TopicSettings
-from har_stream.recognizer import Recognizer
-from har_stream.records import window_id
+from har_stream.core import codec
+from har_stream.core.recognizer import Recognizer
+from har_stream.core.records import window_id
+from har_stream.service.changelog import HEADER_COVERS_OFFSET, StoredState
+from har_stream.service.loop import Service, ServiceError
+from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from har_stream.broker import free_port
+from har_stream.tools.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,8 +23,8 @@ from har_stream.bench import (
     scaling_bench,
 )
 from har_stream.bench.measure import Timings, percentile, rss_bytes
-from har_stream.model import DEFAULT_MODEL_DIR, load_model
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.serving import DEFAULT_MODEL_DIR, load_model
 
 
 class TinyModel:
@@ -76,7 +76,7 @@ def test_model_pipeline_runs_another_model_side_by_side() -> None:
 def test_memory_footprint_counts_the_registry() -> None:
     got = memory_bench.measure(50, chunk=20)
     assert got.devices == 50 and got.capacity >= 50
-    from har_stream.recognizer import Recognizer
+    from har_stream.core.recognizer import Recognizer
 
     assert got.arrays_per_device == Recognizer(memory_bench.StateOnlyModel()).registry \
         .nbytes_per_device()

@@ -17,7 +17,7 @@ from reliability_support import Clock, LeanProducer, make_service
 from service_support import FakeModel, synthetic_samples
 from test_reliability_service import SETTINGS, reference_ids, result_ids, sensor_records
 
-from har_stream.delivery import DeliveryFailed, Outbox
+from har_stream.service.delivery import DeliveryFailed, Outbox
 
 SAMPLES = synthetic_samples(1500, seed=3)
 ASYNC = dataclasses.replace(SETTINGS, commit_interval_s=5.0)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream import codec
-from har_stream.codec import (
+from har_stream.core import codec
+from har_stream.core.codec import (
     MAX_DETAIL_CHARS,
     REASONS,
     DecodeError,
@@ -26,7 +26,7 @@ from har_stream.codec import (
     encode_result,
     encode_sensor,
 )
-from har_stream.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
+from har_stream.core.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
 
 SAMPLES = [[0.01, -0.98, 0.11, 0.002, -0.013, 0.0007],
            [0.02, -0.97, 0.12, 0.003, -0.014, 0.0008],

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from har_stream import config
-from har_stream.config import KafkaSettings, Settings, TopicSettings, settings_from
+from har_stream.service import settings as config
+from har_stream.service.settings import KafkaSettings, Settings, TopicSettings, settings_from
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -88,7 +88,7 @@ def test_secrets_never_appear_in_repr_or_help() -> None:
 
 
 def test_kafka_security_settings_reach_the_client_configuration() -> None:
-    from har_stream.kafka_io import client_config
+    from har_stream.kafka.clients import client_config
 
     kafka = KafkaSettings(bootstrap_servers="a:9093, b:9093", security_protocol="SASL_SSL",
                           sasl_mechanism="SCRAM-SHA-256", sasl_username="u",

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from har_stream import config
-from har_stream.config import options_from
-from har_stream.model import DEFAULT_MODEL_NAME
-from har_stream.simulator import SimulatorSettings
+from har_stream.service import settings as config
+from har_stream.service.settings import options_from
+from har_stream.serving import DEFAULT_MODEL_NAME
+from har_stream.tools.simulator import SimulatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from deploy_support import load_deploy_script
 
-from har_stream import metrics
+from har_stream.service import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream import codec, pipeline
-from har_stream.codec import DecodeError, Limits, decode_sensor, encode_sensor
-from har_stream.pipeline import Pipeline
-from har_stream.records import HOP, SAMPLE_PERIOD_MS, WINDOW, SensorBatch
-from har_stream.windowing import at_hop_boundary, emit_windows
+from har_stream.core import codec, pipeline
+from har_stream.core.codec import DecodeError, Limits, decode_sensor, encode_sensor
+from har_stream.core.pipeline import Pipeline
+from har_stream.core.records import HOP, SAMPLE_PERIOD_MS, WINDOW, SensorBatch
+from har_stream.core.windowing import at_hop_boundary, emit_windows
 
 pytestmark = pytest.mark.skipif(codec._simdjson is None, reason="pysimdjson not installed")
 
@@ -259,7 +259,7 @@ class _CountingModel:
 
 
 def test_model_slices_change_calls_not_results() -> None:
-    from har_stream.recognizer import Recognizer
+    from har_stream.core.recognizer import Recognizer
 
     rng = np.random.default_rng(3)
     streams = rng.normal(0, 0.5, (9, 64 * 6, 6)).astype(np.float32)

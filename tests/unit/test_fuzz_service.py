@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from reliability_support import Record, make_service
 from service_support import FakeModel, batches_of, interleave, synthetic_samples
 
-from har_stream import codec
-from har_stream.config import Settings, TopicSettings
-from har_stream.guards import APP_REASONS, TOO_MANY_DEVICES
-from har_stream.records import SensorBatch
+from har_stream.core import codec
+from har_stream.core.records import SensorBatch
+from har_stream.service.guards import APP_REASONS, TOO_MANY_DEVICES
+from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")

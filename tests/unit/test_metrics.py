@@ -11,8 +11,8 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from har_stream import metrics
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.service import metrics
 
 # Python name -> (exposed family name, type, label names): the contract in docs/ARCHITECTURE.md.
 CONTRACT = {

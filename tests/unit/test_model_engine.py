@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from har_stream.model import DEFAULT_MODEL_DIR, StatefulModel, load_model
-from har_stream.model.engine import LiteRTModel
-from har_stream.model.export import DYNAMIC_RANGE_INT8, FLOAT32, VERSION_SUFFIX, served_precision
-from har_stream.records import ACTIVITIES, CHANNELS, WINDOW
+from har_stream.core.records import ACTIVITIES, CHANNELS, WINDOW
+from har_stream.serving import DEFAULT_MODEL_DIR, StatefulModel, load_model
+from har_stream.serving.engine import LiteRTModel
 from har_stream.training.commands import default_data_path
+from har_stream.training.export import DYNAMIC_RANGE_INT8, FLOAT32, VERSION_SUFFIX, served_precision
 from har_stream.training.hapt import Recording, load_hapt
 from har_stream.training.windows import make_windows
 
@@ -50,8 +50,8 @@ def pipeline_windows(n_samples: int = 3000, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory):
     """A small untrained stateful model exported like a shipped one."""
-    from har_stream.model.export import save_model_dir
-    from har_stream.model.stateful import StatefulConfig, build_stateful
+    from har_stream.training.export import save_model_dir
+    from har_stream.training.stateful import StatefulConfig, build_stateful
 
     windows = pipeline_windows()
     mean = windows.reshape(-1, 9).mean(axis=0)
@@ -68,7 +68,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def tiny_int8(tiny) -> LiteRTModel:
     """The same tiny model converted as the served one is (dynamic-range int8)."""
-    from har_stream.model.export import to_tflite
+    from har_stream.training.export import to_tflite
 
     return LiteRTModel(to_tflite(tiny[0].step, DYNAMIC_RANGE_INT8), ACTIVITIES, 8, "tiny-int8")
 
@@ -183,7 +183,7 @@ def test_flatbuffer_uses_builtin_ops_only(tiny):
 
 def test_loading_the_shipped_model_does_not_import_tensorflow():
     code = ("import sys, numpy as np\n"
-            "from har_stream.model import load_model\n"
+            "from har_stream.serving import load_model\n"
             "m = load_model()\n"
             "p, s = m.predict(np.zeros((3, 128, 9), np.float32),"
             " np.zeros((3, m.state_size), np.float32))\n"
@@ -227,7 +227,7 @@ def shipped_conversions():
     precision."""
     import keras
 
-    from har_stream.model.export import to_tflite
+    from har_stream.training.export import to_tflite
 
     step = keras.saving.load_model(DEFAULT_MODEL_DIR / "model.keras")
     served = load_model()

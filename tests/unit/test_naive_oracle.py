@@ -3,7 +3,7 @@
 import numpy as np
 
 from har_stream.bench.naive import NaiveDevice
-from har_stream.pipeline import Pipeline, replay
+from har_stream.core.pipeline import Pipeline, replay
 
 
 def test_vectorised_pipeline_matches_the_per_sample_baseline() -> None:

@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream.pipeline import Pipeline, PipelineConfig, replay
-from har_stream.records import SAMPLE_PERIOD_MS, SensorBatch, WindowBatch
-from har_stream.windowing import window_count
+from har_stream.core.pipeline import Pipeline, PipelineConfig, replay
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch, WindowBatch
+from har_stream.core.windowing import window_count
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -16,9 +16,9 @@ from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
-from har_stream.config import KafkaSettings
-from har_stream.health import connection_count, topic_id
-from har_stream.rdkafka_consumer import ConsumedRecord, RdKafkaConsumer
+from har_stream.kafka.rdkafka_consumer import ConsumedRecord, RdKafkaConsumer
+from har_stream.service.health import connection_count, topic_id
+from har_stream.service.settings import KafkaSettings
 
 
 class Message:

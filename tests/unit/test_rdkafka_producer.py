@@ -14,13 +14,13 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from har_stream.config import KafkaSettings
-from har_stream.rdkafka_producer import (
+from har_stream.kafka.rdkafka_producer import (
     DeliveryFuture,
     RecordMetadata,
     as_kafka_error,
     rdkafka_config,
 )
+from har_stream.service.settings import KafkaSettings
 
 META = RecordMetadata("t", 1, 42, 1_700_000_000_000, 1_700_000_000.5)
 

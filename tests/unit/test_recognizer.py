@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from har_stream.recognizer import HOP_SECONDS, Recognizer, _rank_within
-from har_stream.records import SensorBatch
+from har_stream.core.recognizer import HOP_SECONDS, Recognizer, _rank_within
+from har_stream.core.records import SensorBatch
 
 
 class EchoModel:

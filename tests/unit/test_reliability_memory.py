@@ -18,11 +18,11 @@ import numpy as np
 from reliability_support import Clock, Record, make_service
 from service_support import FakeModel, batches_of, synthetic_samples
 
-from har_stream import codec
-from har_stream.config import Settings, TopicSettings
-from har_stream.recognizer import Recognizer
-from har_stream.records import SensorBatch
-from har_stream.state import DeviceRegistry, Field
+from har_stream.core import codec
+from har_stream.core.recognizer import Recognizer
+from har_stream.core.records import SensorBatch
+from har_stream.core.state import DeviceRegistry, Field
+from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")

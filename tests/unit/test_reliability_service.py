@@ -19,18 +19,19 @@ from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 from reliability_support import Clock, Record, Sent, make_service
 from service_support import FakeModel, batches_of, synthetic_samples
 
-from har_stream import codec, metrics
-from har_stream.app import ServiceError
-from har_stream.config import KafkaSettings, Settings, TopicSettings
-from har_stream.delivery import (
+from har_stream.core import codec
+from har_stream.core.recognizer import Recognizer
+from har_stream.service import metrics
+from har_stream.service.delivery import (
     HEADER_TRUNCATED,
     MAX_DEAD_LETTER_VALUE,
     UNDELIVERABLE,
     bounded_dead_letter,
 )
-from har_stream.health import BrokerWatch
-from har_stream.pacing import WorkBudget
-from har_stream.recognizer import Recognizer
+from har_stream.service.health import BrokerWatch
+from har_stream.service.loop import ServiceError
+from har_stream.service.pacing import WorkBudget
+from har_stream.service.settings import KafkaSettings, Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")
@@ -162,7 +163,7 @@ def test_an_unreachable_broker_holds_commits_and_pauses_instead_of_exiting(
     consumer.feed(records[10:])
     service.step()
     producer.flush_blocks = True
-    with caplog.at_level(logging.WARNING, logger="har_stream.app"):
+    with caplog.at_level(logging.WARNING, logger="har_stream.service.loop"):
         for _ in range(3):
             service.checkpoint()  # no exception: the service waits
             assert service.step() is None, "paused: no new work while output waits"
@@ -200,7 +201,7 @@ def test_the_broker_gauge_and_logs_follow_the_connection(
     watch = BrokerWatch(client, "127.0.0.1:9", clock=clock, every_s=0.5, grace_s=1.0,
                         remind_s=60.0)
     gauge = lambda: metrics.REGISTRY.get_sample_value("har_broker_connected")  # noqa: E731
-    with caplog.at_level(logging.INFO, logger="har_stream.health"):
+    with caplog.at_level(logging.INFO, logger="har_stream.service.health"):
         assert watch.check() and gauge() == 1
         client.connections = 0.0
         for _ in range(200):  # 100 s of checks every 0.5 s

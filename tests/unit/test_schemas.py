@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from har_stream.codec import (
+from har_stream.core.codec import (
     MAX_SAFE_INTEGER,
     DecodeError,
     Limits,
@@ -24,7 +24,7 @@ from har_stream.codec import (
     encode_result,
     encode_sensor,
 )
-from har_stream.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
+from har_stream.core.records import ACTIVITIES, ActivityCounts, ActivityResult, SensorBatch
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 DECODERS = {"sensor": decode_sensor, "activity": decode_result, "activity-counts": decode_counts}

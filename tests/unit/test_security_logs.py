@@ -13,16 +13,17 @@ from prometheus_client import generate_latest
 from reliability_support import Clock, Record, make_service
 from service_support import FakeModel, batches_of, synthetic_samples
 
-from har_stream import codec, metrics
-from har_stream.config import Settings, TopicSettings
-from har_stream.guards import RateGuard
-from har_stream.logsafe import RepeatFilter, SecretFilter, escape
-from har_stream.records import SensorBatch
+from har_stream.core import codec
+from har_stream.core.logsafe import RepeatFilter, SecretFilter, escape
+from har_stream.core.records import SensorBatch
+from har_stream.service import metrics
+from har_stream.service.guards import RateGuard
+from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
                        counts_topic="counts", changelog_topic="log")
 SETTINGS = Settings(topics=TOPICS, commit_interval_s=0, idle_ttl_s=0, metrics_address="")
-HOSTILE_IDS = ["evil\nINFO har_stream.app: all good", "\x1b[2J\x1b[31mred", "rtl\u202eexe.txt",
+HOSTILE_IDS = ["evil\nINFO har_stream.service.loop: all good", "\x1b[2J\x1b[31mred", "rtl\u202eexe.txt",
                "a" * 5000, "tab\there", "nul\x00byte", "\r\noverwrite", "{\"json\": 1}"]
 LINE = re.compile(r"^[\x20-\x7e]*$")
 
@@ -102,7 +103,7 @@ def test_repeated_client_warnings_are_thinned_with_a_count() -> None:
     clock.now += 30
     r = record("kafka.cluster", "No node available for metadata refresh")
     assert thinning.filter(r) and "(99 similar messages" in r.getMessage()
-    assert all(thinning.filter(record("har_stream.app", "x")) for _ in range(5))
+    assert all(thinning.filter(record("har_stream.service.loop", "x")) for _ in range(5))
 
 
 def test_secret_values_are_masked_whoever_logs_them() -> None:
@@ -138,7 +139,7 @@ def test_a_device_far_above_50_hz_is_flagged_once_per_period(
     flags = [guard.observe("flood", 500, t + i * 100) for i in range(1200)]  # 5000 Hz, 120 s
     assert flags.count(True) == 2  # once per minute
     assert not guard.observe("flood", 500, 0), "no broker timestamp: not judged"
-    with caplog.at_level(logging.WARNING, logger="har_stream.guards"):
+    with caplog.at_level(logging.WARNING, logger="har_stream.service.guards"):
         assert guard.report() == ["flood"] * flags.count(True)
     assert "rate_exceeded" in caplog.text and "faster than 200 Hz" in caplog.text
     after = metrics.REGISTRY.get_sample_value("har_devices_rate_flagged_total")

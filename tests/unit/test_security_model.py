@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from har_stream.model import CARD_FILE, DEFAULT_MODEL_DIR, KERAS_FILE, TFLITE_FILE, load_model
-from har_stream.model.integrity import (
+from har_stream.serving import CARD_FILE, DEFAULT_MODEL_DIR, KERAS_FILE, TFLITE_FILE, load_model
+from har_stream.serving.integrity import (
     FILES_KEY,
     ModelIntegrityError,
     file_hashes,
@@ -102,7 +102,7 @@ def test_a_card_that_lists_other_files_only_does_not_vouch(model_dir: Path) -> N
 def test_a_card_from_before_hashes_loads_with_a_warning(
         model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     (model_dir / CARD_FILE).write_text(json.dumps(serving_card()))
-    with caplog.at_level(logging.WARNING, logger="har_stream.model.integrity"):
+    with caplog.at_level(logging.WARNING, logger="har_stream.serving.integrity"):
         assert load_model(model_dir).version
     assert "loaded unverified" in caplog.text
 

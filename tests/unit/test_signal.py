@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.signal import butter, medfilt, sosfilt, sosfilt_zi
 
-from har_stream.signal import FilterBank, SignalSettings
+from har_stream.core.signal import FilterBank, SignalSettings
 
 
 def _stream(n: int, devices: int = 1, seed: int = 0) -> np.ndarray:

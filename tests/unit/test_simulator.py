@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from har_stream import codec
-from har_stream.records import SAMPLE_PERIOD_MS
-from har_stream.simulator import (
+from har_stream.core import codec
+from har_stream.core.records import SAMPLE_PERIOD_MS
+from har_stream.tools.simulator import (
     TRUTH_HEADER,
     parse_truth,
     plan_streams,

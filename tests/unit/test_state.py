@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from har_stream.state import DeviceRegistry, Field, StateFormatError
+from har_stream.core.state import DeviceRegistry, Field, StateFormatError
 
 FIELDS = {"ring": Field((4, 3), "<f4"), "n": Field((), "<i8"), "h": Field((2,), "<f4")}
 

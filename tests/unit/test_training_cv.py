@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_training_smoke import cli, synthetic_recording
 
-from har_stream.model import load_model
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.serving import load_model
 from har_stream.training.augment import rotate_and_scale, turns_about_x
 from har_stream.training.cv import assign_folds
 from har_stream.training.cv_report import cv_report

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from har_stream.model import StatefulModel
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.serving import StatefulModel
 from har_stream.training import card as cards
 from har_stream.training.evaluate import evaluation_report, reset_probs, stream_probs
 from har_stream.training.metrics import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from har_stream.records import CHANNELS, HOP, WINDOW, WindowBatch
+from har_stream.core.records import CHANNELS, HOP, WINDOW, WindowBatch
 from har_stream.training import dataset
 from har_stream.training.hapt import Recording
 from har_stream.training.labels import class_targets, label_windows

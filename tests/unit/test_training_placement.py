@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
 from har_stream.training.hapt import HaptData, Recording
 from har_stream.training.placement import placement, report
 

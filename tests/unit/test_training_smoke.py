@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from har_stream.model import load_model
-from har_stream.model.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
-from har_stream.records import ACTIVITIES
+from har_stream.core.records import ACTIVITIES
+from har_stream.serving import load_model
 from har_stream.training import commands
+from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
 from har_stream.training.hapt import HaptData, Recording, save_npz
 from har_stream.training.zoo import zoo_table
 
