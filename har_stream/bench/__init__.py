@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 from har_stream.extras import require_train_extra
 
@@ -43,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also write the tables into docs/BENCHMARKS.md")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions and sizes (a smoke run, numbers are noisier)")
+    parser.add_argument("--against", type=Path, default=None, metavar="MODEL_DIR",
+                        help="model-pipeline: also run this model directory (e.g. the model "
+                        "served before) alternating with the served one at 10,000 devices")
     parser.set_defaults(func=_run)
 
 
@@ -51,5 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     if NEED_TRAIN_EXTRA.intersection(names) or (args.write and PLOT_ON_WRITE.intersection(names)):
         require_train_extra(f"bench {args.name}")
     for name in names:
-        importlib.import_module(BENCHMARKS[name]).main(write=args.write, quick=args.quick)
+        extra = {"against": args.against} if args.against and name == "model-pipeline" else {}
+        importlib.import_module(BENCHMARKS[name]).main(write=args.write, quick=args.quick,
+                                                       **extra)
     return 0

@@ -132,7 +132,8 @@ def measure_one_at_a_time(model: StatefulModel, devices: int, messages: int) -> 
 
 
 def served_against_other(served: StatefulModel, other: StatefulModel,
-                         precisions: tuple[str, str], rounds: int = 3, steps: int = 6) -> str:
+                         precisions: tuple[str, str], rounds: int = 3, steps: int = 6,
+                         other_is: str = "") -> str:
     """The served flatbuffer and the same weights at the other precision at 10,000 devices,
     alternating (the other first in odd rounds, served first in even ones) so both see the
     same load; each round's pair and the median ratio."""
@@ -150,10 +151,11 @@ def served_against_other(served: StatefulModel, other: StatefulModel,
                      f"{100 * before.share['model']:.0f} / {100 * after.share['model']:.0f}"])
         print(f"round {i + 1}: {other_name} {rate(before.samples_per_s_cpu)}, served "
               f"{served_name} {rate(after.samples_per_s_cpu)} samples/s per core", flush=True)
-    return (f"The served {served_name} flatbuffer against the same weights in {other_name} "
-            "(converted from `model.keras` at benchmark time), at 10,000 devices in the same "
-            f"run; the two alternate, {steps} steps each, so both see the same load; median "
-            f"ratio served / {other_name} {float(np.median(ratios)):.2f}×:\n\n"
+    other_is = other_is or (f"the same weights in {other_name} (converted from `model.keras` "
+                            "at benchmark time)")
+    return (f"The served {served_name} flatbuffer against {other_is}, at 10,000 devices in "
+            f"the same run; the two alternate, {steps} steps each, so both see the same load; "
+            f"median ratio served / {other_name} {float(np.median(ratios)):.2f}×:\n\n"
             + table(["round", f"{other_name}: samples/s per core",
                      f"{served_name} (served): samples/s per core", "served / other",
                      f"windows/s per core: {other_name} / {served_name}",
@@ -164,7 +166,8 @@ def _steps(devices: int, quick: bool) -> int:
     return 3 if quick else max(4, min(300, 2_000_000 // (devices * MESSAGE)))
 
 
-def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MODEL_DIR) -> None:
+def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MODEL_DIR,
+         against: Path | None = None) -> None:
     before = load()
     model = load_model(model_dir, num_threads=1)
     baseline = measure_one_at_a_time(model, 20, 2 if quick else 6)
@@ -186,6 +189,12 @@ def main(write: bool = False, quick: bool = False, model_dir: Path = DEFAULT_MOD
     if not quick:
         comparison = served_against_other(model, other_precision_model(model_dir),
                                           (precision, other_precision(model_dir)))
+    if against is not None:
+        before_model = load_model(against, num_threads=1)
+        side_by_side = served_against_other(
+            model, before_model, (precision, "other model"), steps=3 if quick else 6,
+            other_is=f"the model in `{against}` (`{before_model.version}`)")
+        comparison = side_by_side if comparison is None else comparison + "\n\n" + side_by_side
     text = table(["devices", "samples/s per core (CPU)", "samples/s (wall)", "windows/s per core",
                   "devices in real time per core", "CPU % decode / pipeline / model / records",
                   "vs one device at a time"], rows)

@@ -22,6 +22,7 @@ from har_stream.serving.contract import pipeline_contract
 
 CONFUSION_PNG = "confusion.png"
 PER_SUBJECT_PNG = "per_subject.png"
+RELIABILITY_PNG = "reliability.png"
 CARD_MD = "card.md"
 
 
@@ -60,7 +61,11 @@ def write_card(directory: Path, card: dict[str, object]) -> None:
     evaluation = card.get("evaluation")
     if isinstance(evaluation, dict) and "confusion" in evaluation:
         _plot_confusion(evaluation["confusion"], directory / CONFUSION_PNG)
-        _plot_per_subject(evaluation["per_subject"], directory / PER_SUBJECT_PNG)
+        _plot_per_subject(evaluation["per_subject"], directory / PER_SUBJECT_PNG,
+                          evaluation.get("per_subject_reset"))
+        reliability = evaluation.get("calibration", {}).get("reliability")
+        if reliability:
+            _plot_reliability(reliability, directory / RELIABILITY_PNG)
     (directory / CARD_MD).write_text(card_markdown(card))
 
 
@@ -78,6 +83,7 @@ def card_markdown(card: dict[str, object]) -> str:
         f"{training.get('validation_users')}, test {training.get('test_users')}",
         f"- seed {training.get('seed')}, {training.get('epochs_run')} epochs, "
         f"{training.get('seconds', 0):.0f} s of training",
+        *(f"- {note}" for note in training.get("notes", [])),
         "",
     ]
     evaluation = card.get("evaluation")
@@ -112,9 +118,10 @@ def _serving_markdown(serving: dict, evaluation: dict) -> list[str]:
              f"`{serving['file']}` is `{serving['float_reference']}` (the float reference, "
              f"weights `{serving['weights_version']}`) converted by {serving['conversion']}."]
     if "validation" in serving:
-        lines[-1] += (f" Accepted on the validation users: at most {serving['max_validation_drop']}"
-                      " accuracy or macro-F1 below float, decided before the test users were "
-                      "scored.")
+        lines[-1] += (f" Accepted on users {serving['validation'].get('users')} (the validation "
+                      "users; the training users when the model was trained on all of them): "
+                      f"at most {serving['max_validation_drop']} accuracy or macro-F1 below "
+                      "float, decided before the test users were scored.")
     rows = float_comparisons(serving, evaluation)
     if rows:
         lines += ["", "| users | accuracy: served / float | macro-F1: served / float | same class"
@@ -144,13 +151,22 @@ def _evaluation_markdown(ev: dict) -> list[str]:
     for name, row in ev["per_class"].items():
         lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
                      f"{row['f1']:.3f} | {row['support']} |")
-    lines += ["", f"![confusion]({CONFUSION_PNG})", "", "| subject | accuracy |", "|---|---:|"]
-    lines += [f"| {u} | {a:.2%} |" for u, a in ev["per_subject"].items()]
+    reset_of = ev.get("per_subject_reset", {})
+    lines += ["", f"![confusion]({CONFUSION_PNG})", "",
+              "| subject | accuracy | state reset every window |", "|---|---:|---:|"]
+    lines += [f"| {u} | {a:.2%} | " + (f"{reset_of[u]:.2%} |" if u in reset_of else "– |")
+              for u, a in ev["per_subject"].items()]
+    if "per_experiment" in ev:
+        lines += ["", "Per recording: " + ", ".join(
+            f"exp {e} (user {row['user']}) {row['accuracy']:.1%}"
+            for e, row in ev["per_experiment"].items()) + "."]
     cal = ev["calibration"]
     lines += ["", f"![per subject]({PER_SUBJECT_PNG})", "",
               f"Calibration: expected calibration error {cal['expected_calibration_error']:.4f}, "
-              f"mean confidence {cal['mean_confidence']:.3f}. Showing UNKNOWN below a "
-              "confidence threshold:", "",
+              f"mean confidence {cal['mean_confidence']:.3f}."]
+    if cal.get("reliability"):
+        lines += ["", f"![reliability]({RELIABILITY_PNG})"]
+    lines += ["", "Showing UNKNOWN below a confidence threshold:", "",
               "| threshold | benchmark windows shown UNKNOWN | accuracy of the rest |",
               "|---:|---:|---:|"]
     lines += [f"| {t} | {row['share_unknown']:.2%} | {row['accuracy_of_rest']:.2%} |"
@@ -196,7 +212,8 @@ def _plot_confusion(conf: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_per_subject(per_subject: dict[str, float], path: Path) -> None:
+def _plot_per_subject(per_subject: dict[str, float], path: Path,
+                      reset: dict[str, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,12 +221,51 @@ def _plot_per_subject(per_subject: dict[str, float], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     users = list(per_subject)
-    ax.bar(users, [per_subject[u] * 100 for u in users], color="tab:blue")
+    at = np.arange(len(users))
+    width = 0.4 if reset else 0.8
+    ax.bar(at, [per_subject[u] * 100 for u in users], width, color="tab:blue",
+           label="state carried (served)")
     low = min(per_subject.values(), default=1.0) * 100
+    if reset:
+        ax.bar(at + width, [reset.get(u, 0.0) * 100 for u in users], width, color="tab:gray",
+               label="state reset every window")
+        low = min(low, min(reset.values(), default=1.0) * 100)
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xticks(at + (width / 2 if reset else 0), users)
     ax.set_ylim(max(0.0, low - 5), 100)
     ax.set_xlabel("test subject")
     ax.set_ylabel("window accuracy (%)")
     ax.set_title("Accuracy per test subject")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _plot_reliability(bins: list[dict[str, float]], path: Path) -> None:
+    """Accuracy against confidence per bin (bar width: the bin; the diagonal is perfect)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, share) = plt.subplots(2, 1, figsize=(5, 5.5), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
+    lower = [b["lower"] for b in bins]
+    widths = [b["upper"] - b["lower"] for b in bins]
+    ax.bar(lower, [b["accuracy"] for b in bins], widths, align="edge", color="tab:blue",
+           edgecolor="white", label="accuracy")
+    ax.plot([b["confidence"] for b in bins], [b["confidence"] for b in bins], "o",
+            color="tab:red", markersize=4, label="mean confidence")
+    ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Reliability on the test users (benchmark windows)")
+    share.bar(lower, [b["share"] for b in bins], widths, align="edge", color="tab:gray")
+    share.set_yscale("log")
+    share.set_ylabel("share")
+    share.set_xlabel("confidence (top class)")
+    share.set_xlim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

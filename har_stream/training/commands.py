@@ -38,7 +38,9 @@ def default_data_path() -> Path:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_train(subparsers)
     _add_evaluate(subparsers)
-    _add_model(subparsers)
+    from har_stream.training.model_commands import add_model_parser
+
+    add_model_parser(subparsers)
     _add_data(subparsers)
 
 
@@ -81,6 +83,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    "postural transitions")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="stateful: random small rotations and gains per training sequence")
+    p.add_argument("--yaw-degrees", type=float, default=180.0,
+                   help="stateful: augmentation also turns training sequences about the "
+                   "device's x axis (vertical when the wearer stands) by an angle up to this, "
+                   "like a phone worn turned in its holder (180: any turn; 0: never; chosen "
+                   "by --cv, docs/MODELS.md)")
+    p.add_argument("--yaw-share", type=float, default=0.5,
+                   help="stateful: share of the training sequences turned by --yaw-degrees")
     p.add_argument("--ema-decay", type=float, default=0.99,
                    help="stateful: validate and keep a moving average of the weights with "
                    "this decay per batch (0: off)")
@@ -89,16 +98,36 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                    "quantised one must lose at most 0.5 points of validation accuracy and "
                    "macro-F1 against float (model.keras stays the float reference)")
     p.add_argument("--validation-users", type=int, default=5,
-                   help="training users held out for validation")
+                   help="training users held out for validation (0: train on every training "
+                   "user for exactly --epochs, with --temperature; both from --cv)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="with --validation-users 0: softmax temperature folded into the head "
+                   "(fitted on out-of-fold predictions, printed by --cv)")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="subject-grouped K-fold cross-validation over the training users "
+                   "with these settings and --seeds; prints the table of every setting in "
+                   "--cv-results (finished folds are kept, so a rerun resumes)")
+    p.add_argument("--cv-name", default="",
+                   help="--cv: name of this setting in the table (default: its hash)")
+    p.add_argument("--cv-results", type=Path, default=Path("runs/cv/results.jsonl"),
+                   help="--cv: results file; out-of-fold predictions go beside it in oof/")
+    p.add_argument("--cv-inner", type=int, default=3,
+                   help="--cv: users of each fold's training part held out for early stopping")
+    p.add_argument("--cv-report", action="store_true",
+                   help="only print the table of --cv-results (no training)")
     p.add_argument("--max-recordings", type=int, default=0,
                    help="keep only this many recordings per split (0: all; for smoke runs)")
     p.add_argument("--zoo", action="store_true",
                    help="benchmark every architecture over --seeds and print the table")
-    p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture")
+    p.add_argument("--seeds", type=int, default=3, help="--zoo: seeds per architecture; "
+                   "--cv: seeds per fold, from --seed on")
     p.add_argument("--zoo-archs", default="",
                    help="--zoo: comma-separated architectures to run (default: all)")
     p.add_argument("--zoo-results", type=Path, default=Path("runs/zoo/results.jsonl"),
                    help="--zoo: results file (finished runs are kept, so a rerun resumes)")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line for the card's training section (e.g. how a setting was "
+                   "chosen); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_train)
 
@@ -128,32 +157,6 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads")
     p.set_defaults(func=run_evaluate)
-
-
-def _add_model(subparsers: argparse._SubParsersAction) -> None:
-    from har_stream.training.serving import MAX_VALIDATION_DROP
-
-    p = subparsers.add_parser("model", help="re-export a model directory's served flatbuffer",
-                              description="Actions on a trained model directory.")
-    sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    export = sub.add_parser(
-        "export", help="rewrite model.tflite from model.keras at a precision, judged on the "
-        "validation users, then scored on the test users",
-        description="Convert the directory's model.keras (the float reference, verified "
-        "against its card) to the served LiteRT flatbuffer at --precision. The float and the "
-        "new flatbuffer both run over the validation users' streams; a quantised one that "
-        "loses more than --max-drop accuracy or macro-F1 there is refused and nothing is "
-        "written. Otherwise model.tflite, the card's `serving` section and version are "
-        "rewritten, and the test users are scored as `har-stream evaluate` does (with the "
-        "float model's figures and the agreement beside).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    export.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory")
-    export.add_argument("--precision", default=SERVED_PRECISION, choices=PRECISIONS)
-    export.add_argument("--max-drop", type=float, default=MAX_VALIDATION_DROP,
-                        help="most validation accuracy / macro-F1 a quantised flatbuffer may "
-                        "lose against float")
-    export.add_argument("--data", type=Path, default=None, help=DATA_HELP)
-    export.set_defaults(func=run_model_export)
 
 
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
@@ -211,10 +214,14 @@ def run_train(args: argparse.Namespace) -> int:
         sequence_length=args.sequence_length, state_size=args.state_size,
         filters=args.filters, kernel=args.kernel,
         with_transition=args.transition_class, augment=args.augment,
-        ema_decay=args.ema_decay, precision=args.precision,
-        n_validation=args.validation_users, max_recordings=args.max_recordings,
+        yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
+        precision=args.precision,
+        n_validation=args.validation_users, temperature=args.temperature,
+        max_recordings=args.max_recordings, notes=tuple(args.note),
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:
+        if args.cv or args.cv_report:
+            return _run_cv(args, options)
         if args.zoo:
             from har_stream.training.zoo import ORDER, run_zoo
 
@@ -232,6 +239,24 @@ def run_train(args: argparse.Namespace) -> int:
               f"`har-stream model export --model {out} --precision float32`", file=sys.stderr)
         return 1
     _print_summary(directory)
+    return 0
+
+
+def _run_cv(args: argparse.Namespace, options: Any) -> int:
+    from har_stream.training.cv import run_cv, settings_key, settings_of
+    from har_stream.training.cv_report import cv_report
+    from har_stream.training.hapt import load_hapt
+    from har_stream.training.windows import make_windows
+
+    if args.cv:
+        data = load_hapt(options.data)
+        training_users = sorted(set(data.users()) - set(data.test_users))
+        windows = make_windows(data.of_users(training_users), progress=not args.quiet)
+        name = args.cv_name or settings_key(settings_of(options, args.cv_inner))
+        run_cv(options, args.cv, range(args.seed, args.seed + args.seeds), args.cv_results,
+               name, windows,
+               n_inner=args.cv_inner, progress=not args.quiet)
+    print(cv_report(args.cv_results))
     return 0
 
 
@@ -266,30 +291,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     test = make_windows(data.of_users(training.get("test_users", data.test_users)),
                         progress=True)
     evaluate_dir(args.model, test, num_threads=args.threads)
-    _print_summary(args.model)
-    return 0
-
-
-def run_model_export(args: argparse.Namespace) -> int:
-    from har_stream.training.serving import PrecisionRejected, export_dir
-    from har_stream.training.windows import make_windows
-
-    require_train_extra("model export")
-    loaded = _model_and_data(args)
-    if loaded is None:
-        return 2
-    training, data = loaded
-    if not training.get("validation_users") or not training.get("test_users"):
-        print(f"error: {args.model}/card.json names no validation and test users",
-              file=sys.stderr)
-        return 2
-    validation = make_windows(data.of_users(training["validation_users"]), progress=True)
-    test = make_windows(data.of_users(training["test_users"]), progress=True)
-    try:
-        export_dir(args.model, args.precision, validation, test, args.max_drop)
-    except PrecisionRejected as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     _print_summary(args.model)
     return 0
 

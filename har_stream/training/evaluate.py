@@ -21,6 +21,7 @@ from har_stream.training.metrics import (
     expected_calibration_error,
     macro_f1,
     precision_recall_f1,
+    reliability_bins,
 )
 from har_stream.training.windows import WindowSet
 
@@ -111,7 +112,7 @@ def evaluation_report(model: StatefulModel, windows: WindowSet) -> dict[str, obj
     predicted = stream[mask].argmax(axis=1)
     square = confusion(truth, predicted, len(model.classes))  # true classes are the first 6
     precision, recall, f1 = precision_recall_f1(square)
-    users = windows.user_id[mask]
+    users, experiments = windows.user_id[mask], windows.exp_id[mask]
     return {
         "windows": window_counts(windows),
         "stream": benchmark_scores(stream, windows),
@@ -127,6 +128,17 @@ def evaluation_report(model: StatefulModel, windows: WindowSet) -> dict[str, obj
             str(int(u)): accuracy(truth[users == u], predicted[users == u])
             for u in np.unique(users)
         },
+        "per_subject_reset": {
+            str(int(u)): accuracy(truth[users == u], reset[mask][users == u].argmax(axis=1))
+            for u in np.unique(users)
+        },
+        "per_experiment": {
+            str(int(e)): {"user": int(users[experiments == e][0]),
+                          "accuracy": accuracy(truth[experiments == e],
+                                               predicted[experiments == e]),
+                          "windows": int(np.sum(experiments == e))}
+            for e in np.unique(experiments)
+        },
         "calibration": _calibration(stream[mask], truth),
         "other_windows": _other_windows(model.classes, stream, windows),
     }
@@ -137,6 +149,7 @@ def _calibration(probs: np.ndarray, truth: np.ndarray) -> dict[str, object]:
     return {
         "expected_calibration_error": expected_calibration_error(probs, truth),
         "mean_confidence": float(confidence.mean()) if len(confidence) else 0.0,
+        "reliability": reliability_bins(probs, truth),
         "unknown_below": {
             f"{t:.1f}": {"share_unknown": float(np.mean(confidence < t)),
                          "accuracy_of_rest": accuracy(truth[confidence >= t],

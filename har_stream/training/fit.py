@@ -18,6 +18,7 @@ import numpy as np
 
 from har_stream.training import dataset
 from har_stream.training.augment import rotate_and_scale
+from har_stream.training.metrics import fit_temperature
 from har_stream.training.stateful import StatefulConfig, StatefulModels, build_stateful
 from har_stream.training.windows import WindowSet
 from har_stream.training.zoo_models import build_zoo_model
@@ -36,6 +37,10 @@ class FitSettings:
     sequences_per_batch: int = 8
     with_transition: bool = False
     augment: bool = True
+    yaw_degrees: float = 0.0
+    """> 0: augmentation also turns each sequence about device x by up to this angle."""
+    yaw_share: float = 1.0
+    """Share of the sequences so turned."""
     ema_decay: float = 0.0
     """> 0: validate, select and ship an exponential moving average of the weights."""
     verbose: int = 1
@@ -52,6 +57,8 @@ class FitResult:
     epochs_run: int
     history: dict[str, list[float]] = field(default_factory=dict)
     temperature: float = 1.0
+    best_epoch: int = 0
+    """1-based epoch whose (averaged) weights were kept; 0 if not tracked."""
 
 
 def fit_zoo(arch: str, train: WindowSet, validation: WindowSet, classes: tuple[str, ...],
@@ -78,9 +85,17 @@ def _window_targets(windows: WindowSet) -> tuple[np.ndarray, np.ndarray]:
     return windows.data[keep], y[keep]
 
 
-def fit_stateful(train: WindowSet, validation: WindowSet, classes: tuple[str, ...],
-                 settings: FitSettings, config: StatefulConfig | None = None) -> FitResult:
-    """Train the CNN + GRU on crops of consecutive windows, validated on whole streams."""
+def fit_stateful(train: WindowSet, validation: WindowSet | None, classes: tuple[str, ...],
+                 settings: FitSettings, config: StatefulConfig | None = None,
+                 temperature: float = 1.0) -> FitResult:
+    """Train the CNN + GRU on crops of consecutive windows, validated on whole streams.
+
+    With `validation` None (the final model, trained on every training user) there is
+    nothing to stop on: it runs `settings.epochs` epochs (a count chosen by cross-validation),
+    halves the learning rate on a training-loss plateau, keeps the last moving average of the
+    weights and folds the given `temperature` (fitted on out-of-fold predictions) into its
+    head. Otherwise it early-stops on `validation` and calibrates on it.
+    """
     keras.utils.set_random_seed(settings.seed)
     mean, std = dataset.standardisation(train)
     models = build_stateful(mean, std, len(classes), config or StatefulConfig())
@@ -89,42 +104,39 @@ def fit_stateful(train: WindowSet, validation: WindowSet, classes: tuple[str, ..
     crops = SequenceCrops(train, settings)
     monitor = StreamValidation(models, validation, settings.with_transition,
                                settings.ema_decay)
+    if validation is None:
+        callbacks: list[keras.callbacks.Callback] = [
+            monitor, keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=3)]
+    else:
+        callbacks = [monitor, *_stopping(settings, restore=settings.ema_decay <= 0)]
     started = time.perf_counter()
-    history = models.trainer.fit(
-        crops, epochs=settings.epochs, verbose=settings.verbose,
-        callbacks=[monitor, *_stopping(settings, restore=settings.ema_decay <= 0)])
-    temperature = calibrate(models, validation, settings.with_transition)
+    history = models.trainer.fit(crops, epochs=settings.epochs, verbose=settings.verbose,
+                                 callbacks=callbacks)
+    if validation is None:
+        fold_temperature(models, temperature)
+    else:
+        temperature = calibrate(models, validation, settings.with_transition)
     return FitResult(models.step, models.trainer, classes, mean, std,
                      time.perf_counter() - started, len(history.history["loss"]),
-                     history.history, temperature)
+                     history.history, temperature, monitor.best_epoch)
 
 
 def calibrate(models: StatefulModels, validation: WindowSet, with_transition: bool) -> float:
-    """Temperature scaling on the validation streams, folded into the softmax head.
-
-    softmax((W x + b) / T) is a Dense layer with weights W/T, b/T, so the calibrated model
-    keeps its exact layers; the argmax, hence accuracy, is unchanged.
-    """
+    """Temperature scaling on the validation streams, folded into the softmax head."""
     targets = dataset.targets(validation, with_transition)
     scored = targets >= 0
     log_probs = np.log(np.maximum(stream_probs(models.trainer, validation)[scored], 1e-12))
     temperature = fit_temperature(log_probs, targets[scored])
-    head = models.step.get_layer("head")
-    kernel, bias = head.get_weights()
-    head.set_weights([kernel / temperature, bias / temperature])
+    fold_temperature(models, temperature)
     return temperature
 
 
-def fit_temperature(log_probs: np.ndarray, targets: np.ndarray) -> float:
-    """The T in [0.25, 8] minimising the negative log-likelihood of softmax(log p / T)."""
-    best, best_nll = 1.0, np.inf
-    for temperature in np.exp(np.linspace(np.log(0.25), np.log(8.0), 141)):
-        z = log_probs / temperature
-        z -= z.max(axis=1, keepdims=True)
-        nll = -np.mean(z[np.arange(len(z)), targets] - np.log(np.exp(z).sum(axis=1)))
-        if nll < best_nll:
-            best, best_nll = float(temperature), nll
-    return best
+def fold_temperature(models: StatefulModels, temperature: float) -> None:
+    """softmax((W x + b) / T) is a Dense layer with weights W/T, b/T, so the calibrated model
+    keeps its exact layers; the argmax, hence accuracy, is unchanged."""
+    head = models.step.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel / temperature, bias / temperature])
 
 
 def _stopping(settings: FitSettings, restore: bool = True) -> list[keras.callbacks.Callback]:
@@ -159,7 +171,8 @@ class SequenceCrops(keras.utils.PyDataset):
         rows = starts[:, None] + np.arange(self.settings.sequence_length)[None, :]
         x = self.windows.data[rows]
         if self.settings.augment:
-            x = rotate_and_scale(x, self.rng)
+            x = rotate_and_scale(x, self.rng, yaw_degrees=self.settings.yaw_degrees,
+                                 yaw_share=self.settings.yaw_share)
         return x, self.y[rows], self.weight[rows]
 
 
@@ -173,15 +186,15 @@ class StreamValidation(keras.callbacks.Callback):
     smooths the epoch-to-epoch swings of whole-stream accuracy.
     """
 
-    def __init__(self, models: StatefulModels, validation: WindowSet,
+    def __init__(self, models: StatefulModels, validation: WindowSet | None,
                  with_transition: bool, ema_decay: float = 0.0) -> None:
         super().__init__()
         self.trainer, self.validation = models.trainer, validation
-        self.targets = dataset.targets(validation, with_transition)
-        self.benchmark = dataset.benchmark_mask(validation)
+        self.with_transition = with_transition
         self.ema_decay = ema_decay
         self.average: list[np.ndarray] | None = None
         self.best: tuple[float, list[np.ndarray]] | None = None
+        self.best_epoch = 0
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         if self.ema_decay <= 0:
@@ -195,21 +208,27 @@ class StreamValidation(keras.callbacks.Callback):
                                                                  strict=True)]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if self.validation is None:  # nothing to select on: keep the latest average
+            if self.average is not None:
+                self.best, self.best_epoch = (0.0, [w.copy() for w in self.average]), epoch + 1
+            return
+        targets = dataset.targets(self.validation, self.with_transition)
+        benchmark = dataset.benchmark_mask(self.validation)
         raw = None
         if self.average is not None:
             raw = self.trainer.get_weights()
             self.trainer.set_weights(self.average)
         probs = stream_probs(self.trainer, self.validation)
-        scored = self.targets >= 0
-        picked = probs[scored, self.targets[scored]]
+        scored = targets >= 0
+        picked = probs[scored, targets[scored]]
         loss = float(-np.mean(np.log(np.maximum(picked, 1e-7))))
         if logs is not None:
             logs["val_loss"] = loss
             logs["val_accuracy"] = float(np.mean(
-                probs[self.benchmark].argmax(axis=1) == self.targets[self.benchmark]))
+                probs[benchmark].argmax(axis=1) == targets[benchmark]))
         if raw is not None and self.average is not None:
             if self.best is None or loss < self.best[0]:
-                self.best = (loss, [w.copy() for w in self.average])
+                self.best, self.best_epoch = (loss, [w.copy() for w in self.average]), epoch + 1
             self.trainer.set_weights(raw)
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:

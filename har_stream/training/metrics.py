@@ -34,6 +34,21 @@ def macro_f1(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> float:
     return float(f1[:n_classes].mean())
 
 
+def reliability_bins(probs: np.ndarray, truth: np.ndarray, bins: int = 15
+                     ) -> list[dict[str, float]]:
+    """Per equal-width confidence bin holding windows: its range, share of windows, mean
+    confidence and accuracy (the reliability diagram; ECE is their weighted gap)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    return [{"lower": float(edges[b]), "upper": float(edges[b + 1]),
+             "share": float(np.mean(which == b)),
+             "confidence": float(confidence[which == b].mean()),
+             "accuracy": float(correct[which == b].mean())}
+            for b in range(bins) if np.any(which == b)]
+
+
 def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int = 15) -> float:
     """Gap between confidence and accuracy, averaged over equal-width confidence bins."""
     confidence = probs.max(axis=1)
@@ -46,3 +61,29 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
         if members.any():
             error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
     return float(error)
+
+
+def fit_temperature(log_probs: np.ndarray, targets: np.ndarray) -> float:
+    """The T in [0.25, 8] minimising the negative log-likelihood of softmax(log p / T)."""
+    best, best_nll = 1.0, np.inf
+    for temperature in np.exp(np.linspace(np.log(0.25), np.log(8.0), 141)):
+        z = log_probs / temperature
+        z -= z.max(axis=1, keepdims=True)
+        nll = -np.mean(z[np.arange(len(z)), targets] - np.log(np.exp(z).sum(axis=1)))
+        if nll < best_nll:
+            best, best_nll = float(temperature), nll
+    return best
+
+
+def fit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray) -> float:
+    """The T in [0.25, 8] minimising the expected calibration error of softmax(log p / T)
+    (ties: the T closest to 1)."""
+    best, best_ece = 1.0, np.inf
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 141))
+    for temperature in sorted(grid, key=lambda t: abs(np.log(t))):
+        z = log_probs / temperature
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        ece = expected_calibration_error(z / z.sum(axis=1, keepdims=True), targets)
+        if ece < best_ece - 1e-9:
+            best, best_ece = float(temperature), ece
+    return best

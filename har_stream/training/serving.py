@@ -109,3 +109,35 @@ def _users(windows: WindowSet) -> list[int]:
     import numpy as np
 
     return sorted(int(u) for u in np.unique(windows.user_id))
+
+
+def calibrate_dir(directory: Path, temperature: float, validation: WindowSet, test: WindowSet,
+                  note: str = "") -> None:
+    """Set the softmax temperature of a model directory to `temperature` (fitted elsewhere,
+    e.g. on out-of-fold predictions): rescale the head of `model.keras` from the card's
+    current temperature, give the weights a new version, then re-export in float32 and
+    re-evaluate (`export_dir`). The argmax, hence every accuracy, is unchanged."""
+    from har_stream.serving import KERAS_FILE
+    from har_stream.training import card as cards
+    from har_stream.training.export import FLOAT32
+    from har_stream.training.keras_file import load_keras
+
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, not {temperature}")
+    card = cards.read_card(directory)
+    step = load_keras(directory, card)
+    architecture = dict(card.get("architecture", {}))
+    current = float(architecture.get("softmax_temperature", 1.0))
+    head = step.get_layer("head")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * current / temperature, bias * current / temperature])
+    step.save(directory / KERAS_FILE)
+    architecture["softmax_temperature"] = round(temperature, 4)
+    training = dict(card.get("training", {}))
+    if note:
+        training["notes"] = [*training.get("notes", []), note]
+    version = f"{weights_version(card).split('-T')[0]}-T{temperature:.2f}"
+    card = {k: v for k, v in card.items() if k not in ("serving", "evaluation")}
+    card.update(version=version, architecture=architecture, training=training)
+    cards.write_card(directory, card)  # vouches for the new model.keras
+    export_dir(directory, FLOAT32, validation, test)

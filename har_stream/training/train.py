@@ -54,8 +54,15 @@ class TrainOptions:
     kernel: int = STATEFUL_KERNEL
     with_transition: bool = True
     augment: bool = True
+    yaw_degrees: float = 0.0
+    """Stateful: augmentation turns each sequence about device x by up to this angle."""
+    yaw_share: float = 1.0
+    """Stateful: share of the training sequences so turned."""
     ema_decay: float = 0.99
     n_validation: int = 5
+    """0: train on every training user for exactly `epochs` (chosen by cross-validation)."""
+    temperature: float = 1.0
+    """With `n_validation` 0: softmax temperature to fold into the head (fitted out of fold)."""
     max_recordings: int = 0
     """> 0: keep only this many recordings per split (quick smoke runs)."""
     verbose: int = 1
@@ -111,13 +118,15 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
         seed=options.seed, sequence_length=options.sequence_length,
         with_transition=options.with_transition, augment=options.augment,
+        yaw_degrees=options.yaw_degrees, yaw_share=options.yaw_share,
         ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0,
         verbose=options.verbose)
     if options.arch == STATEFUL:
         config = stateful_config(options)
-        result = fit.fit_stateful(prepared.train, prepared.validation, classes, settings, config)
-        validation = _scores(fit.stream_probs(result.trainer, prepared.validation),
-                             prepared.validation)
+        held = prepared.validation if len(prepared.validation) else None
+        result = fit.fit_stateful(prepared.train, held, classes, settings, config,
+                                  temperature=options.temperature)
+        validation = _scores(fit.stream_probs(result.trainer, held), held) if held else {}
         architecture = {"kind": "cnn-gru", **config.to_dict(),
                         "softmax_temperature": round(result.temperature, 4)}
     else:
@@ -133,7 +142,8 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         options.out.mkdir(parents=True, exist_ok=True)
         result.model.save(options.out / KERAS_FILE)
         cards.write_card(options.out, card)
-        export_dir(options.out, options.precision, prepared.validation, prepared.test)
+        # with no validation users, the float/served agreement is checked on training users
+        export_dir(options.out, options.precision, held or prepared.train, prepared.test)
     else:
         options.out.mkdir(parents=True, exist_ok=True)
         result.model.save(options.out / "model.keras")

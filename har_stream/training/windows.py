@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from har_stream.core.records import WindowBatch
+from har_stream.core.records import CHANNELS, WINDOW, WindowBatch
 from har_stream.training.hapt import Recording
 from har_stream.training.labels import label_windows
 
@@ -50,6 +50,11 @@ class WindowSet:
 
     @staticmethod
     def concatenate(parts: Sequence[WindowSet]) -> WindowSet:
+        if not parts:  # e.g. no validation users
+            return WindowSet(np.zeros((0, WINDOW, len(CHANNELS)), np.float32),
+                             *(np.zeros(0, dtype) for dtype in (
+                                 np.int64, np.int32, np.int32, np.int64, np.float32,
+                                 np.float32)))
         return WindowSet(*(np.concatenate([getattr(p, f) for p in parts])
                            for f in WindowSet.__slots__))
 

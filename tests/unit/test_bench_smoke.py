@@ -65,6 +65,14 @@ def test_model_pipeline_measures_every_stage() -> None:
     assert model_pipeline_bench.measure_one_at_a_time(TinyModel(), 2, 3) > 0
 
 
+def test_model_pipeline_runs_another_model_side_by_side() -> None:
+    text = model_pipeline_bench.served_against_other(
+        TinyModel(), TinyModel(), ("float32", "other model"), rounds=1, steps=2,
+        other_is="the model in `before/`")
+    assert "flatbuffer against the model in `before/`, at 10,000 devices" in text
+    assert "\n| 1 | " in text
+
+
 def test_memory_footprint_counts_the_registry() -> None:
     got = memory_bench.measure(50, chunk=20)
     assert got.devices == 50 and got.capacity >= 50

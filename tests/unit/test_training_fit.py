@@ -43,3 +43,22 @@ def test_temperature_scaling_recovers_the_overconfidence_factor():
     overconfident = 4.0 * logits
     overconfident -= np.log(np.exp(overconfident).sum(axis=1, keepdims=True))
     assert abs(fit_temperature(overconfident, targets) - 4.0) < 0.6
+
+
+def test_temperature_by_ece_lowers_the_calibration_error_of_overconfident_scores():
+    from har_stream.training.metrics import expected_calibration_error, fit_temperature_ece
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 1.5, (5000, 6))
+    calibrated = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    targets = (np.exp(calibrated).cumsum(axis=1) < rng.random((5000, 1))).sum(axis=1)
+    overconfident = 3.0 * calibrated
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    temperature = fit_temperature_ece(overconfident, targets)
+    assert 2.0 < temperature < 4.5
+    assert (expected_calibration_error(softmax(overconfident / temperature), targets)
+            < 0.5 * expected_calibration_error(softmax(overconfident), targets))
