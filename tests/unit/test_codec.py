@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream.core import codec
+from har_stream.core import codec, results_codec, sensor_codec
 from har_stream.core.codec import (
     MAX_DETAIL_CHARS,
     REASONS,
@@ -278,7 +278,7 @@ def test_fast_path_and_exact_path_agree(rows: list, data: st.DataObject) -> None
             return error.reason, error.detail
 
     fast = outcome(lambda: decode_sensor(dump(message)))
-    exact = outcome(lambda: codec._sensor_from(message, None, Limits(), None, 0))
+    exact = outcome(lambda: sensor_codec._sensor_from(message, None, Limits(), None, 0))
     assert fast == exact
 
 
@@ -368,7 +368,7 @@ def test_result_encoding_refuses_non_finite_numbers() -> None:
         encode_result(result_example(probabilities={"WALKING": math.inf}))
 
 
-@pytest.mark.parametrize("field", codec._RESULT_FIELDS)
+@pytest.mark.parametrize("field", results_codec._RESULT_FIELDS)
 def test_decode_result_names_a_missing_field(field: str) -> None:
     message = orjson.loads(encode_result(result_example()))
     del message[field]

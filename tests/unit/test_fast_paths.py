@@ -15,22 +15,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from har_stream.core import codec, pipeline
+from har_stream.core import pipeline, sensor_codec
 from har_stream.core.codec import DecodeError, Limits, decode_sensor, encode_sensor
 from har_stream.core.pipeline import Pipeline
 from har_stream.core.records import HOP, SAMPLE_PERIOD_MS, WINDOW, SensorBatch
 from har_stream.core.windowing import at_hop_boundary, emit_windows
 
-pytestmark = pytest.mark.skipif(codec._simdjson is None, reason="pysimdjson not installed")
+pytestmark = pytest.mark.skipif(sensor_codec._simdjson is None, reason="pysimdjson not installed")
 
 
 def exact(value: bytes, key: bytes | None = None, limits: Limits = Limits()) -> object:
     """decode_sensor's outcome with the fast path switched off."""
-    saved, codec._simdjson = codec._simdjson, None
+    saved, sensor_codec._simdjson = sensor_codec._simdjson, None
     try:
         return outcome(lambda: decode_sensor(value, key, limits))
     finally:
-        codec._simdjson = saved
+        sensor_codec._simdjson = saved
 
 
 def outcome(run: object) -> object:
@@ -43,7 +43,7 @@ def outcome(run: object) -> object:
 
 
 def fast(value: bytes, key: bytes | None = None, limits: Limits = Limits()) -> object:
-    batch = codec._fast_batch(value, key, limits, 0)
+    batch = sensor_codec._fast_batch(value, key, limits, 0)
     return None if batch is None else outcome(lambda: batch)
 
 
