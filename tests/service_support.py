@@ -325,7 +325,7 @@ class InProcessService:
         self.thread = threading.Thread(target=self._run, daemon=True, name="service")
 
     def _run(self) -> None:
-        from har_stream.service import loop as app
+        from har_stream.service import runner as app
 
         try:
             app.run(self.settings, self.stop, self.model)  # type: ignore[arg-type]

@@ -54,7 +54,7 @@ class _Probe:
     step had consumed by then."""
 
     def __init__(self) -> None:
-        from har_stream.service import loop as app
+        from har_stream.service import runner as app
 
         self.service: Any = None
         self.begins: list[float] = []
@@ -162,8 +162,8 @@ def send_flood(bootstrap_servers: str, topic: str, devices: int) -> None:
 def measure(devices: int) -> dict[str, Any]:
     """Flood a running service with `devices` new devices in this process; the figures."""
     from har_stream.kafka.clients import make_producer
-    from har_stream.service import loop as app
     from har_stream.service import metrics
+    from har_stream.service import runner as app
     from har_stream.service.settings import KafkaSettings, Settings
     from har_stream.tools.broker import EmbeddedBroker
 

@@ -95,7 +95,8 @@ def main(args: argparse.Namespace) -> int:
 
     from har_stream.kafka.clients import BrokerUnavailable, TopicError
     from har_stream.service.changelog import RestoreError
-    from har_stream.service.loop import ServiceError, run
+    from har_stream.service.loop import ServiceError
+    from har_stream.service.runner import run
 
     gc.freeze()  # what is loaded so far lives as long as the process: never scan it again
     gc.set_threshold(*GC_THRESHOLDS)
