@@ -46,7 +46,7 @@ PASSING = ("TRANSITION",)
 class SmoothingSettings:
     """Hysteresis of the activity changes (defaults chosen in docs/SUBSCRIBERS.md)."""
 
-    hold_windows: int = 2
+    hold_windows: int = 1
     """Consecutive windows a new activity must hold before it is entered."""
     enter_confidence: float = 0.9
     """A window with at least this confidence enters its activity at once (> 1: never)."""

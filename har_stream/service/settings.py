@@ -32,6 +32,7 @@ from har_stream.core.options import (
     options_from,
     secret_values,
 )
+from har_stream.core.transitions import SmoothingSettings
 from har_stream.kafka.settings import COMPRESSION_TYPES, KafkaSettings, TopicSettings
 
 __all__ = [  # the settings API the service's callers use, whichever module defines each name
@@ -42,6 +43,8 @@ __all__ = [  # the settings API the service's callers use, whichever module defi
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 INPUT_LIMITS = Limits()
 """The codec's defaults: the service's input limits default to them (one place)."""
+SMOOTHING = SmoothingSettings()
+"""The smoother's defaults (chosen in docs/SUBSCRIBERS.md): the service's default to them."""
 DEVICE_RECORDS = ("poll", "checkpoint")
 
 
@@ -120,13 +123,14 @@ class Settings:
         "poll, after it) or checkpoint (each device's latest, once per checkpoint: fewer "
         "records for large fleets, status up to HAR_COMMIT_INTERVAL_S old)",
         choices=DEVICE_RECORDS)
-    hold_windows: int = option(2, "activity changes: windows a new activity must hold before "
-                                  "it is entered", at_least=1, at_most=1000)
-    enter_confidence: float = option(0.9, "activity changes: a window this confident enters "
-                                          "its activity at once (above 1: never)",
-                                     at_least=0, at_most=2)
-    change_max_gap_ms: int = option(10_000, "activity changes: stream time between two "
-                                            "windows beyond which a run starts afresh",
+    hold_windows: int = option(SMOOTHING.hold_windows, "activity changes: windows a new "
+                               "activity must hold before it is entered (2 or more: fewer "
+                               "blips, each change later)", at_least=1, at_most=1000)
+    enter_confidence: float = option(SMOOTHING.enter_confidence, "activity changes: a window "
+                                     "this confident enters its activity at once (above 1: "
+                                     "never)", at_least=0, at_most=2)
+    change_max_gap_ms: int = option(SMOOTHING.max_gap_ms, "activity changes: stream time "
+                                    "between two windows beyond which a run starts afresh",
                                     at_least=0, at_most=86_400_000)
     day_utc_offset_minutes: int = option(0, "daily totals: days start at midnight of UTC plus "
                                             "this many minutes (fixed, no daylight saving)",

@@ -8,8 +8,9 @@ recording), cached to an .npz; then the smoother (`core.transitions`, the servic
 runs over each recording for every (hold_windows N, enter_confidence c) of the grid.
 
 Rule: on the TRAINING users (the model card's train + validation users), keep the pairs whose
-smoothed per-window accuracy is within 0.1 point of the best, then take the fewest short
-stints (an activity held < 3 windows) per hour, then the least added delay. The chosen pair's
+smoothed per-window accuracy is not below the raw one (smoothing must not lower it; if none,
+those within 0.1 point of the best), then take the fewest short stints (an activity held < 3
+windows) per hour, then the least added delay. The chosen pair's
 figures on the TEST users go to docs/SUBSCRIBERS.md. Figures per user set:
 - accuracy: windows inside one basic-activity segment, raw argmax vs smoothed activity
   (none yet counts as wrong; the smoother never answers TRANSITION);
@@ -161,8 +162,10 @@ def sweep(cached: dict[str, np.ndarray]) -> tuple[SmoothingSettings, list[dict]]
             settings = SmoothingSettings(hold_windows=hold, enter_confidence=confidence)
             figures = evaluate(cached, cached["train_users"], settings)
             rows.append({"hold_windows": hold, "enter_confidence": confidence, **figures})
-    best = max(r["accuracy"] for r in rows)
-    tied = [r for r in rows if r["accuracy"] >= best - ACCURACY_TIE]
+    tied = [r for r in rows if r["accuracy"] >= r["raw_accuracy"]]
+    if not tied:
+        best = max(r["accuracy"] for r in rows)
+        tied = [r for r in rows if r["accuracy"] >= best - ACCURACY_TIE]
     chosen = min(tied, key=lambda r: (r["short_per_hour"], r["mean_added_delay_windows"]))
     return SmoothingSettings(int(chosen["hold_windows"]), chosen["enter_confidence"]), rows
 
