@@ -26,7 +26,7 @@ import numpy as np
 from har_stream.core.option_rules import check_fields
 from har_stream.core.options import add_options, masked_repr, option, options_from
 from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
-from har_stream.kafka.settings import KafkaSettings
+from har_stream.kafka.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +276,21 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=main)
 
 
+def _ensure_sensor_topic(settings: SimulatorSettings) -> None:
+    """Create the sensor topic when it is missing, with the service's default layout: no
+    client of har-stream creates a topic by sending to it (docs/RELIABILITY.md), so a
+    simulator started before the recognizer would otherwise publish into nothing."""
+    from har_stream.kafka.clients import TopicSpec, close_quietly, ensure_topics, make_admin
+
+    layout = TopicSettings()
+    admin = make_admin(settings.kafka)
+    try:
+        ensure_topics(admin, {settings.sensor_topic: TopicSpec(layout.partitions,
+                                                               layout.replication_factor)})
+    finally:
+        close_quietly(admin)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         settings = options_from(SimulatorSettings, args, os.environ)
@@ -285,7 +300,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    from har_stream.kafka.clients import BrokerUnavailable, make_producer
+    from har_stream.kafka.clients import BrokerUnavailable, TopicError, make_producer
     from har_stream.training.hapt import DataError, load_hapt
 
     path = settings.data or default_data_path()
@@ -300,8 +315,9 @@ def main(args: argparse.Namespace) -> int:
     streams = plan_streams(recordings, settings.devices, settings.device_prefix,
                            settings.start_ms, settings.stagger_s, settings.max_samples)
     try:
+        _ensure_sensor_topic(settings)
         producer = make_producer(settings.kafka, linger_ms=20)
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, TopicError) as exc:
         print(f"har-stream simulate: {exc}", file=sys.stderr)
         return 3
     stop = threading.Event()

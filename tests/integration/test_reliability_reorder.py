@@ -88,8 +88,10 @@ def test_a_message_held_back_survives_a_restart(service_settings: Settings) -> N
     results.close()
 
 
-def _stream_from(model: FakeModel, device_id: str, samples: np.ndarray, seq0: int) -> Expected:
-    """The offline results of a stream that starts at `seq0` (as after a restart)."""
+def _stream_from(model: FakeModel, device_id: str, samples: np.ndarray, seq0: int,
+                 epoch: int = 0) -> Expected:
+    """The offline results of a stream that starts at `seq0` (as after a restart: the stream's
+    `epoch` counts its restarts, and is part of every window id)."""
     windows = replay(samples[:, :3], samples[:, 3:], device_id,
                      t0_ms=T0_MS + round(seq0 * SAMPLE_PERIOD_MS))
     state = np.zeros((1, model.state_size), np.float32)
@@ -99,7 +101,7 @@ def _stream_from(model: FakeModel, device_id: str, samples: np.ndarray, seq0: in
         probs, state = model.predict(windows.data[i:i + 1], state)
         activity = model.classes[int(np.argmax(probs[0]))]
         tally[activity] += 1
-        out[window_id(device_id, seq0 + int(windows.seqs[i]))] = (
+        out[window_id(device_id, seq0 + int(windows.seqs[i]), epoch)] = (
             activity, probs[0], int(windows.t_start_ms[i]), int(windows.t_end_ms[i]))
     return Expected(out, {device_id: tally})
 
@@ -111,7 +113,7 @@ def test_a_swap_beyond_the_allowance_restarts_the_stream_and_counts_the_late_sam
     batches = _swap(batches_of("far", samples, 64, T0_MS), 10)  # seq 704.. before 640..
     model = FakeModel()
     before, after = (_stream_from(model, "far", samples[:640], 0),
-                     _stream_from(model, "far", samples[704:], 704))
+                     _stream_from(model, "far", samples[704:], 704, epoch=1))
     expected = Expected(before.results | after.results, {"far": {
         c: before.counts["far"][c] + after.counts["far"][c] for c in model.classes}})
     late, resets = _event("late_samples"), _event("stream_resets")
