@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from har_stream.core.codec import DecodeError
+from har_stream.core.json_codec import DecodeError, finite, mapping, wrong_type
 from har_stream.core.records import window_id
 from har_stream.core.subscriber_records import ActivityChange, DayTotals, DeviceStatus
 
@@ -35,7 +35,7 @@ def encode_change(change: ActivityChange) -> bytes:
         "epoch": int(change.epoch), "seq": int(change.seq),
         "previous": change.previous, "activity": change.activity,
         "started_ms": int(change.started_ms), "confirmed_ms": int(change.confirmed_ms),
-        "confidence": _finite(change.confidence, "confidence"), "windows": int(change.windows),
+        "confidence": finite(change.confidence, "confidence"), "windows": int(change.windows),
     })
 
 
@@ -72,9 +72,9 @@ def encode_device(device: DeviceStatus) -> bytes:
     return orjson.dumps({
         "device_id": device.device_id, "activity": device.activity,
         "since_ms": None if device.since_ms is None else int(device.since_ms),
-        "confidence": _finite(device.confidence, "confidence"),
+        "confidence": finite(device.confidence, "confidence"),
         "last_activity": device.last_activity,
-        "last_confidence": _finite(device.last_confidence, "last_confidence"),
+        "last_confidence": finite(device.last_confidence, "last_confidence"),
         "last_window_id": device.last_window_id, "last_epoch": int(device.last_epoch),
         "last_seq": int(device.last_seq),
         "updated_ms": int(device.updated_ms),
@@ -115,7 +115,7 @@ def _day_dict(day: DayTotals) -> dict[str, Any]:
         "device_id": day.device_id, "day": day.day, "day_start_ms": int(day.day_start_ms),
         "utc_offset_minutes": int(day.utc_offset_minutes),
         "windows": {str(name): int(n) for name, n in day.windows.items()},
-        "seconds": {str(name): _finite(s, f"seconds of {name}") for name, s in day.seconds.items()},
+        "seconds": {str(name): finite(s, f"seconds of {name}") for name, s in day.seconds.items()},
         "first_ms": int(day.first_ms), "last_ms": int(day.last_ms),
         "last_epoch": int(day.last_epoch), "last_seq": int(day.last_seq),
         "closed": bool(day.closed),
@@ -134,12 +134,12 @@ def _day_from(message: dict) -> DayTotals:
         device_id=_string(message, "device_id"), day=label,
         day_start_ms=_integer(message, "day_start_ms", None),
         utc_offset_minutes=_integer(message, "utc_offset_minutes", -1439, 1439),
-        windows=_mapping(message, "windows", lambda v, w: _whole(v, w, 0, None)),
+        windows=mapping(message, "windows", lambda v, w: _whole(v, w, 0, None)),
         first_ms=_integer(message, "first_ms", 0), last_ms=_integer(message, "last_ms", 0),
         last_seq=_integer(message, "last_seq", 0), closed=closed,
         last_epoch=_integer(message, "last_epoch", 0),
     )
-    seconds = _mapping(message, "seconds", lambda v, w: _real(v, w, 0.0, math.inf))
+    seconds = mapping(message, "seconds", lambda v, w: _real(v, w, 0.0, math.inf))
     if seconds != day.seconds:
         raise DecodeError("inconsistent_field", "seconds: not the windows x 1.28 s of each "
                                                 "activity")
@@ -186,7 +186,7 @@ def _string(message: dict, name: str, nullable: bool = False) -> Any:
     if nullable and x is None:
         return None
     if type(x) is not str:
-        raise _wrong_type(name, "a string", x)
+        raise wrong_type(name, "a string", x)
     return x
 
 
@@ -200,7 +200,7 @@ def _integer(message: dict, name: str, minimum: int | None, maximum: int | None 
 
 def _whole(x: Any, where: str, minimum: int | None, maximum: int | None) -> int:
     if type(x) is not int:
-        raise _wrong_type(where, "an integer", x)
+        raise wrong_type(where, "an integer", x)
     if (minimum is not None and x < minimum) or (maximum is not None and x > maximum):
         raise DecodeError("out_of_range", f"{where}: {x} is outside {minimum}..{maximum}")
     return x
@@ -212,26 +212,7 @@ def _number(message: dict, name: str, low: float, high: float) -> float:
 
 def _real(x: Any, where: str, low: float, high: float) -> float:
     if type(x) is not float and type(x) is not int:
-        raise _wrong_type(where, "a number", x)
+        raise wrong_type(where, "a number", x)
     if not low <= x <= high:
         raise DecodeError("out_of_range", f"{where}: {x!r} is outside {low:g}..{high:g}")
     return float(x)
-
-
-def _mapping(message: dict, name: str, check: Any) -> dict:
-    x = message[name]
-    if type(x) is not dict:
-        raise _wrong_type(name, "an object", x)
-    return {key: check(v, f"{name}[{key[:40]!a}]") for key, v in x.items()}
-
-
-def _wrong_type(where: str, expected: str, x: Any) -> DecodeError:
-    shown = "null" if x is None else type(x).__name__
-    return DecodeError("wrong_type", f"{where}: expected {expected}, got {shown}")
-
-
-def _finite(x: Any, what: str) -> float:
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{what} is {x!r}; only finite numbers can be encoded")
-    return x
