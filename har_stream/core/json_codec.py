@@ -183,9 +183,10 @@ def show(x: Any, limit: int = 40) -> str:
     return shown if len(text) <= limit else f"{shown}... ({len(text)} characters)"
 
 
-def check_object(message: Any, fields: tuple[str, ...]) -> None:
+def check_object(message: Any, fields: tuple[str, ...], where: str = "top level") -> None:
+    """`message` is an object with exactly `fields` (`where` names it in the detail)."""
     if type(message) is not dict:
-        raise DecodeError("not_object", f"top level is {describe(message)}, expected an object")
+        raise DecodeError("not_object", f"{where} is {describe(message)}, expected an object")
     unknown = [name for name in message if name not in fields]
     if unknown:
         raise DecodeError("unknown_field", f"unknown field {show(unknown[0])}")

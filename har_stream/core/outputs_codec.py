@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from har_stream.core.json_codec import DecodeError, finite, mapping, wrong_type
+from har_stream.core.json_codec import DecodeError, check_object, finite, mapping, wrong_type
 from har_stream.core.records import window_id
 from har_stream.core.subscriber_records import ActivityChange, DayTotals, DeviceStatus
 
@@ -87,7 +87,7 @@ def decode_device(value: bytes) -> DeviceStatus:
     message = _object(value, _DEVICE_FIELDS)
     today = message["today"]
     if today is not None:
-        _check_fields(today, _DAY_FIELDS, "today")
+        check_object(today, _DAY_FIELDS, "today")
     device = DeviceStatus(
         device_id=_string(message, "device_id"),
         activity=_string(message, "activity", nullable=True),
@@ -158,20 +158,8 @@ def _object(value: bytes, fields: tuple[str, ...]) -> dict:
     except orjson.JSONDecodeError as error:
         raise DecodeError("not_json", f"{error.msg} at line {error.lineno} column "
                                       f"{error.colno}") from None
-    _check_fields(message, fields, "top level")
+    check_object(message, fields)
     return message
-
-
-def _check_fields(message: Any, fields: tuple[str, ...], where: str) -> None:
-    if type(message) is not dict:
-        raise DecodeError("not_object", f"{where} is {type(message).__name__}, expected an "
-                                        "object")
-    unknown = [name for name in message if name not in fields]
-    if unknown:
-        raise DecodeError("unknown_field", f"unknown field {unknown[0][:40]!a}")
-    missing = [name for name in fields if name not in message]
-    if missing:
-        raise DecodeError("missing_field", f"missing field {missing[0]!r}")
 
 
 def _check_window_id(message: dict, name: str, device_id: str, seq: int, epoch: int) -> None:
