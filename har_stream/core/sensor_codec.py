@@ -4,7 +4,7 @@
 precise, log-safe `detail` (`core.json_codec`). Decoding is per message and pure, so one bad
 message never affects another. The format is documented in docs/WIRE_FORMAT.md and the JSON
 Schemas in docs/schemas/; the codec accepts a subset of what the schemas allow. A rejected
-record goes to the dead-letter topic with the headers `dead_letter_headers` builds.
+record goes to the dead-letter topic with the headers `core.dead_letters` builds.
 
 Speed: a well-formed batch takes a fast path (`_fast_batch`) that parses with simdjson and copies
 the samples straight into a float64 array, with no Python object per number; it only accepts,
@@ -45,12 +45,6 @@ from har_stream.core.json_codec import (
 )
 from har_stream.core.records import RATE_HZ, SAMPLE_FIELDS, SensorBatch
 
-HEADER_REASON = "har.error.reason"
-HEADER_DETAIL = "har.error.detail"
-HEADER_SOURCE_TOPIC = "har.source.topic"
-HEADER_SOURCE_PARTITION = "har.source.partition"
-HEADER_SOURCE_OFFSET = "har.source.offset"
-"""Headers of a dead-letter record; its key and value are the original record's, untouched."""
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -63,19 +57,6 @@ class Limits:
     max_device_id_len: int = 128
     device_id_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
     rate_hz: float = RATE_HZ
-
-
-def dead_letter_headers(reason: str, detail: str, topic: str, partition: int | None = None,
-                        offset: int | None = None) -> list[tuple[str, bytes]]:
-    """The headers saying why a record went to the dead-letter topic and where it came from:
-    the one builder of them (rejected input and undeliverable output alike)."""
-    headers = [(HEADER_REASON, reason.encode()), (HEADER_DETAIL, detail.encode()),
-               (HEADER_SOURCE_TOPIC, topic.encode())]
-    if partition is not None:
-        headers.append((HEADER_SOURCE_PARTITION, str(partition).encode()))
-    if offset is not None:
-        headers.append((HEADER_SOURCE_OFFSET, str(offset).encode()))
-    return headers
 
 
 # ---------------------------------------------------------------------------------------------
