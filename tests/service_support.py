@@ -132,9 +132,10 @@ class Expected:
 
 
 def offline_results(model: object, streams: dict[str, np.ndarray],
-                    t0_ms: int = 1_700_000_000_000) -> Expected:
+                    t0_ms: int = 1_700_000_000_000, seq0: int = 0, epoch: int = 0) -> Expected:
     """Windows of each whole stream through `pipeline.replay`, classified window after window
-    with the recurrent state carried per device: the offline path, without the Recognizer."""
+    with the recurrent state carried per device: the offline path, without the Recognizer.
+    `seq0` / `epoch`: the streams start at that seq, in that epoch (as after a restart)."""
     from har_stream.core.pipeline import replay
     from har_stream.core.records import window_id
 
@@ -151,7 +152,7 @@ def offline_results(model: object, streams: dict[str, np.ndarray],
             probs, state = model.predict(windows.data[i:i + 1], state)  # type: ignore[attr-defined]
             activity = classes[int(np.argmax(probs[0]))]
             tally[activity] += 1
-            results[window_id(device_id, int(windows.seqs[i]))] = (
+            results[window_id(device_id, seq0 + int(windows.seqs[i]), epoch)] = (
                 activity, probs[0], int(windows.t_start_ms[i]), int(windows.t_end_ms[i]))
         counts[device_id] = tally
     return Expected(results, counts)

@@ -28,8 +28,7 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.core.pipeline import replay
-from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch, window_id
+from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 from har_stream.service import metrics
 from har_stream.service.settings import Settings
 
@@ -92,19 +91,8 @@ def _stream_from(model: FakeModel, device_id: str, samples: np.ndarray, seq0: in
                  epoch: int = 0) -> Expected:
     """The offline results of a stream that starts at `seq0` (as after a restart: the stream's
     `epoch` counts its restarts, and is part of every window id)."""
-    windows = replay(samples[:, :3], samples[:, 3:], device_id,
-                     t0_ms=T0_MS + round(seq0 * SAMPLE_PERIOD_MS))
-    state = np.zeros((1, model.state_size), np.float32)
-    out: dict = {}
-    tally = dict.fromkeys(model.classes, 0)
-    for i in range(len(windows)):
-        probs, state = model.predict(windows.data[i:i + 1], state)
-        activity = model.classes[int(np.argmax(probs[0]))]
-        tally[activity] += 1
-        out[window_id(device_id, seq0 + int(windows.seqs[i]), epoch)] = (
-            activity, probs[0], int(windows.t_start_ms[i]), int(windows.t_end_ms[i]))
-    return Expected(out, {device_id: tally})
-
+    return offline_results(model, {device_id: samples},
+                           t0_ms=T0_MS + round(seq0 * SAMPLE_PERIOD_MS), seq0=seq0, epoch=epoch)
 
 def test_a_swap_beyond_the_allowance_restarts_the_stream_and_counts_the_late_samples(
         service_settings: Settings) -> None:
