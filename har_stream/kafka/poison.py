@@ -22,40 +22,29 @@ reads where it ends).
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import CorruptRecordError, KafkaError
 
+from har_stream.kafka.ports import (
+    BAD_CHECKSUM,
+    BAD_COMPRESSION,
+    BAD_HEADER,
+    CORRUPT_RECORD,
+    SKIP_REASONS,
+    Damaged,
+)
+
+__all__ = ["BAD_CHECKSUM", "BAD_COMPRESSION", "BAD_HEADER", "CORRUPT_RECORD", "DEAD_LETTER_REASONS",
+           "HEADER_RAW_HEADERS", "SKIP_REASONS", "Damaged", "GuardedKafkaConsumer",
+           "bad_header_record"]
+
 log = logging.getLogger(__name__)
 
-BAD_HEADER = "bad_header"
+DEAD_LETTER_REASONS = (BAD_HEADER,)
 """Dead-letter reason of a record whose headers the client cannot read (beside codec.REASONS
 and guards.APP_REASONS: the client, not the codec, finds it)."""
-DEAD_LETTER_REASONS = (BAD_HEADER,)
-BAD_CHECKSUM = "bad_checksum"
-BAD_COMPRESSION = "bad_compression"
-CORRUPT_RECORD = "corrupt_record"
-SKIP_REASONS = (BAD_CHECKSUM, BAD_COMPRESSION, CORRUPT_RECORD)
-"""Every `har_records_skipped_total` reason: a closed set, safe as a metric label."""
-
-
-class Damaged(NamedTuple):
-    """A record the client could not hand over whole, in place of that record in a poll."""
-
-    topic: str
-    partition: int
-    offset: int
-    reason: str  # BAD_HEADER (readable: dead-lettered) or one of SKIP_REASONS
-    detail: str
-    key: bytes | None = None
-    value: bytes | None = None
-    timestamp: int = -1
-    headers: list[tuple[str, bytes]] | None = None
-
-    @property
-    def readable(self) -> bool:
-        return self.reason == BAD_HEADER
 
 
 class GuardedKafkaConsumer(KafkaConsumer):
