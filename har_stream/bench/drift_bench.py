@@ -16,22 +16,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from har_stream.bench.e2e_bench import (
+from har_stream.bench.e2e_rig import (
     RIG_PARTITIONS,
     SIX_PARTITIONS,
     WARMUP_S,
     Observe,
-    _Process,
+    RigProcess,
     cores_used,
-    latency_ms,
     process_cpu,
     process_ids,
     run_observed,
-    scrape,
-    stage_shares,
 )
 from har_stream.bench.measure import load
 from har_stream.bench.report import provenance, table, write_section
+from har_stream.bench.scraped_metrics import latency_ms, scrape, stage_shares
 from har_stream.tools.broker import EmbeddedBroker
 
 DEVICES = 1_000
@@ -54,8 +52,8 @@ class Interval:
 def observe_intervals(interval_s: float) -> Observe[list[Interval]]:
     """An observer for `run_observed`: one Interval per `interval_s` over the window."""
 
-    def observe(devices: int, variant: str, window_s: float, url: str, recognizer: _Process,
-                simulator: _Process, broker: EmbeddedBroker) -> list[Interval]:
+    def observe(devices: int, variant: str, window_s: float, url: str, recognizer: RigProcess,
+                simulator: RigProcess, broker: EmbeddedBroker) -> list[Interval]:
         pids = process_ids(recognizer, simulator, broker)
         before, cpu_before, started = scrape(url), process_cpu(pids), time.monotonic()
         intervals = []

@@ -14,12 +14,11 @@ benchmark reads the recognizer's metrics every second for the measurement window
   window, as Prometheus' `histogram_quantile` does;
 - CPU: cores used by the recognizer, the simulator and the broker (from /proc).
 
-Topics: the recognizer creates them with one partition (`RIG_PARTITIONS`). The embedded
-broker lists every batch stored in a partition on each fetch of it (`har-stream bench broker`),
-so its cost per fetch grows with the log and with the number of partitions the producers
-spread their batches over; with the service's default of six partitions that growth, not the
-recognizer, set the latency of the 60-s windows. Six partitions are measured side by side as
-a variant.
+Topics: one partition (`e2e_rig.RIG_PARTITIONS`, why in `e2e_rig`); six partitions, the
+service's default, are measured side by side as a variant.
+
+Here: the levels, what one level measures and the summary; the processes are `e2e_rig`'s,
+the metrics arithmetic `scraped_metrics`'s.
 
 Levels: 100 and 1,000 devices for latency (15-s windows), with the shipped settings
 (librdkafka consumer and producer, fetch wait 25 ms, 5-s checkpoints), with the kafka-python
@@ -32,27 +31,29 @@ sustained again with the kafka-python consumer. A full run takes 15 to 19 minute
 from __future__ import annotations
 
 import math
-import re
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
-from har_stream.bench.measure import cpu_seconds, load
+from har_stream.bench.e2e_rig import (
+    MESSAGE,
+    SIX_PARTITIONS,
+    WARMUP_S,
+    RigProcess,
+    cores_used,
+    process_cpu,
+    process_ids,
+    run_observed,
+)
+from har_stream.bench.measure import load
 from har_stream.bench.report import provenance, table, write_section
-from har_stream.core.records import HOP, RATE_HZ
-from har_stream.tools.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
+from har_stream.bench.scraped_metrics import latency_ms, scrape, stage_shares, total
+from har_stream.core.records import RATE_HZ
+from har_stream.tools.broker import EmbeddedBroker
 
 LATENCY_LEVELS = (100, 1_000)
 SEARCH_LEVELS = (1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 8_000)
-RIG_PARTITIONS = ("--partitions", "1")
-"""Partitions of the topics the recognizer creates in the rig (see the module docstring)."""
-SIX_PARTITIONS = ("--partitions", "6")
 KAFKA_PYTHON_CONSUMER = ("--consumer-client", "kafka-python")
 VARIANTS: tuple[tuple[str, ...], ...] = (
     (),  # as shipped
@@ -65,19 +66,16 @@ VARIANTS: tuple[tuple[str, ...], ...] = (
 kafka-python instead of librdkafka, with checkpoints (snapshots of every touched device, commit)
 every second instead of every 5 s, and with the topics in six partitions instead of the rig's
 one. The kafka-python consumer is also run at the largest level sustained as shipped."""
-MESSAGE = HOP  # samples per message: one window per message in the steady state
 LATENCY_WINDOW_S = 15.0
 SEARCH_WINDOW_S = 60.0
-WARMUP_S = 8.0
 QUICK_WINDOW_S = 6.0
 QUICK_WARMUP_S = 5.0
-LATENCY = "har_end_to_end_latency_seconds"
-T = TypeVar("T")
-_SAMPLE_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
 
 
 @dataclass(frozen=True, slots=True)
 class Level:
+    """What one level of the rig gave: sustained or not, and at what latency and CPU."""
+
     devices: int
     variant: str  # "shipped", or the settings changed
     window_s: float
@@ -98,122 +96,19 @@ class Level:
     note: str = ""
 
 
-def scrape(url: str) -> dict[str, dict[str, float]]:
-    """The metrics served at `url` (see `parse_metrics`)."""
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return parse_metrics(response.read().decode())
-
-
-def parse_metrics(text: str) -> dict[str, dict[str, float]]:
-    """Prometheus text format → {metric name: {label string: value}}."""
-    out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        match = _SAMPLE_LINE.match(line)
-        if match and not line.startswith("#"):
-            out.setdefault(match.group(1), {})[match.group(2) or ""] = float(match.group(3))
-    return out
-
-
-def total(metrics: dict[str, dict[str, float]], name: str) -> float:
-    return sum(metrics.get(name, {}).values())
-
-
-def buckets(metrics: dict[str, dict[str, float]], name: str) -> list[tuple[float, float]]:
-    """Cumulative (upper bound, count) pairs of a histogram without labels other than `le`."""
-    pairs = []
-    for labels, count in metrics.get(f"{name}_bucket", {}).items():
-        bound = re.search(r'le="([^"]+)"', labels)
-        if bound:
-            pairs.append((math.inf if bound.group(1) == "+Inf" else float(bound.group(1)), count))
-    return sorted(pairs)
-
-
-def histogram_quantile(q: float, start: list[tuple[float, float]],
-                       end: list[tuple[float, float]]) -> float:
-    """Quantile of the observations made between two scrapes, linear within a bucket."""
-    before = dict(start)
-    counts = [(bound, count - before.get(bound, 0.0)) for bound, count in end]
-    if not counts or counts[-1][1] <= 0:
-        return math.nan
-    rank = q * counts[-1][1]
-    lower, below = 0.0, 0.0
-    for bound, cumulative in counts:
-        if cumulative >= rank:
-            if math.isinf(bound):
-                return lower  # beyond the last finite bucket: its bound is all we know
-            inside = cumulative - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = bound, cumulative
-    return lower
-
-
-class _Process:
-    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, command: list[str], log: Path) -> None:
-        self.log = log
-        self._file = log.open("wb")
-        self.popen = subprocess.Popen(command, stdout=self._file, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        stop_process(self.popen, timeout_s)
-        self._file.close()
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-Observe = Callable[[int, str, float, str, "_Process", "_Process", EmbeddedBroker], T]
-"""What a run measures once warm: (devices, variant, window_s, metrics url, recognizer,
-simulator, broker) → its result."""
-
-
 def run_level(devices: int, window_s: float, warmup_s: float, workdir: Path,
-              options: tuple[str, ...] = ()) -> Level:
-    """One device count: broker, recognizer and simulator for warm-up + window seconds."""
-    return run_observed(devices, window_s, warmup_s, workdir, options, _observe)
+              options: tuple[str, ...] = (), checkout: Path | None = None) -> Level:
+    """One device count: broker, recognizer (from `checkout`, if given: see `e2e_rig`) and
+    simulator for warm-up + window seconds."""
+    return run_observed(devices, window_s, warmup_s, workdir, options, observe_level,
+                        checkout)
 
 
-def run_observed(devices: int, window_s: float, warmup_s: float, workdir: Path,
-                 options: tuple[str, ...], observe: Observe[T]) -> T:
-    """Broker, recognizer and simulator at `devices`; once warm, `observe` measures."""
-    python = [sys.executable, "-m", "har_stream.cli"]
-    period_s = MESSAGE / RATE_HZ
-    with EmbeddedBroker() as broker:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/metrics"
-        recognizer = _Process(python + [
-            "run", "--bootstrap-servers", broker.bootstrap_servers,
-            "--metrics-address", f"127.0.0.1:{port}", "--group-id", f"bench-{devices}",
-            "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000",
-            "--log-level", "WARNING", *RIG_PARTITIONS, *options], workdir / f"run-{devices}.log")
-        simulator = None
-        try:
-            _wait_for(lambda: total(scrape(url), "har_assigned_partitions") > 0, 60.0,
-                      recognizer)
-            replay_s = warmup_s + window_s + 10.0
-            simulator = _Process(python + [
-                "simulate", "--bootstrap-servers", broker.bootstrap_servers,
-                "--devices", str(devices), "--users", "all", "--speed", "1",
-                "--samples-per-message", str(MESSAGE), "--stagger-s", f"{period_s / devices:.9f}",
-                "--max-samples", str(int(replay_s * RATE_HZ) + MESSAGE),
-                "--duration-s", f"{replay_s:.1f}", "--no-progress"],
-                workdir / f"simulate-{devices}.log")
-            _wait_for(lambda: total(scrape(url), "har_messages_consumed_total") > 0, 120.0,
-                      simulator)
-            time.sleep(warmup_s)
-            variant = " ".join(options) or "shipped"
-            return observe(devices, variant, window_s, url, recognizer, simulator, broker)
-        finally:
-            if simulator is not None:
-                simulator.stop()
-            recognizer.stop()
-
-
-def _observe(devices: int, variant: str, window_s: float, url: str,
-             recognizer: _Process,
-             simulator: _Process, broker: EmbeddedBroker) -> Level:
+def observe_level(devices: int, variant: str, window_s: float, url: str,
+                  recognizer: RigProcess, simulator: RigProcess, broker: EmbeddedBroker
+                  ) -> Level:
+    """The rig's `Observe` for one level: the metrics every second over the window, each
+    process's CPU; sustained = the lag does not grow and real time was kept."""
     pids = process_ids(recognizer, simulator, broker)
     cpu_start = process_cpu(pids)
     start, started = scrape(url), time.monotonic()
@@ -242,67 +137,6 @@ def _observe(devices: int, variant: str, window_s: float, url: str,
                  cpu["recognizer"], cpu["simulator"], cpu["broker"], cpu["loop"], stages,
                  note.strip("; "))
 
-
-def latency_ms(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]]
-               ) -> tuple[float, float, float]:
-    """p50, p95, p99 of the end-to-end latency between two scrapes, in ms."""
-    before, after = buckets(start, LATENCY), buckets(end, LATENCY)
-    p50, p95, p99 = (1e3 * histogram_quantile(q, before, after) for q in (0.5, 0.95, 0.99))
-    return p50, p95, p99
-
-
-def stage_seconds(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Seconds the recognizer loop has spent in each stage so far."""
-    spent: dict[str, float] = {}
-    for labels, value in metrics.get("har_stage_duration_seconds_sum", {}).items():
-        stage = re.search(r'stage="([^"]+)"', labels)
-        if stage:
-            spent[stage.group(1)] = spent.get(stage.group(1), 0.0) + value
-    return spent
-
-
-def stage_shares(start: dict[str, dict[str, float]], end: dict[str, dict[str, float]],
-                 elapsed_s: float) -> dict[str, float]:
-    """Share of `elapsed_s` the recognizer loop spent in each stage between two scrapes
-    (the stages it spent any time in)."""
-    before = stage_seconds(start)
-    return {stage: (spent - before.get(stage, 0.0)) / elapsed_s
-            for stage, spent in stage_seconds(end).items() if spent > before.get(stage, 0.0)}
-
-
-def cores_used(cpu_start: dict[str, float], cpu_end: dict[str, float], elapsed_s: float
-               ) -> dict[str, float]:
-    """Cores each process used between two `process_cpu` readings `elapsed_s` apart."""
-    return {name: (cpu_end[name] - cpu_start[name]) / elapsed_s for name in cpu_start}
-
-
-def process_cpu(pids: dict[str, tuple[int, int | None]]) -> dict[str, float]:
-    """CPU seconds used so far by each process (or thread) of `process_ids`."""
-    return {name: cpu_seconds(pid, thread) for name, (pid, thread) in pids.items()}
-
-
-def process_ids(recognizer: _Process, simulator: _Process, broker: EmbeddedBroker
-                ) -> dict[str, tuple[int, int | None]]:
-    """The rig's processes by role, for their CPU time, and the recognizer's loop thread
-    (its main thread: the one whose time limits the devices it serves)."""
-    pid = recognizer.popen.pid
-    return {"recognizer": (pid, None), "loop": (pid, pid),
-            "simulator": (simulator.popen.pid, None), "broker": (broker.pid, None)}
-
-
-def _wait_for(ready: object, timeout_s: float, process: _Process) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if ready():  # type: ignore[operator]
-                return
-        except OSError:
-            pass
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{process.log.name} exited early:\n{process.tail()}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not ready after {timeout_s:.0f} s:\n{process.tail()}")
-        time.sleep(0.25)
 
 
 def run_all(quick: bool) -> list[Level]:

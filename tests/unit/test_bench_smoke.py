@@ -17,10 +17,12 @@ from har_stream.bench import (
     BENCHMARKS,
     drift_bench,
     e2e_bench,
+    e2e_rig,
     inference_bench,
     memory_bench,
     model_pipeline_bench,
     scaling_bench,
+    scraped_metrics,
 )
 from har_stream.bench.measure import Timings, percentile, rss_bytes
 from har_stream.core.records import ACTIVITIES
@@ -106,27 +108,27 @@ har_consumer_lag_messages{partition="1"} 4.0
 
 
 def test_e2e_reads_metrics_and_interpolates_quantiles() -> None:
-    metrics = e2e_bench.parse_metrics(PROMETHEUS_TEXT)
-    assert e2e_bench.total(metrics, "har_consumer_lag_messages") == 7.0
-    end = e2e_bench.buckets(metrics, e2e_bench.LATENCY)
+    metrics = scraped_metrics.parse_metrics(PROMETHEUS_TEXT)
+    assert scraped_metrics.total(metrics, "har_consumer_lag_messages") == 7.0
+    end = scraped_metrics.buckets(metrics, scraped_metrics.LATENCY)
     assert end == [(0.01, 10.0), (0.1, 90.0), (1.0, 100.0), (math.inf, 100.0)]
     start = [(0.01, 0.0), (0.1, 0.0), (1.0, 0.0), (math.inf, 0.0)]
-    assert e2e_bench.histogram_quantile(0.5, start, end) == pytest.approx(0.055)
-    assert e2e_bench.histogram_quantile(0.95, start, end) == pytest.approx(0.55)
+    assert scraped_metrics.histogram_quantile(0.5, start, end) == pytest.approx(0.055)
+    assert scraped_metrics.histogram_quantile(0.95, start, end) == pytest.approx(0.55)
     # only what happened between the two scrapes counts
-    assert e2e_bench.histogram_quantile(0.5, end, end) != e2e_bench.histogram_quantile(
-        0.5, start, end)
+    quantile = scraped_metrics.histogram_quantile
+    assert quantile(0.5, end, end) != quantile(0.5, start, end)
 
 
 def test_drift_reads_the_loop_stages_and_tabulates_each_interval() -> None:
-    metrics = e2e_bench.parse_metrics(
+    metrics = scraped_metrics.parse_metrics(
         'har_stage_duration_seconds_sum{stage="poll"} 9.5\n'
         'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
-    assert e2e_bench.stage_seconds(metrics) == {"poll": 9.5, "decode": 2.0}
-    later = e2e_bench.parse_metrics('har_stage_duration_seconds_sum{stage="poll"} 12.5\n'
-                                    'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
-    assert e2e_bench.stage_shares(metrics, later, 10.0) == {"poll": 0.3}
-    assert e2e_bench.cores_used({"broker": 1.0}, {"broker": 4.0}, 10.0) == {"broker": 0.3}
+    assert scraped_metrics.stage_seconds(metrics) == {"poll": 9.5, "decode": 2.0}
+    later = scraped_metrics.parse_metrics('har_stage_duration_seconds_sum{stage="poll"} 12.5\n'
+                                          'har_stage_duration_seconds_sum{stage="decode"} 2.0\n')
+    assert scraped_metrics.stage_shares(metrics, later, 10.0) == {"poll": 0.3}
+    assert e2e_rig.cores_used({"broker": 1.0}, {"broker": 4.0}, 10.0) == {"broker": 0.3}
     cpu = {"recognizer": 0.5, "simulator": 0.1, "broker": 0.75}
     text = drift_bench.drift_table({
         "1": [drift_bench.Interval(15.0, 40.0, 70.0, 90.0, cpu, 0.61),
