@@ -1,14 +1,18 @@
-"""Two checkouts side by side: the model-pipeline measurement at N devices, alternating.
+"""Two checkouts side by side: the model-pipeline or the end-to-end measurement, alternating.
 
 A change that should not cost anything (a package move, a refactor) is shown not to by
 running the same measurement on the code before and after it, in turns, on one machine:
 
     git worktree add /tmp/before <revision>
     python -m har_stream.bench.revisions /tmp/before . --rounds 3
+    python -m har_stream.bench.revisions e2e /tmp/before . --devices 5000 --window-s 60
 
-Each round runs `bench.model_pipeline_bench.measure` (decode + pipeline + model, one process
-per measurement, one LiteRT thread) in each checkout, in alternating order; it prints every
-round and the medians, in samples per CPU-second and CPU microseconds per window.
+The first word chooses the measurement: `model-pipeline` (the default, the word may be left
+out) or `e2e` (the `bench e2e` rig with the recognizer of each checkout in turn, see
+`revisions_e2e`). In the model-pipeline form each round runs
+`bench.model_pipeline_bench.measure` (decode + pipeline + model, one process per
+measurement, one LiteRT thread) in each checkout, in alternating order; it prints every round
+and the medians, in samples per CPU-second and CPU microseconds per window.
 """
 
 from __future__ import annotations
@@ -42,7 +46,21 @@ def measure_in(checkout: Path, devices: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """The form the first word names (`e2e`, `model-pipeline`), else model-pipeline."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["e2e"]:
+        from har_stream.bench import revisions_e2e
+
+        revisions_e2e.main(argv[1:])
+    else:
+        main_model_pipeline(argv[1:] if argv[:1] == ["model-pipeline"] else argv)
+
+
+def main_model_pipeline(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m har_stream.bench.revisions [model-pipeline]",
+        description=__doc__.split("\n")[0],
+        epilog="python -m har_stream.bench.revisions e2e --help: the end-to-end form")
     parser.add_argument("before", type=Path, help="checkout of the code before the change")
     parser.add_argument("after", type=Path, help="checkout of the code after the change")
     parser.add_argument("--rounds", type=int, default=3)
