@@ -4,9 +4,11 @@ The model-pipeline form of `bench.revisions` times the recognizer's code in one 
 form measures what an operator sees: the embedded broker, the simulator at N real-time devices
 and `har-stream run`, its metrics scraped (`e2e_rig`, `e2e_bench.observe_level`). Only the
 recognizer process differs between the two checkouts (it runs in that tree, that tree alone
-on its import path, with the options both understand: those of the rig); the broker and the
-simulator are this checkout's, the same in every run. Rounds alternate the order (before
-first, then after first, ...) so that a drift of the shared machine falls on both alike:
+on its import path, with the options both understand: those of the rig, plus any given for
+that checkout, e.g. to switch off in the after checkout a feature the before one lacks); the
+broker and the simulator are this checkout's, the same in every run. Rounds alternate the
+order (before first, then after first, ...) so that a drift of the shared machine falls on
+both alike:
 
     git worktree add /tmp/before <revision>
     python -m har_stream.bench.revisions e2e /tmp/before . --devices 5000 --window-s 60
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -115,7 +118,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="rounds, each runs both checkouts (default: 2)")
     parser.add_argument("--warmup-s", type=_at_least(0, float), default=WARMUP_S,
                         help=f"warm-up before each window, seconds (default: {WARMUP_S:g})")
-    return parser.parse_args(argv)
+    for name in CHECKOUTS:
+        parser.add_argument(f"--{name}-options", default="", metavar="OPTIONS",
+                            help=f"more `har-stream run` options for the {name} checkout's "
+                            f"recognizer, one string (--{name}-options='--a 1 --b')")
+    args = parser.parse_args(argv)
+    args.options = {name: tuple(shlex.split(getattr(args, f"{name}_options")))
+                    for name in CHECKOUTS}
+    return args
 
 
 def main(argv: list[str]) -> None:
@@ -128,7 +138,7 @@ def main(argv: list[str]) -> None:
                 workdir.mkdir(exist_ok=True)
                 try:
                     got = figures(run_level(args.devices, args.window_s, args.warmup_s,
-                                            workdir, checkout=getattr(args, name)))
+                                            workdir, args.options[name], getattr(args, name)))
                 except RuntimeError as exc:  # e.g. the recognizer did not start: say, go on
                     print(f"round {r + 1} {name:6s} failed: {exc}", flush=True)
                     got = dict(FAILED)

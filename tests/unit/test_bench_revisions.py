@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from har_stream.bench import revisions, revisions_e2e
+from har_stream.bench import e2e_rig, revisions, revisions_e2e
 from har_stream.bench.e2e_bench import Level
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +31,23 @@ def test_e2e_form_takes_two_checkouts_and_the_rig_sizes() -> None:
     defaults = revisions_e2e.parse_args([str(ROOT), str(ROOT)])
     assert (defaults.devices, defaults.window_s, defaults.rounds) == (5_000, 60.0, 2)
     assert defaults.warmup_s > 0
+    assert defaults.options == {"before": (), "after": ()}
+
+
+def test_each_checkout_may_get_recognizer_options_of_its_own() -> None:
+    # features the before checkout lacks can be switched off in the after one
+    args = revisions_e2e.parse_args([str(ROOT), str(ROOT), "--after-options",
+                                     "--no-subscriber-outputs --reorder-samples 0",
+                                     "--before-options=--log-level WARNING"])
+    assert args.options == {"before": ("--log-level", "WARNING"),
+                            "after": ("--no-subscriber-outputs", "--reorder-samples", "0")}
+
+
+def test_the_recognizer_of_a_checkout_imports_that_checkout_alone(tmp_path: Path) -> None:
+    env, cwd = e2e_rig.recognizer_from(tmp_path)
+    assert env is not None and env["PYTHONPATH"] == str(tmp_path.resolve())
+    assert cwd == tmp_path.resolve()  # `python -m` puts the working directory first
+    assert e2e_rig.recognizer_from(None) == (None, None)  # this process's own code
 
 
 @pytest.mark.parametrize("bad", [["--rounds", "0"], ["--devices", "0"], ["--window-s", "0"],
