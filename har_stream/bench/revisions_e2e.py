@@ -25,6 +25,7 @@ import argparse
 import math
 import shlex
 import statistics
+import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -128,8 +129,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def revision(checkout: Path) -> str:
+    """The commit a checkout is at, with `+changes` if its tree differs (for the header)."""
+    def git(*command: str) -> str:
+        done = subprocess.run(["git", "-C", str(checkout), *command], capture_output=True,
+                              text=True, timeout=30)
+        return done.stdout.strip() if done.returncode == 0 else "?"
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if changed not in ("", "?") else "")
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    for name in CHECKOUTS:
+        checkout = getattr(args, name)
+        print(f"{name}: {checkout.resolve()} at {revision(checkout)}, recognizer options: "
+              f"{' '.join(args.options[name]) or '(the rig only)'}", flush=True)
+    print(f"{args.devices:,} devices, {args.warmup_s:g}-s warm-up, {args.window_s:g}-s window, "
+          f"{args.rounds} rounds", flush=True)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in CHECKOUTS}
     with tempfile.TemporaryDirectory(prefix="har-bench-revisions-e2e-") as tmp:
         for r in range(args.rounds):
