@@ -12,11 +12,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from har_stream.extras import require_train_extra
 from har_stream.serving import DEFAULT_MODEL_DIR
 from har_stream.training.export import PRECISIONS, SERVED_PRECISION
+from har_stream.training.settings import FitSettings, StatefulConfig
+
+if TYPE_CHECKING:  # imported when a command runs, so that --help stays instant
+    from har_stream.training.train import TrainOptions
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_FILE = "hapt_raw.npz"
@@ -45,7 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
+    from har_stream.training.catalog import ZOO_ARCHITECTURES
+
+    fitting, shape = FitSettings(), StatefulConfig()  # the defaults, written once there
 
     p = subparsers.add_parser(
         "train", help="train a model on the HAPT recordings (windows cut by the service's "
@@ -62,35 +68,37 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help=f"model directory to write (default: {DEFAULT_MODEL_DIR} for the "
                    "stateful model, runs/<arch> for the others)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, "
-                   "augmentation")
-    p.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping "
-                   "usually ends sooner)")
-    p.add_argument("--patience", type=int, default=8, help="epochs without validation "
-                   "improvement before stopping")
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--sequence-length", type=int, default=48,
+    p.add_argument("--seed", type=int, default=fitting.seed,
+                   help="seed of weights, shuffling, augmentation")
+    p.add_argument("--epochs", type=int, default=fitting.epochs,
+                   help="most epochs (early stopping usually ends sooner)")
+    p.add_argument("--patience", type=int, default=fitting.patience,
+                   help="epochs without validation improvement before stopping")
+    p.add_argument("--learning-rate", type=float, default=fitting.learning_rate)
+    p.add_argument("--sequence-length", type=int, default=fitting.sequence_length,
                    help="stateful: consecutive windows per training sequence")
-    p.add_argument("--state-size", type=int, default=64, help="stateful: GRU state width H")
+    p.add_argument("--state-size", type=int, default=shape.state_size,
+                   help="stateful: GRU state width H")
     p.add_argument("--filters", type=_widths,
-                   default=",".join(map(str, STATEFUL_FILTERS)),
+                   default=",".join(map(str, shape.filters)),
                    help="stateful: filters of each convolution block, comma-separated (the "
                    "encoder's cost per window grows with them)")
-    p.add_argument("--kernel", type=int, default=STATEFUL_KERNEL,
+    p.add_argument("--kernel", type=int, default=shape.kernel,
                    help="stateful: convolution kernel width")
-    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction,
+                   default=fitting.with_transition,
                    help="stateful: add a 7th class TRANSITION for windows made mostly of "
                    "postural transitions")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=fitting.augment,
                    help="stateful: random small rotations and gains per training sequence")
-    p.add_argument("--yaw-degrees", type=float, default=180.0,
+    p.add_argument("--yaw-degrees", type=float, default=fitting.yaw_degrees,
                    help="stateful: augmentation also turns training sequences about the "
                    "device's x axis (vertical when the wearer stands) by an angle up to this, "
                    "like a phone worn turned in its holder (180: any turn; 0: never; chosen "
                    "by --cv, docs/MODELS.md)")
-    p.add_argument("--yaw-share", type=float, default=0.5,
+    p.add_argument("--yaw-share", type=float, default=fitting.yaw_share,
                    help="stateful: share of the training sequences turned by --yaw-degrees")
-    p.add_argument("--ema-decay", type=float, default=0.99,
+    p.add_argument("--ema-decay", type=float, default=fitting.ema_decay,
                    help="stateful: validate and keep a moving average of the weights with "
                    "this decay per batch (0: off)")
     p.add_argument("--precision", default=SERVED_PRECISION, choices=PRECISIONS,
@@ -201,24 +209,12 @@ def _data_or_exit(path: Path | None) -> Path | None:
 def run_train(args: argparse.Namespace) -> int:
     from har_stream.training.hapt import DataError
     from har_stream.training.serving import PrecisionRejected
-    from har_stream.training.train import STATEFUL, TrainOptions
 
     require_train_extra("train")
     data = _data_or_exit(args.data)
     if data is None:
         return 2
-    out = args.out or (DEFAULT_MODEL_DIR if args.arch == STATEFUL else Path("runs") / args.arch)
-    options = TrainOptions(
-        data=data, out=out, arch=args.arch, seed=args.seed, epochs=args.epochs,
-        patience=args.patience, learning_rate=args.learning_rate,
-        sequence_length=args.sequence_length, state_size=args.state_size,
-        filters=args.filters, kernel=args.kernel,
-        with_transition=args.transition_class, augment=args.augment,
-        yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
-        precision=args.precision,
-        n_validation=args.validation_users, temperature=args.temperature,
-        max_recordings=args.max_recordings, notes=tuple(args.note),
-        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+    options = train_options(args, data)
     try:
         if args.cv or args.cv_report:
             return _run_cv(args, options)
@@ -235,14 +231,34 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PrecisionRejected as exc:
-        print(f"error: {exc}. {out} holds the trained model.keras; serve it in float with "
-              f"`har-stream model export --model {out} --precision float32`", file=sys.stderr)
+        print(f"error: {exc}. {options.out} holds the trained model.keras; serve it in float "
+              f"with `har-stream model export --model {options.out} --precision float32`",
+              file=sys.stderr)
         return 1
     _print_summary(directory)
     return 0
 
 
-def _run_cv(args: argparse.Namespace, options: Any) -> int:
+def train_options(args: argparse.Namespace, data: Path) -> TrainOptions:
+    """The options of `har-stream train` as parsed (`data`: the HAPT file found)."""
+    from har_stream.training.train import STATEFUL, TrainOptions
+
+    out = args.out or (DEFAULT_MODEL_DIR if args.arch == STATEFUL else Path("runs") / args.arch)
+    settings = FitSettings(
+        epochs=args.epochs, patience=args.patience, learning_rate=args.learning_rate,
+        seed=args.seed, sequence_length=args.sequence_length,
+        with_transition=args.transition_class, augment=args.augment,
+        yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+    config = StatefulConfig(state_size=args.state_size, filters=args.filters,
+                            kernel=args.kernel)
+    return TrainOptions(data=data, out=out, arch=args.arch, settings=settings, config=config,
+                        n_validation=args.validation_users, temperature=args.temperature,
+                        max_recordings=args.max_recordings, precision=args.precision,
+                        notes=tuple(args.note))
+
+
+def _run_cv(args: argparse.Namespace, options: TrainOptions) -> int:
     from har_stream.training.cv import run_cv, settings_key, settings_of
     from har_stream.training.cv_report import cv_report
     from har_stream.training.hapt import load_hapt
