@@ -296,7 +296,7 @@ def _model_and_data(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | No
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from har_stream.training.train import evaluate_dir
+    from har_stream.training.serving import evaluate_dir
     from har_stream.training.windows import make_windows
 
     require_train_extra("evaluate")  # plots; a quantised model is compared with its Keras float

@@ -1,4 +1,4 @@
-"""From a data file to a model directory: the steps behind `har-stream train` / `evaluate`.
+"""From a data file to a model directory: the steps behind `har-stream train`.
 
 `train_model` steps: (1) load the recordings and split the users (test users held out,
 validation users drawn from the training users); (2) replay every recording through the
@@ -6,8 +6,8 @@ serving pipeline into labelled windows; (3) fit on the training users, early-sto
 the validation users; (4) write the model directory (Keras file and the card's training
 section); for the stateful model (5) export the served LiteRT flatbuffer at the chosen
 precision, accepted on the validation users (`training.serving.export_dir`), and (6) evaluate
-it once on the test users to complete the card. Keras is imported lazily, inside the steps
-that need it.
+it once on the test users to complete the card (`training.serving.evaluate_dir`, which
+`har-stream evaluate` runs alone). Keras is imported lazily, inside the steps that need it.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from har_stream.core.records import ACTIVITIES
-from har_stream.serving import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
+from har_stream.serving import DEFAULT_MODEL_NAME, KERAS_FILE
 from har_stream.training import card as cards
 from har_stream.training import dataset
-from har_stream.training.export import FLOAT32, SERVED_PRECISION, served_precision
+from har_stream.training.export import SERVED_PRECISION
 from har_stream.training.hapt import HaptData, Recording, load_hapt
+from har_stream.training.serving import export_dir
 from har_stream.training.settings import FitSettings, StatefulConfig
 from har_stream.training.windows import WindowSet, make_windows
 
@@ -114,8 +115,6 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         architecture = {"kind": options.arch}
     card = _training_card(options, prepared, result, settings, architecture, validation)
     if options.arch == STATEFUL:
-        from har_stream.training.serving import export_dir
-
         options.out.mkdir(parents=True, exist_ok=True)
         result.model.save(options.out / KERAS_FILE)
         cards.write_card(options.out, card)
@@ -130,34 +129,6 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
             fit.window_probs(result.model, prepared.test), prepared.test)}
         cards.write_card(options.out, card)
     return options.out
-
-
-def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1,
-                 reference: StatefulModel | None = None) -> dict[str, object]:
-    """Evaluate the model directory's LiteRT engine on `test` and complete its card.
-
-    A quantised flatbuffer is also compared with the float model on the same windows
-    (`reference`, else converted from the directory's `model.keras`, which needs TensorFlow).
-    """
-    from har_stream.serving import load_model
-    from har_stream.training.evaluate import compare_models, evaluation_report
-
-    model = load_model(directory, num_threads=num_threads)
-    card = cards.read_card(directory)
-    precision = served_precision(card)
-    report = evaluation_report(model, test)
-    report["users"] = sorted(int(u) for u in np.unique(test.user_id))
-    report["engine"] = f"LiteRT (model.tflite, {precision})"
-    if precision != FLOAT32:
-        from har_stream.training.serving import float_reference
-
-        reference = reference or float_reference(directory, card)
-        comparison = compare_models(model, reference, test)
-        report["float_reference"] = {"stream": comparison["float"],
-                                     "agreement": comparison["agreement"]}
-    card["evaluation"] = report
-    cards.write_card(directory, card)
-    return report
 
 
 def _scores(probs: np.ndarray, windows: WindowSet) -> dict[str, float]:
