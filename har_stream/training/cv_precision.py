@@ -61,7 +61,7 @@ def main(setting: str, results: Path, data: Path) -> str:
 
 
 if __name__ == "__main__":
-    from har_stream.training.commands import default_data_path
+    from har_stream.training.hapt import default_data_path
 
     print(main(sys.argv[1] if len(sys.argv) > 1 else "yaw180-half",
                Path(sys.argv[2]) if len(sys.argv) > 2 else Path("runs/cv/results.jsonl"),
