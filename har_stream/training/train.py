@@ -52,7 +52,7 @@ class TrainOptions:
     max_recordings: int = 0
     """> 0: keep only this many recordings per split (quick smoke runs)."""
     precision: str = SERVED_PRECISION
-    """Stateful: precision of the served flatbuffer (`model.export.PRECISIONS`)."""
+    """Stateful: precision of the served flatbuffer (`training.export.PRECISIONS`)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
