@@ -112,6 +112,33 @@ def float_comparisons(serving: dict, evaluation: dict) -> list[tuple[str, dict, 
     return rows
 
 
+def summary(directory: Path) -> str:
+    """The lines a command prints after writing or scoring a model directory: its version,
+    the served precision against float, the test figures."""
+    card = read_card(directory)
+    evaluation, serving = card.get("evaluation", {}), card.get("serving", {})
+    comparisons = {users: row for users, *row in float_comparisons(serving, evaluation)}
+    lines = [f"model directory: {directory} (version {card['version']})"]
+    if "validation" in comparisons:
+        lines.append(f"  served flatbuffer: {serving['precision']}")
+        lines.append(_comparison_line("validation users", *comparisons["validation"]))
+    for key in ("stream", "reset_every_window", "window"):
+        if key in evaluation:
+            scores = evaluation[key]
+            lines.append(f"  test users, {key}: accuracy {scores['accuracy']:.2%}, "
+                         f"macro-F1 {scores['macro_f1']:.4f}")
+    if "test" in comparisons:
+        lines.append(_comparison_line("test users", *comparisons["test"]))
+    return "\n".join(lines)
+
+
+def _comparison_line(users: str, served: dict, reference: dict, agreement: dict) -> str:
+    return (f"  {users}, served against float: accuracy {served['accuracy']:.2%} / "
+            f"{reference['accuracy']:.2%}, macro-F1 {served['macro_f1']:.4f} / "
+            f"{reference['macro_f1']:.4f}, same class on {agreement['same_class']:.2%} of "
+            f"{agreement['windows']:,} windows")
+
+
 def _serving_markdown(serving: dict, evaluation: dict) -> list[str]:
     """What `model.tflite` is, and how it compares with the float model."""
     lines = [f"## Served flatbuffer: {serving['precision']}", "",

@@ -9,43 +9,33 @@ they run, never at import, so `har-stream --help` stays instant. `train`, `evalu
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from har_stream.extras import require_train_extra
 from har_stream.serving import DEFAULT_MODEL_DIR
+from har_stream.training.card import summary
 from har_stream.training.export import PRECISIONS, SERVED_PRECISION
+from har_stream.training.hapt import DATA_FILE, DATA_HELP, DataError, find_data
+from har_stream.training.model_commands import add_evaluate_parser, add_model_parser
+from har_stream.training.settings import FitSettings, StatefulConfig
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_FILE = "hapt_raw.npz"
-DATA_HELP = (
-    "HAPT recordings: hapt_raw.npz, the UCI HAPT zip or its unpacked directory "
-    "(env HAR_DATA; default: the first of ./data, <repo>/data, <repo>/../shared/data that "
-    f"holds {DATA_FILE})"
-)
-
-
-def default_data_path() -> Path:
-    if os.environ.get("HAR_DATA"):
-        return Path(os.environ["HAR_DATA"])
-    candidates = (Path("data") / DATA_FILE, REPO / "data" / DATA_FILE,
-                  REPO.parent / "shared" / "data" / DATA_FILE)
-    return next((c for c in candidates if c.is_file()), candidates[-1])
+if TYPE_CHECKING:  # imported when a command runs, so that --help stays instant
+    from har_stream.training.train import TrainOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_train(subparsers)
-    _add_evaluate(subparsers)
-    from har_stream.training.model_commands import add_model_parser
-
+    add_evaluate_parser(subparsers)
     add_model_parser(subparsers)
     _add_data(subparsers)
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL, ZOO_ARCHITECTURES
+    from har_stream.training.catalog import ZOO_ARCHITECTURES
+
+    fitting, shape = FitSettings(), StatefulConfig()  # the defaults, written once there
 
     p = subparsers.add_parser(
         "train", help="train a model on the HAPT recordings (windows cut by the service's "
@@ -62,35 +52,37 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help=f"model directory to write (default: {DEFAULT_MODEL_DIR} for the "
                    "stateful model, runs/<arch> for the others)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling, "
-                   "augmentation")
-    p.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping "
-                   "usually ends sooner)")
-    p.add_argument("--patience", type=int, default=8, help="epochs without validation "
-                   "improvement before stopping")
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--sequence-length", type=int, default=48,
+    p.add_argument("--seed", type=int, default=fitting.seed,
+                   help="seed of weights, shuffling, augmentation")
+    p.add_argument("--epochs", type=int, default=fitting.epochs,
+                   help="most epochs (early stopping usually ends sooner)")
+    p.add_argument("--patience", type=int, default=fitting.patience,
+                   help="epochs without validation improvement before stopping")
+    p.add_argument("--learning-rate", type=float, default=fitting.learning_rate)
+    p.add_argument("--sequence-length", type=int, default=fitting.sequence_length,
                    help="stateful: consecutive windows per training sequence")
-    p.add_argument("--state-size", type=int, default=64, help="stateful: GRU state width H")
+    p.add_argument("--state-size", type=int, default=shape.state_size,
+                   help="stateful: GRU state width H")
     p.add_argument("--filters", type=_widths,
-                   default=",".join(map(str, STATEFUL_FILTERS)),
+                   default=",".join(map(str, shape.filters)),
                    help="stateful: filters of each convolution block, comma-separated (the "
                    "encoder's cost per window grows with them)")
-    p.add_argument("--kernel", type=int, default=STATEFUL_KERNEL,
+    p.add_argument("--kernel", type=int, default=shape.kernel,
                    help="stateful: convolution kernel width")
-    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--transition-class", action=argparse.BooleanOptionalAction,
+                   default=fitting.with_transition,
                    help="stateful: add a 7th class TRANSITION for windows made mostly of "
                    "postural transitions")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=fitting.augment,
                    help="stateful: random small rotations and gains per training sequence")
-    p.add_argument("--yaw-degrees", type=float, default=180.0,
+    p.add_argument("--yaw-degrees", type=float, default=fitting.yaw_degrees,
                    help="stateful: augmentation also turns training sequences about the "
                    "device's x axis (vertical when the wearer stands) by an angle up to this, "
                    "like a phone worn turned in its holder (180: any turn; 0: never; chosen "
                    "by --cv, docs/MODELS.md)")
-    p.add_argument("--yaw-share", type=float, default=0.5,
+    p.add_argument("--yaw-share", type=float, default=fitting.yaw_share,
                    help="stateful: share of the training sequences turned by --yaw-degrees")
-    p.add_argument("--ema-decay", type=float, default=0.99,
+    p.add_argument("--ema-decay", type=float, default=fitting.ema_decay,
                    help="stateful: validate and keep a moving average of the weights with "
                    "this decay per batch (0: off)")
     p.add_argument("--precision", default=SERVED_PRECISION, choices=PRECISIONS,
@@ -144,21 +136,6 @@ def _widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "evaluate", help="evaluate a model directory on the test users and rewrite its card",
-        description="Run the model's LiteRT engine over every test-user recording as the "
-        "service would (one stream per recording, state carried, batched across streams), "
-        "and again with the state reset at every window; write accuracy, macro-F1, "
-        "per-class precision/recall, confusion matrix, per-subject accuracy and window "
-        "counts into card.json, card.md and the plots.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory")
-    p.add_argument("--data", type=Path, default=None, help=DATA_HELP)
-    p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads")
-    p.set_defaults(func=run_evaluate)
-
-
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="get the HAPT data set or convert it to npz",
                               description="Fetch or convert the UCI HAPT recordings.")
@@ -187,39 +164,12 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
     convert.set_defaults(func=run_convert)
 
 
-def _data_or_exit(path: Path | None) -> Path | None:
-    path = path or default_data_path()
-    if not path.exists():
-        print(f"error: HAPT data not found at {path}. Pass --data PATH or set HAR_DATA; "
-              "to fetch it (needs internet): `har-stream data download --out "
-              f"data/{DATA_FILE}`, or convert a downloaded UCI zip with `har-stream data "
-              f"convert ZIP --out data/{DATA_FILE}`.", file=sys.stderr)
-        return None
-    return path
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from har_stream.training.hapt import DataError
     from har_stream.training.serving import PrecisionRejected
-    from har_stream.training.train import STATEFUL, TrainOptions
 
     require_train_extra("train")
-    data = _data_or_exit(args.data)
-    if data is None:
-        return 2
-    out = args.out or (DEFAULT_MODEL_DIR if args.arch == STATEFUL else Path("runs") / args.arch)
-    options = TrainOptions(
-        data=data, out=out, arch=args.arch, seed=args.seed, epochs=args.epochs,
-        patience=args.patience, learning_rate=args.learning_rate,
-        sequence_length=args.sequence_length, state_size=args.state_size,
-        filters=args.filters, kernel=args.kernel,
-        with_transition=args.transition_class, augment=args.augment,
-        yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
-        precision=args.precision,
-        n_validation=args.validation_users, temperature=args.temperature,
-        max_recordings=args.max_recordings, notes=tuple(args.note),
-        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
     try:
+        options = train_options(args, find_data(args.data))
         if args.cv or args.cv_report:
             return _run_cv(args, options)
         if args.zoo:
@@ -235,14 +185,34 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PrecisionRejected as exc:
-        print(f"error: {exc}. {out} holds the trained model.keras; serve it in float with "
-              f"`har-stream model export --model {out} --precision float32`", file=sys.stderr)
+        print(f"error: {exc}. {options.out} holds the trained model.keras; serve it in float "
+              f"with `har-stream model export --model {options.out} --precision float32`",
+              file=sys.stderr)
         return 1
-    _print_summary(directory)
+    print(summary(directory))
     return 0
 
 
-def _run_cv(args: argparse.Namespace, options: Any) -> int:
+def train_options(args: argparse.Namespace, data: Path) -> TrainOptions:
+    """The options of `har-stream train` as parsed (`data`: the HAPT file found)."""
+    from har_stream.training.train import STATEFUL, TrainOptions
+
+    out = args.out or (DEFAULT_MODEL_DIR if args.arch == STATEFUL else Path("runs") / args.arch)
+    settings = FitSettings(
+        epochs=args.epochs, patience=args.patience, learning_rate=args.learning_rate,
+        seed=args.seed, sequence_length=args.sequence_length,
+        with_transition=args.transition_class, augment=args.augment,
+        yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share, ema_decay=args.ema_decay,
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2))
+    config = StatefulConfig(state_size=args.state_size, filters=args.filters,
+                            kernel=args.kernel)
+    return TrainOptions(data=data, out=out, arch=args.arch, settings=settings, config=config,
+                        n_validation=args.validation_users, temperature=args.temperature,
+                        max_recordings=args.max_recordings, precision=args.precision,
+                        notes=tuple(args.note))
+
+
+def _run_cv(args: argparse.Namespace, options: TrainOptions) -> int:
     from har_stream.training.cv import run_cv, settings_key, settings_of
     from har_stream.training.cv_report import cv_report
     from har_stream.training.hapt import load_hapt
@@ -257,41 +227,6 @@ def _run_cv(args: argparse.Namespace, options: Any) -> int:
                name, windows,
                n_inner=args.cv_inner, progress=not args.quiet)
     print(cv_report(args.cv_results))
-    return 0
-
-
-def _model_and_data(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
-    """The model directory's training record and the HAPT data; None (reported) if unusable."""
-    from har_stream.training.card import read_card
-    from har_stream.training.hapt import DataError, load_hapt
-
-    path = _data_or_exit(args.data)
-    if path is None:
-        return None
-    if not (args.model / "card.json").is_file():
-        print(f"error: {args.model} is not a model directory (no card.json)", file=sys.stderr)
-        return None
-    try:
-        data = load_hapt(path)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-    return read_card(args.model).get("training", {}), data
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from har_stream.training.train import evaluate_dir
-    from har_stream.training.windows import make_windows
-
-    require_train_extra("evaluate")  # plots; a quantised model is compared with its Keras float
-    loaded = _model_and_data(args)
-    if loaded is None:
-        return 2
-    training, data = loaded
-    test = make_windows(data.of_users(training.get("test_users", data.test_users)),
-                        progress=True)
-    evaluate_dir(args.model, test, num_threads=args.threads)
-    _print_summary(args.model)
     return 0
 
 
@@ -319,29 +254,3 @@ def run_convert(args: argparse.Namespace) -> int:
     save_npz(data, args.out)
     print(f"wrote {args.out}: {len(data.recordings)} recordings of {len(data.users())} users")
     return 0
-
-
-def _print_summary(directory: Path) -> None:
-    from har_stream.training.card import float_comparisons, read_card
-
-    card = read_card(directory)
-    evaluation, serving = card.get("evaluation", {}), card.get("serving", {})
-    comparisons = {users: row for users, *row in float_comparisons(serving, evaluation)}
-    print(f"model directory: {directory} (version {card['version']})")
-    if "validation" in comparisons:
-        print(f"  served flatbuffer: {serving['precision']}")
-        _print_comparison("validation users", *comparisons["validation"])
-    for key in ("stream", "reset_every_window", "window"):
-        if key in evaluation:
-            scores = evaluation[key]
-            print(f"  test users, {key}: accuracy {scores['accuracy']:.2%}, "
-                  f"macro-F1 {scores['macro_f1']:.4f}")
-    if "test" in comparisons:
-        _print_comparison("test users", *comparisons["test"])
-
-
-def _print_comparison(users: str, served: dict, reference: dict, agreement: dict) -> None:
-    print(f"  {users}, served against float: accuracy {served['accuracy']:.2%} / "
-          f"{reference['accuracy']:.2%}, macro-F1 {served['macro_f1']:.4f} / "
-          f"{reference['macro_f1']:.4f}, same class on {agreement['same_class']:.2%} of "
-          f"{agreement['windows']:,} windows")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from har_stream.training import dataset
 from har_stream.training.metrics import confusion
-from har_stream.training.train import STATEFUL, TrainOptions, class_names, stateful_config
+from har_stream.training.train import STATEFUL, TrainOptions, class_names
 from har_stream.training.windows import WindowSet
 
 FOLD_SEED = 20261206
@@ -50,16 +50,17 @@ def assign_folds(users: Iterable[int], k: int, seed: int = FOLD_SEED
 
 def settings_of(options: TrainOptions, n_inner: int) -> dict[str, object]:
     """Everything that defines a CV run's model and training, except the seed."""
+    fitting, shape = options.settings, options.config
     return {
-        "arch": options.arch, "epochs": options.epochs, "patience": options.patience,
-        "learning_rate": options.learning_rate, "sequence_length": options.sequence_length,
-        "state_size": options.state_size, "filters": list(options.filters),
-        "kernel": options.kernel, "with_transition": options.with_transition,
-        "augment": options.augment, "yaw_degrees": options.yaw_degrees,
-        "ema_decay": options.ema_decay, "inner_validation_users": n_inner,
+        "arch": options.arch, "epochs": fitting.epochs, "patience": fitting.patience,
+        "learning_rate": fitting.learning_rate, "sequence_length": fitting.sequence_length,
+        "state_size": shape.state_size, "filters": list(shape.filters),
+        "kernel": shape.kernel, "with_transition": fitting.with_transition,
+        "augment": fitting.augment, "yaw_degrees": fitting.yaw_degrees,
+        "ema_decay": fitting.ema_decay, "inner_validation_users": n_inner,
         # added later: absent when at 1 or meaningless (no turn), so results keep their keys
-        **({"yaw_share": options.yaw_share}
-           if options.yaw_share != 1.0 and options.yaw_degrees > 0 else {}),
+        **({"yaw_share": fitting.yaw_share}
+           if fitting.yaw_share != 1.0 and fitting.yaw_degrees > 0 else {}),
     }
 
 
@@ -137,15 +138,11 @@ def run_fold(options: TrainOptions, plan: CvPlan, windows: WindowSet, fold: int,
     rest = [u for u in np.unique(windows.user_id) if int(u) not in held]
     inner = dataset.split_users(rest, (), inner_users(plan),
                                 seed=FOLD_SEED + fold)
-    classes = class_names(options.with_transition)
-    settings = fit.FitSettings(
-        epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
-        seed=seed, sequence_length=options.sequence_length,
-        with_transition=options.with_transition, augment=options.augment,
-        yaw_degrees=options.yaw_degrees, yaw_share=options.yaw_share,
-        ema_decay=options.ema_decay, verbose=0)
+    with_transition = options.settings.with_transition
+    classes = class_names(with_transition)
+    settings = replace(options.settings, seed=seed, verbose=0)
     result = fit.fit_stateful(windows.of_users(inner.train), windows.of_users(inner.validation),
-                              classes, settings, stateful_config(options))
+                              classes, settings, options.config)
     held_out = windows.of_users(held)
 
     def log_probs(probs: np.ndarray) -> np.ndarray:
@@ -161,7 +158,7 @@ def run_fold(options: TrainOptions, plan: CvPlan, windows: WindowSet, fold: int,
     np.savez_compressed(oof, stream=stream.astype(np.float32), reset=reset.astype(np.float32),
                         turned=turned.astype(np.float32),
                         exp_id=held_out.exp_id, seqs=held_out.seqs, user_id=held_out.user_id,
-                        targets=dataset.targets(held_out, options.with_transition),
+                        targets=dataset.targets(held_out, with_transition),
                         benchmark=dataset.benchmark_mask(held_out))
     return {
         "name": plan.name, "key": plan.key, "seed": seed, "fold": fold,

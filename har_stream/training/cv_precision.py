@@ -21,7 +21,8 @@ from har_stream.training.cv import FOLD_SEED, OOF_DIR, read_results
 from har_stream.training.evaluate import benchmark_scores, stream_probs
 from har_stream.training.export import DYNAMIC_RANGE_INT8, FLOAT32, to_tflite
 from har_stream.training.hapt import load_hapt
-from har_stream.training.stateful import StatefulConfig, build_stateful
+from har_stream.training.settings import StatefulConfig
+from har_stream.training.stateful import build_stateful
 from har_stream.training.train import class_names
 from har_stream.training.windows import make_windows
 
@@ -60,7 +61,7 @@ def main(setting: str, results: Path, data: Path) -> str:
 
 
 if __name__ == "__main__":
-    from har_stream.training.commands import default_data_path
+    from har_stream.training.hapt import default_data_path
 
     print(main(sys.argv[1] if len(sys.argv) > 1 else "yaw180-half",
                Path(sys.argv[2]) if len(sys.argv) > 2 else Path("runs/cv/results.jsonl"),

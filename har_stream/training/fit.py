@@ -19,31 +19,10 @@ import numpy as np
 from har_stream.training import dataset
 from har_stream.training.augment import rotate_and_scale
 from har_stream.training.metrics import fit_temperature
-from har_stream.training.stateful import StatefulConfig, StatefulModels, build_stateful
+from har_stream.training.settings import FitSettings, StatefulConfig
+from har_stream.training.stateful import StatefulModels, build_stateful
 from har_stream.training.windows import WindowSet
 from har_stream.training.zoo_models import build_zoo_model
-
-
-@dataclass(frozen=True, slots=True)
-class FitSettings:
-    """Training hyperparameters (chosen on the validation users)."""
-
-    epochs: int = 40
-    patience: int = 8
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    seed: int = 0
-    sequence_length: int = 48
-    sequences_per_batch: int = 8
-    with_transition: bool = False
-    augment: bool = True
-    yaw_degrees: float = 0.0
-    """> 0: augmentation also turns each sequence about device x by up to this angle."""
-    yaw_share: float = 1.0
-    """Share of the sequences so turned."""
-    ema_decay: float = 0.0
-    """> 0: validate, select and ship an exponential moving average of the weights."""
-    verbose: int = 1
 
 
 @dataclass(slots=True, eq=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable
@@ -38,6 +39,37 @@ _ACTIVITY_LABELS = re.compile(r"(?:^|/)activity_labels\.txt$")
 
 class DataError(Exception):
     """The data is missing or not in a layout this module understands (message says why)."""
+
+
+DATA_FILE = "hapt_raw.npz"
+_REPO = Path(__file__).resolve().parents[2]
+DATA_HELP = (
+    "HAPT recordings: hapt_raw.npz, the UCI HAPT zip or its unpacked directory "
+    "(env HAR_DATA; default: the first of ./data, <repo>/data, <repo>/../shared/data that "
+    f"holds {DATA_FILE})"
+)
+"""The help of every command's --data: where the recordings are looked for."""
+
+
+def default_data_path() -> Path:
+    """$HAR_DATA, else the first of ./data, <repo>/data, <repo>/../shared/data holding the npz
+    (the last of them if none does, so that the error names a place)."""
+    if os.environ.get("HAR_DATA"):
+        return Path(os.environ["HAR_DATA"])
+    candidates = (Path("data") / DATA_FILE, _REPO / "data" / DATA_FILE,
+                  _REPO.parent / "shared" / "data" / DATA_FILE)
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def find_data(path: Path | None) -> Path:
+    """`path`, else the default one, if it exists; else a `DataError` that says how to get it."""
+    path = path or default_data_path()
+    if not path.exists():
+        raise DataError(
+            f"HAPT data not found at {path}. Pass --data PATH or set HAR_DATA; to fetch it "
+            f"(needs internet): `har-stream data download --out data/{DATA_FILE}`, or convert "
+            f"a downloaded UCI zip with `har-stream data convert ZIP --out data/{DATA_FILE}`.")
+    return path
 
 
 @dataclass(frozen=True, slots=True, eq=False)

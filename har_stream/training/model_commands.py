@@ -1,7 +1,8 @@
-"""`har-stream model export` and `model calibrate`: actions on a trained model directory.
+"""`har-stream evaluate`, `model export` and `model calibrate`: actions on a trained model
+directory, each scored on the users its card names.
 
-Split from `commands.py` (same conventions: argument parsing and messages only; TensorFlow is
-imported by the actions when they run).
+`commands.py` registers them beside `train` and `data` (same conventions: argument parsing and
+messages only; TensorFlow is imported by the actions when they run).
 """
 
 from __future__ import annotations
@@ -13,8 +14,24 @@ from typing import Any
 
 from har_stream.extras import require_train_extra
 from har_stream.serving import DEFAULT_MODEL_DIR
-from har_stream.training.commands import DATA_HELP, _model_and_data, _print_summary
+from har_stream.training.card import summary
 from har_stream.training.export import PRECISIONS, SERVED_PRECISION
+from har_stream.training.hapt import DATA_HELP
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="evaluate a model directory on the test users and rewrite its card",
+        description="Run the model's LiteRT engine over every test-user recording as the "
+        "service would (one stream per recording, state carried, batched across streams), "
+        "and again with the state reset at every window; write accuracy, macro-F1, "
+        "per-class precision/recall, confusion matrix, per-subject accuracy and window "
+        "counts into card.json, card.md and the plots.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model directory")
+    p.add_argument("--data", type=Path, default=None, help=DATA_HELP)
+    p.add_argument("--threads", type=int, default=1, help="LiteRT interpreter threads")
+    p.set_defaults(func=run_evaluate)
 
 
 def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +73,40 @@ def add_model_parser(subparsers: argparse._SubParsersAction) -> None:
     calibrate.set_defaults(func=run_model_calibrate)
 
 
+def _model_and_data(args: argparse.Namespace) -> tuple[dict[str, Any], Any] | None:
+    """The model directory's training record and the HAPT data; None (reported) if unusable."""
+    from har_stream.training.card import read_card
+    from har_stream.training.hapt import DataError, find_data, load_hapt
+
+    try:
+        path = find_data(args.data)
+        if not (args.model / "card.json").is_file():
+            print(f"error: {args.model} is not a model directory (no card.json)",
+                  file=sys.stderr)
+            return None
+        data = load_hapt(path)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return read_card(args.model).get("training", {}), data
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from har_stream.training.serving import evaluate_dir
+    from har_stream.training.windows import make_windows
+
+    require_train_extra("evaluate")  # plots; a quantised model is compared with its Keras float
+    loaded = _model_and_data(args)
+    if loaded is None:
+        return 2
+    training, data = loaded
+    test = make_windows(data.of_users(training.get("test_users", data.test_users)),
+                        progress=True)
+    evaluate_dir(args.model, test, num_threads=args.threads)
+    print(summary(args.model))
+    return 0
+
+
 def _checked_users(args: argparse.Namespace) -> tuple[Any, Any] | None:
     """Windows of the users a flatbuffer is checked on (the validation users, else the
     training users of a model trained on all of them) and of the test users."""
@@ -82,7 +133,7 @@ def run_model_calibrate(args: argparse.Namespace) -> int:
     if windows is None:
         return 2
     calibrate_dir(args.model, args.temperature, *windows, note=args.note)
-    _print_summary(args.model)
+    print(summary(args.model))
     return 0
 
 
@@ -99,5 +150,5 @@ def run_model_export(args: argparse.Namespace) -> int:
     except PrecisionRejected as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    _print_summary(args.model)
+    print(summary(args.model))
     return 0

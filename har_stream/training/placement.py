@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from har_stream.training.hapt import RATE_HZ, HaptData, Recording, load_hapt
+from har_stream.training.hapt import RATE_HZ, HaptData, Recording, default_data_path, load_hapt
 
 WALKING, STANDING = 1, 5
 
@@ -93,6 +93,4 @@ def report(data: HaptData) -> str:
 
 
 if __name__ == "__main__":
-    from har_stream.training.commands import default_data_path
-
     print(report(load_hapt(Path(sys.argv[1]) if len(sys.argv) > 1 else default_data_path())))

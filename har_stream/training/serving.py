@@ -1,4 +1,5 @@
-"""`har-stream model export`: (re)write a model directory's served flatbuffer at a precision.
+"""A trained model directory's served flatbuffer: `har-stream model export`, `model
+calibrate` and `evaluate` act through here.
 
 `export_dir` steps: (1) load the directory's verified `model.keras` (the float reference) in
 safe mode; (2) convert it to a float flatbuffer and, unless float is asked for, to the
@@ -6,7 +7,7 @@ requested precision; (3) run both over the **validation** users' streams and ref
 precision if it loses more than `max_drop` accuracy or macro-F1 there (nothing is written
 then); (4) write `model.tflite`, the card's `serving` section (precision, validation figures)
 and the new version; (5) only then score the served flatbuffer on the test users
-(`train.evaluate_dir`, which also records its agreement with the float model there).
+(`evaluate_dir`, which also records its agreement with the float model there).
 The decision is taken on validation figures alone; the test figures are reported, never used.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from har_stream.serving import TFLITE_FILE
+from har_stream.serving import TFLITE_FILE, StatefulModel
 
 if TYPE_CHECKING:  # imported when used, so that the CLI builds its parser quickly
     from har_stream.serving.engine import LiteRTModel
@@ -74,7 +75,6 @@ def export_dir(directory: Path, precision: str, validation: WindowSet, test: Win
     from har_stream.training.evaluate import compare_models
     from har_stream.training.export import FLOAT32, served_version, serving_section, to_tflite
     from har_stream.training.keras_file import load_keras
-    from har_stream.training.train import evaluate_dir
 
     card = cards.read_card(directory)
     step = load_keras(directory, card)
@@ -95,6 +95,34 @@ def export_dir(directory: Path, precision: str, validation: WindowSet, test: Win
     cards.write_card(directory, card)
     evaluate_dir(directory, test, reference=reference)
     return serving
+
+
+def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1,
+                 reference: StatefulModel | None = None) -> dict[str, object]:
+    """Evaluate the model directory's LiteRT engine on `test` and complete its card.
+
+    A quantised flatbuffer is also compared with the float model on the same windows
+    (`reference`, else converted from the directory's `model.keras`, which needs TensorFlow).
+    """
+    from har_stream.serving import load_model
+    from har_stream.training import card as cards
+    from har_stream.training.evaluate import compare_models, evaluation_report
+    from har_stream.training.export import FLOAT32, served_precision
+
+    model = load_model(directory, num_threads=num_threads)
+    card = cards.read_card(directory)
+    precision = served_precision(card)
+    report = evaluation_report(model, test)
+    report["users"] = _users(test)
+    report["engine"] = f"LiteRT (model.tflite, {precision})"
+    if precision != FLOAT32:
+        reference = reference or float_reference(directory, card)
+        comparison = compare_models(model, reference, test)
+        report["float_reference"] = {"stream": comparison["float"],
+                                     "agreement": comparison["agreement"]}
+    card["evaluation"] = report
+    cards.write_card(directory, card)
+    return report
 
 
 def _engine(flatbuffer: bytes, card: dict[str, object], version: str) -> LiteRTModel:

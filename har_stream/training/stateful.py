@@ -21,27 +21,13 @@ layer inside the encoder, so callers feed raw pipeline windows. No `Lambda` laye
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 
 from har_stream.core.records import CHANNELS, WINDOW
-from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
-
-
-@dataclass(frozen=True, slots=True)
-class StatefulConfig:
-    """Shape of the stateful model; every field was chosen on validation users."""
-
-    state_size: int = 64
-    filters: tuple[int, ...] = STATEFUL_FILTERS
-    kernel: int = STATEFUL_KERNEL
-    embedding: int = 96
-    dropout: float = 0.3
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+from har_stream.training.settings import StatefulConfig
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -93,7 +79,8 @@ class EachWindow(keras.layers.Layer):
 
 
 def build_stateful(mean: np.ndarray, std: np.ndarray, n_classes: int,
-                   config: StatefulConfig = StatefulConfig()) -> StatefulModels:
+                   config: StatefulConfig | None = None) -> StatefulModels:
+    config = config or StatefulConfig()
     encoder = build_encoder(mean, std, config)
     gru = keras.layers.GRU(config.state_size, return_sequences=True, name="gru")
     joined = keras.layers.Concatenate(name="evidence")

@@ -1,4 +1,4 @@
-"""From a data file to a model directory: the steps behind `har-stream train` / `evaluate`.
+"""From a data file to a model directory: the steps behind `har-stream train`.
 
 `train_model` steps: (1) load the recordings and split the users (test users held out,
 validation users drawn from the training users); (2) replay every recording through the
@@ -6,31 +6,28 @@ serving pipeline into labelled windows; (3) fit on the training users, early-sto
 the validation users; (4) write the model directory (Keras file and the card's training
 section); for the stateful model (5) export the served LiteRT flatbuffer at the chosen
 precision, accepted on the validation users (`training.serving.export_dir`), and (6) evaluate
-it once on the test users to complete the card. Keras is imported lazily, inside the steps
-that need it.
+it once on the test users to complete the card (`training.serving.evaluate_dir`, which
+`har-stream evaluate` runs alone). Keras is imported lazily, inside the steps that need it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from har_stream.core.records import ACTIVITIES
-from har_stream.serving import DEFAULT_MODEL_NAME, KERAS_FILE, StatefulModel
+from har_stream.serving import DEFAULT_MODEL_NAME, KERAS_FILE
 from har_stream.training import card as cards
 from har_stream.training import dataset
-from har_stream.training.catalog import STATEFUL_FILTERS, STATEFUL_KERNEL
-from har_stream.training.export import FLOAT32, SERVED_PRECISION, served_precision
+from har_stream.training.export import SERVED_PRECISION
 from har_stream.training.hapt import HaptData, Recording, load_hapt
+from har_stream.training.serving import export_dir
+from har_stream.training.settings import FitSettings, StatefulConfig
 from har_stream.training.windows import WindowSet, make_windows
-
-if TYPE_CHECKING:  # Keras is imported by training only
-    from har_stream.training.stateful import StatefulConfig
 
 STATEFUL = "stateful"
 TRANSITION = "TRANSITION"
@@ -38,45 +35,33 @@ TRANSITION = "TRANSITION"
 
 @dataclass(frozen=True, slots=True)
 class TrainOptions:
-    """Everything `har-stream train` can set (see its --help)."""
+    """Everything `har-stream train` can set (see its --help): how to fit, the stateful
+    model's shape, and what this command adds around them."""
 
     data: Path
     out: Path
     arch: str = STATEFUL
-    seed: int = 0
-    epochs: int = 40
-    patience: int = 8
-    learning_rate: float = 1e-3
-    sequence_length: int = 48
-    state_size: int = 64
-    filters: tuple[int, ...] = STATEFUL_FILTERS
-    """Stateful: filters of each convolution block (the encoder's cost grows with them)."""
-    kernel: int = STATEFUL_KERNEL
-    with_transition: bool = True
-    augment: bool = True
-    yaw_degrees: float = 0.0
-    """Stateful: augmentation turns each sequence about device x by up to this angle."""
-    yaw_share: float = 1.0
-    """Stateful: share of the training sequences so turned."""
-    ema_decay: float = 0.99
+    settings: FitSettings = field(default_factory=FitSettings)
+    """How to fit; `settings.verbose` 0 also hides data preparation's progress bars."""
+    config: StatefulConfig = field(default_factory=StatefulConfig)
+    """Stateful: the model's shape (unused by the tutorial architectures)."""
     n_validation: int = 5
     """0: train on every training user for exactly `epochs` (chosen by cross-validation)."""
     temperature: float = 1.0
     """With `n_validation` 0: softmax temperature to fold into the head (fitted out of fold)."""
     max_recordings: int = 0
     """> 0: keep only this many recordings per split (quick smoke runs)."""
-    verbose: int = 1
     precision: str = SERVED_PRECISION
-    """Stateful: precision of the served flatbuffer (`model.export.PRECISIONS`)."""
+    """Stateful: precision of the served flatbuffer (`training.export.PRECISIONS`)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def stateful_config(options: TrainOptions) -> StatefulConfig:
-    """The stateful model's shape as the options set it (other fields: the defaults)."""
-    from har_stream.training.stateful import StatefulConfig
-
-    return StatefulConfig(state_size=options.state_size, filters=options.filters,
-                          kernel=options.kernel)
+def fit_settings(options: TrainOptions) -> FitSettings:
+    """The settings `options.arch` is fitted with: the tutorial architectures keep no moving
+    average of their weights."""
+    if options.arch == STATEFUL:
+        return options.settings
+    return replace(options.settings, ema_decay=0.0)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -112,22 +97,15 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
     from har_stream.training import fit
 
     prepared = prepared or prepare(options.data, options.n_validation, options.max_recordings,
-                                   progress=options.verbose > 0)
-    classes = class_names(options.with_transition and options.arch == STATEFUL)
-    settings = fit.FitSettings(
-        epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
-        seed=options.seed, sequence_length=options.sequence_length,
-        with_transition=options.with_transition, augment=options.augment,
-        yaw_degrees=options.yaw_degrees, yaw_share=options.yaw_share,
-        ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0,
-        verbose=options.verbose)
+                                   progress=options.settings.verbose > 0)
+    classes = class_names(options.settings.with_transition and options.arch == STATEFUL)
+    settings = fit_settings(options)
     if options.arch == STATEFUL:
-        config = stateful_config(options)
         held = prepared.validation if len(prepared.validation) else None
-        result = fit.fit_stateful(prepared.train, held, classes, settings, config,
+        result = fit.fit_stateful(prepared.train, held, classes, settings, options.config,
                                   temperature=options.temperature)
         validation = _scores(fit.stream_probs(result.trainer, held), held) if held else {}
-        architecture = {"kind": "cnn-gru", **config.to_dict(),
+        architecture = {"kind": "cnn-gru", **options.config.to_dict(),
                         "softmax_temperature": round(result.temperature, 4)}
     else:
         result = fit.fit_zoo(options.arch, prepared.train, prepared.validation, classes,
@@ -137,8 +115,6 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
         architecture = {"kind": options.arch}
     card = _training_card(options, prepared, result, settings, architecture, validation)
     if options.arch == STATEFUL:
-        from har_stream.training.serving import export_dir
-
         options.out.mkdir(parents=True, exist_ok=True)
         result.model.save(options.out / KERAS_FILE)
         cards.write_card(options.out, card)
@@ -155,34 +131,6 @@ def train_model(options: TrainOptions, prepared: PreparedData | None = None) -> 
     return options.out
 
 
-def evaluate_dir(directory: Path, test: WindowSet, num_threads: int = 1,
-                 reference: StatefulModel | None = None) -> dict[str, object]:
-    """Evaluate the model directory's LiteRT engine on `test` and complete its card.
-
-    A quantised flatbuffer is also compared with the float model on the same windows
-    (`reference`, else converted from the directory's `model.keras`, which needs TensorFlow).
-    """
-    from har_stream.serving import load_model
-    from har_stream.training.evaluate import compare_models, evaluation_report
-
-    model = load_model(directory, num_threads=num_threads)
-    card = cards.read_card(directory)
-    precision = served_precision(card)
-    report = evaluation_report(model, test)
-    report["users"] = sorted(int(u) for u in np.unique(test.user_id))
-    report["engine"] = f"LiteRT (model.tflite, {precision})"
-    if precision != FLOAT32:
-        from har_stream.training.serving import float_reference
-
-        reference = reference or float_reference(directory, card)
-        comparison = compare_models(model, reference, test)
-        report["float_reference"] = {"stream": comparison["float"],
-                                     "agreement": comparison["agreement"]}
-    card["evaluation"] = report
-    cards.write_card(directory, card)
-    return report
-
-
 def _scores(probs: np.ndarray, windows: WindowSet) -> dict[str, float]:
     from har_stream.training.evaluate import benchmark_scores
 
@@ -190,7 +138,7 @@ def _scores(probs: np.ndarray, windows: WindowSet) -> dict[str, float]:
 
 
 def _training_card(options: TrainOptions, prepared: PreparedData, result: object,
-                   settings: object, architecture: dict[str, object],
+                   settings: FitSettings, architecture: dict[str, object],
                    validation: dict[str, float]) -> dict[str, object]:
     import keras
     import tensorflow as tf
@@ -203,10 +151,10 @@ def _training_card(options: TrainOptions, prepared: PreparedData, result: object
     }
     return {
         "name": name,
-        "version": f"{name}-{today:%Y%m%d}-s{options.seed}-{prepared.data.sha256[:8]}",
+        "version": f"{name}-{today:%Y%m%d}-s{options.settings.seed}-{prepared.data.sha256[:8]}",
         "description": _DESCRIPTIONS.get(options.arch, f"tutorial architecture `{options.arch}`"),
         "classes": list(result.classes),  # type: ignore[attr-defined]
-        "state_size": options.state_size if options.arch == STATEFUL else 0,
+        "state_size": options.config.state_size if options.arch == STATEFUL else 0,
         "preprocessing": cards.preprocessing(result.mean, result.std),  # type: ignore[attr-defined]
         "architecture": architecture,
         "training": {
@@ -216,8 +164,8 @@ def _training_card(options: TrainOptions, prepared: PreparedData, result: object
             "validation_users": list(prepared.split.validation),
             "test_users": list(prepared.split.test),
             "benchmark_windows": counts,
-            "seed": options.seed,
-            "settings": asdict(settings),  # type: ignore[call-overload]
+            "seed": options.settings.seed,
+            "settings": asdict(settings),
             "epochs_run": result.epochs_run,  # type: ignore[attr-defined]
             "seconds": round(result.seconds, 1),  # type: ignore[attr-defined]
             "validation": validation,

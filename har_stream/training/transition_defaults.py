@@ -172,7 +172,7 @@ def sweep(cached: dict[str, np.ndarray]) -> tuple[SmoothingSettings, list[dict]]
 
 def main(argv: list[str] | None = None) -> int:
     from har_stream.serving import DEFAULT_MODEL_DIR
-    from har_stream.training.commands import default_data_path
+    from har_stream.training.hapt import default_data_path
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=None)

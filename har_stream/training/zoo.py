@@ -29,8 +29,8 @@ from har_stream.training.train import (
     PreparedData,
     TrainOptions,
     class_names,
+    fit_settings,
     prepare,
-    stateful_config,
 )
 
 ORDER = (*ZOO_ARCHITECTURES, STATEFUL)
@@ -41,16 +41,17 @@ def run_zoo(options: TrainOptions, seeds: Iterable[int], results: Path,
     """Run every missing (architecture, seed), then return the markdown table."""
     from tqdm import tqdm
 
-    encoder = _encoder(options.filters, options.kernel)
+    encoder = _encoder(options.config.filters, options.config.kernel)
     done = {(r["arch"], r["seed"], _encoder_of(r)) for r in read_results(results)}
     todo = [(a, s) for a in architectures for s in seeds
             if (a, s, encoder if a == STATEFUL else None) not in done]
     if todo:
         prepared = prepare(options.data, options.n_validation, options.max_recordings,
-                           progress=options.verbose > 0)
+                           progress=options.settings.verbose > 0)
         results.parent.mkdir(parents=True, exist_ok=True)
         for arch, seed in tqdm(todo, desc="zoo runs", unit="run", file=sys.stderr):
-            row = run_one(replace(options, arch=arch, seed=seed, verbose=0), prepared)
+            settings = replace(options.settings, seed=seed, verbose=0)
+            row = run_one(replace(options, arch=arch, settings=settings), prepared)
             with results.open("a") as f:
                 f.write(json.dumps(row) + "\n")
     return zoo_table(read_results(results))
@@ -60,22 +61,19 @@ def run_one(options: TrainOptions, prepared: PreparedData) -> dict[str, object]:
     from har_stream.training import fit
     from har_stream.training.evaluate import benchmark_scores
 
-    settings = fit.FitSettings(
-        epochs=options.epochs, patience=options.patience, learning_rate=options.learning_rate,
-        seed=options.seed, sequence_length=options.sequence_length,
-        with_transition=options.with_transition, augment=options.augment,
-        ema_decay=options.ema_decay if options.arch == STATEFUL else 0.0, verbose=0)
-    row: dict[str, object] = {"arch": options.arch, "seed": options.seed}
+    # the zoo's protocol (docs/BENCHMARKS.md) has no turns about x, so its rows stay comparable
+    settings = replace(fit_settings(options), yaw_degrees=0.0, yaw_share=1.0, verbose=0)
+    row: dict[str, object] = {"arch": options.arch, "seed": settings.seed}
     if options.arch == STATEFUL:
         result = fit.fit_stateful(prepared.train, prepared.validation,
-                                  class_names(options.with_transition), settings,
-                                  stateful_config(options))
+                                  class_names(settings.with_transition), settings,
+                                  options.config)
         validation = benchmark_scores(fit.stream_probs(result.trainer, prepared.validation),
                                       prepared.validation)
         test = benchmark_scores(fit.stream_probs(result.trainer, prepared.test), prepared.test)
         row["reset_every_window"] = benchmark_scores(
             fit.reset_probs(result.trainer, prepared.test), prepared.test)
-        row.update(filters=list(options.filters), kernel=options.kernel)
+        row.update(filters=list(options.config.filters), kernel=options.config.kernel)
     else:
         result = fit.fit_zoo(options.arch, prepared.train, prepared.validation,
                              class_names(False), settings)

@@ -21,9 +21,8 @@ from har_stream.core.records import ACTIVITIES, CHANNELS, WINDOW
 from har_stream.serving import DEFAULT_MODEL_DIR, StatefulModel, load_model
 from har_stream.serving.contract import pipeline_contract
 from har_stream.serving.engine import LiteRTModel
-from har_stream.training.commands import default_data_path
 from har_stream.training.export import DYNAMIC_RANGE_INT8, FLOAT32, VERSION_SUFFIX, served_precision
-from har_stream.training.hapt import Recording, load_hapt
+from har_stream.training.hapt import Recording, default_data_path, load_hapt
 from har_stream.training.windows import make_windows
 
 TOLERANCE = 1e-5

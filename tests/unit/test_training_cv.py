@@ -43,13 +43,11 @@ def test_cv_settings_keep_the_keys_of_finished_results(argv: list[str], key: str
 
     from har_stream.training import commands
     from har_stream.training.cv import settings_key, settings_of
-    from har_stream.training.train import TrainOptions
 
     parser = argparse.ArgumentParser()
     commands.add_parser(parser.add_subparsers())
     args = parser.parse_args(["train", "--cv", "5", *argv])
-    options = TrainOptions(data=Path("data.npz"), out=Path("out"), epochs=args.epochs,
-                           yaw_degrees=args.yaw_degrees, yaw_share=args.yaw_share)
+    options = commands.train_options(args, Path("data.npz"))
     assert settings_key(settings_of(options, args.cv_inner)) == key
 
 
