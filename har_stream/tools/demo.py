@@ -114,8 +114,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"har-stream demo: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from har_stream.tools.simulator import default_data_path, plan_streams, select_recordings
-    from har_stream.training.hapt import DataError, load_hapt
+    from har_stream.tools.simulator import plan_streams, select_recordings
+    from har_stream.training.hapt import DataError, default_data_path, load_hapt
 
     path = settings.data or default_data_path()
     try:

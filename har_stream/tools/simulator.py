@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,26 +26,16 @@ from har_stream.core.option_rules import check_fields
 from har_stream.core.options import add_options, masked_repr, option, options_from
 from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
 from har_stream.kafka.settings import KafkaSettings, TopicSettings
+from har_stream.training.hapt import DATA_FILE, default_data_path
 
 log = logging.getLogger(__name__)
 
 TRUTH_HEADER = "har.truth"
 UNLABELLED = "-"
-DATA_FILE = "hapt_raw.npz"
 PACING_QUANTUM_S = 0.005
 """Shortest pause between paced sends: messages falling due meanwhile go out together, at
 most this late. Waking once per message (thousands a second with many devices) cost the
 simulator more CPU than encoding and sending them (docs/PERFORMANCE.md §5)."""
-REPO = Path(__file__).resolve().parents[2]
-
-
-def default_data_path() -> str:
-    """Where the data usually is: ./data, the repository's data/, or ../shared/data."""
-    for candidate in (Path("data") / DATA_FILE, REPO / "data" / DATA_FILE,
-                      REPO.parent / "shared" / "data" / DATA_FILE):
-        if candidate.is_file():
-            return str(candidate)
-    return str(Path("data") / DATA_FILE)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -33,7 +33,7 @@ from deploy_support import load_deploy_script
 
 from har_stream.serving import load_model
 from har_stream.tools.broker import free_port, stop_process
-from har_stream.tools.simulator import DATA_FILE, default_data_path
+from har_stream.training.hapt import DATA_FILE, default_data_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

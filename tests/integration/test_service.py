@@ -74,8 +74,7 @@ def evaluate_path(model: object, recordings: list) -> Expected:
 
 def test_results_and_counts_equal_the_offline_evaluation_for_a_test_subject(
         service_settings: Settings) -> None:
-    from har_stream.tools.simulator import default_data_path
-    from har_stream.training.hapt import DataError, load_hapt
+    from har_stream.training.hapt import DataError, default_data_path, load_hapt
     from har_stream.training.windows import device_id_of
 
     try:

@@ -14,7 +14,7 @@ from service_support import TopicReader
 
 from har_stream.core import codec
 from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE
-from har_stream.tools.simulator import default_data_path
+from har_stream.training.hapt import default_data_path
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -36,8 +36,7 @@ DEVICES = 3
 
 def test_simulate_and_run_work_without_tensorflow(service_settings: Settings,
                                                   tmp_path: Path) -> None:
-    from har_stream.tools.simulator import default_data_path
-    from har_stream.training.hapt import DataError, load_hapt
+    from har_stream.training.hapt import DataError, default_data_path, load_hapt
 
     if not (DEFAULT_MODEL_DIR / TFLITE_FILE).is_file():
         pytest.skip("no shipped model in models/")
