@@ -32,7 +32,7 @@ class Record:
     timestamp: int = 1_700_000_000_000
 
 
-def Metadata(topic: str, partition: int, offset: int) -> Acknowledged:  # noqa: N802
+def Metadata(topic: str, partition: int, offset: int) -> Acknowledged:
     return Acknowledged(topic, partition, offset, 1_700_000_000_000)
 
 

@@ -94,8 +94,9 @@ def test_a_poison_result_is_retried_a_bounded_number_of_times_then_dead_lettered
 
 def test_a_record_refused_by_send_itself_is_dead_lettered_too() -> None:
     service, consumer, producer = make_service(SETTINGS, FakeModel())
-    producer.refuse_at_send = lambda r: (RecordRefused("MessageSizeTooLarge: larger than max_request_size")
-                                         if r.topic == "counts" else None)
+    producer.refuse_at_send = lambda r: (
+        RecordRefused("MessageSizeTooLarge: larger than max_request_size")
+        if r.topic == "counts" else None)
     consumer.feed(sensor_records("good", GOOD))
     run_all(service, consumer)
     reasons = {dict(r.headers)[codec.HEADER_REASON] for r in producer.sent["dlq"]}
