@@ -17,6 +17,7 @@ from typing import Any
 
 from kafka.future import Future
 
+from har_stream.kafka.ports import Acknowledged, KafkaTimeout, Partition
 from har_stream.service.changelog import HEADER_COVERS_OFFSET, StoredState
 
 
@@ -31,17 +32,11 @@ class Record:
     timestamp: int = 1_700_000_000_000
 
 
-@dataclass
-class Metadata:
-    topic: str
-    partition: int
-    offset: int
+def Metadata(topic: str, partition: int, offset: int) -> Acknowledged:
+    return Acknowledged(topic, partition, offset, 1_700_000_000_000)
 
 
-@dataclass(frozen=True)
-class TP:
-    topic: str
-    partition: int
+TP = Partition
 
 
 @dataclass
@@ -85,11 +80,12 @@ class LeanProducer:
             self._pending.append((future, record))
         return future
 
-    def flush(self, timeout: float | None = None) -> None:
-        from kafka.errors import KafkaTimeoutError
+    def serve(self) -> None:
+        pass
 
+    def flush(self, timeout_s: float | None = None) -> None:
         if self.flush_blocks:
-            raise KafkaTimeoutError(f"flush not done within {timeout} s")
+            raise KafkaTimeout(f"flush not done within {timeout_s} s")
         with self._lock:
             pending, self._pending = self._pending, []
         for future, record in pending:
@@ -119,7 +115,7 @@ class QueueConsumer:
     """Serves queued records per poll (at most `max_records`), firing rebalance events first.
 
     `feed(records)` appends; `rebalance(kind, partitions)` queues an event for the next poll.
-    Paused partitions are not served. `metrics()` answers like kafka-python's.
+    Paused partitions are not served. `connections` > 0: connected; `ids`: topic ids.
     """
 
     def __init__(self, topic: str) -> None:
@@ -131,6 +127,7 @@ class QueueConsumer:
         self.paused: set[int] = set()
         self.polls: list[int | None] = []  # max_records of every poll
         self.connections = 1.0
+        self.ids: dict[str, str] = {}
 
     def feed(self, records: Iterable[Record]) -> None:
         self.queue.extend(records)
@@ -160,9 +157,9 @@ class QueueConsumer:
     def committed(self, tp: Any) -> int | None:
         return self.committed_offsets.get(tp.partition)
 
-    def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
-        for tp, meta in offsets.items():
-            self.committed_offsets[tp.partition] = meta.offset
+    def commit(self, offsets: dict, timeout_s: float = 30.0) -> None:
+        for tp, offset in offsets.items():
+            self.committed_offsets[tp.partition] = offset
 
     def highwater(self, tp: Any) -> None:
         return None
@@ -176,8 +173,14 @@ class QueueConsumer:
     def resume(self, *tps: TP) -> None:
         self.paused.difference_update(tp.partition for tp in tps)
 
-    def metrics(self) -> dict:
-        return {"consumer-metrics": {"connection-count": self.connections}}
+    def connected(self) -> bool:
+        return self.connections > 0
+
+    def topics(self) -> set[str]:
+        return set(self.ids) or {self.topic}
+
+    def topic_id(self, topic: str) -> str | None:
+        return self.ids.get(topic)
 
 
 class DictChangelog:

@@ -47,7 +47,10 @@ class FakeProducer:
         self._pending.append((future, topic, 0 if partition is None else partition))
         return future
 
-    def flush(self, timeout: float | None = None) -> None:
+    def serve(self) -> None:
+        pass
+
+    def flush(self, timeout_s: float | None = None) -> None:
         self.journal.append("flush")
         for future, topic, partition in self._pending:
             if self.fail is not None:
@@ -85,12 +88,18 @@ class FakeConsumer:
     def committed(self, tp: Any) -> int | None:
         return self.committed_offsets.get(tp.partition)
 
-    def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
+    def commit(self, offsets: dict, timeout_s: float = 30.0) -> None:
         self.journal.append("commit")
-        for tp, meta in offsets.items():
-            self.committed_offsets[tp.partition] = meta.offset
+        for tp, offset in offsets.items():
+            self.committed_offsets[tp.partition] = offset
 
     def highwater(self, tp: Any) -> None:
+        return None
+
+    def connected(self) -> None:
+        return None  # cannot tell: the broker watch keeps its last answer
+
+    def topic_id(self, topic: str) -> None:
         return None
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 from kafka.future import Future
 from reliability_support import Clock, LeanProducer, make_service
 from service_support import FakeModel, synthetic_samples
 from test_reliability_service import SETTINGS, reference_ids, result_ids, sensor_records
 
+from har_stream.kafka.ports import KafkaFailure, RecordRefused
 from har_stream.service.delivery import DeliveryFailed, Outbox
 
 SAMPLES = synthetic_samples(1500, seed=3)
@@ -35,7 +35,10 @@ class ManualProducer:
         self.sent.append((topic, value, future))
         return future
 
-    def flush(self, timeout: float | None = None) -> None:
+    def serve(self) -> None:
+        pass
+
+    def flush(self, timeout_s: float | None = None) -> None:
         pass
 
 
@@ -60,7 +63,7 @@ def test_a_refused_record_holds_its_epoch_until_its_dead_letter_is_acknowledged(
     outbox.send("out", b"k", b"too large")
     epoch = outbox.mark()
     for attempt in range(2):
-        producer.sent[-1][2].failure(MessageSizeTooLargeError("no"))
+        producer.sent[-1][2].failure(RecordRefused("no", code=10))
         assert not outbox.delivered(epoch), f"attempt {attempt + 1}: re-sent, not settled"
     topic, _value, dead_letter = producer.sent[-1]
     assert topic == "dlq" and len(producer.sent) == 3
@@ -74,7 +77,7 @@ def test_a_systemic_refusal_is_raised_by_delivered() -> None:
     outbox = Outbox(producer, "dlq")
     outbox.send("out", b"k", b"v")
     epoch = outbox.mark()
-    producer.sent[0][2].failure(TopicAuthorizationFailedError("denied"))
+    producer.sent[0][2].failure(KafkaFailure("TopicAuthorizationFailed: denied", code=29))
     with pytest.raises(DeliveryFailed, match="TopicAuthorizationFailed"):
         outbox.delivered(epoch)
 
@@ -117,7 +120,7 @@ def test_run_begins_checkpoints_without_waiting_for_the_broker() -> None:
     consumer.feed(sensor_records("dev", SAMPLES)[:10])
     flushes: list[float | None] = []
     acknowledge = producer.flush
-    producer.flush = lambda timeout=None: (flushes.append(timeout), acknowledge(timeout))[1]  # type: ignore[method-assign]
+    producer.flush = lambda timeout_s=None: (flushes.append(timeout_s), acknowledge(timeout_s))[1]  # type: ignore[method-assign]
     seen: list[tuple[int, bool, dict[int, int]]] = []
 
     class StopAfterSteps:

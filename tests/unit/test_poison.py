@@ -76,13 +76,9 @@ def test_the_raw_reader_finds_a_record_in_a_compressed_batch_without_decoding_he
 def test_a_rebalance_that_leaves_no_partitions_checks_that_the_sensor_topic_exists() -> None:
     service, consumer, _producer = make_service(SETTINGS, FakeModel())
 
-    class Cluster:
-        def topic_id(self, topic: str) -> str | None:
-            return "id-1" if topic in present else None
-
     present = {"in"}
-    consumer._cluster = Cluster()  # type: ignore[attr-defined]
-    consumer.topics = lambda: set(present)  # type: ignore[attr-defined]
+    consumer.topic_id = lambda topic: "id-1" if topic in present else None  # type: ignore[method-assign]
+    consumer.topics = lambda: set(present)  # type: ignore[method-assign]
     consumer.feed(_valid(range(0, 3)))
     service.step()
     present.clear()  # the topic is deleted: the group gives this member nothing

@@ -1,0 +1,393 @@
+"""An in-process Kafka cluster behind the ports: fast tests without a broker.
+
+Why: the service's tests, its reliability tests among them (100,000 devices), need a Kafka
+that answers at memory speed and that a test can steer: hold acknowledgements, cut the
+connection, refuse records, damage one, expel a member. `MemoryCluster` is that Kafka, and
+`.consumer()`, `.producer()`, `.admin()` are clients of it that keep the ports' semantics
+(the contract suite, tests/contract/, runs them beside the real drivers). Fault injection is
+a cluster-level control: what a broker or the network would do, not a scripted client.
+
+What it models: partitions as offset-addressed logs (a record is stored, and readable, once
+acknowledged); groups whose members share the partitions of their topics by range
+assignment, rebalanced when a member joins, leaves or is expelled, the callbacks running in
+each member's next `poll` (eager: revoked all, then assigned all, positions from the
+committed offsets); keyed records on murmur2(key) % partitions; compacted topics
+(`cleanup.policy=compact`: a key's older record is removed when a newer one is stored);
+topic ids, new for a recreated topic; no auto-creation anywhere.
+
+Test controls (attributes and methods of the cluster):
+- `auto_acknowledge` (True): records are acknowledged at their producer's next `serve`,
+  `flush` or `send`; False: they wait for `acknowledge(n)`.
+- `reachable` (True): False cuts every client off: `connected()` False, polls empty,
+  deliveries wait, `flush` / `commit` / metadata raise `KafkaTimeout`.
+- `refuse(topic, key, value, headers, partition) -> KafkaFailure | None`: consulted at
+  acknowledgement, a failure fails the delivery; `refuse_at_send` the same, raised by `send`.
+- `damage(topic, partition, offset, reason)`: polls hand a `Damaged` entry at that offset.
+- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept.
+- `expel(consumer)`: the member leaves its group; its next poll reports the partitions lost.
+- `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending()`: what it holds.
+- `waits` (True): polls and flushes wait as the ports say; False: they never block (tests
+  that drive the service with a fake clock).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import uuid
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from har_stream.kafka.ports import (
+    Headers,
+    KafkaFailure,
+    KafkaTimeout,
+    Partition,
+    Record,
+    TopicLayout,
+)
+
+if TYPE_CHECKING:
+    from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
+    from har_stream.kafka.drivers.memory_producer import MemoryProducer
+
+Entry = tuple[int, bytes | None, bytes | None, Headers]  # timestamp, key, value, headers
+Refusal = Callable[[str, bytes | None, bytes | None, Headers, int], KafkaFailure | None]
+MAX_RECORD_BYTES = 1_048_576
+"""As kafka-python's `max_request_size` default: a larger record is refused at `send`."""
+COMPACT_REBUILD_AT = 1024
+_MASK = 0xFFFFFFFF
+
+
+@lru_cache(maxsize=1 << 17)
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's `Utils.murmur2`), unsigned 32-bit."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = (0x9747B28C ^ length) & _MASK
+    whole = length - length % 4
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * m) & _MASK
+        k ^= k >> 24
+        h = ((h * m) & _MASK) ^ ((k * m) & _MASK)
+    rest = length % 4
+    if rest >= 3:
+        h ^= data[whole + 2] << 16
+    if rest >= 2:
+        h ^= data[whole + 1] << 8
+    if rest >= 1:
+        h = ((h ^ data[whole]) * m) & _MASK
+    h ^= h >> 13
+    h = (h * m) & _MASK
+    return h ^ (h >> 15)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """Where the Java client (and every driver of ours) puts a keyed record."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class Log:
+    """One partition: offsets and entries side by side, sorted by offset. Compaction leaves
+    a hole (None) where a key's older record was, and rebuilds the lists when holes
+    dominate; `start` is the first offset a reader can get (the end when nothing is kept)."""
+
+    __slots__ = ("end", "entries", "holes", "latest", "offsets", "retain", "start")
+
+    def __init__(self, compact: bool) -> None:
+        self.offsets: list[int] = []
+        self.entries: list[Entry | None] = []
+        self.start = self.end = self.holes = 0
+        self.latest: dict[bytes, int] | None = {} if compact else None  # key -> index
+        self.retain = True
+
+    def append(self, entry: Entry) -> int:
+        offset = self.end
+        self.end += 1
+        if not self.retain:
+            self.start = self.end
+            return offset
+        if self.latest is not None:
+            key: bytes = entry[1]  # type: ignore[assignment]  # compacted: always keyed
+            older = self.latest.get(key)
+            if older is not None:
+                self.entries[older] = None
+                self.holes += 1
+            self.latest[key] = len(self.entries)
+        self.offsets.append(offset)
+        self.entries.append(entry)
+        if self.holes > COMPACT_REBUILD_AT and self.holes * 2 > len(self.entries):
+            self._rebuild()
+        return offset
+
+    def _rebuild(self) -> None:
+        kept = [(o, e) for o, e in zip(self.offsets, self.entries, strict=True) if e is not None]
+        self.offsets = [o for o, _ in kept]
+        self.entries = [e for _, e in kept]
+        self.latest = {e[1]: i for i, (_, e) in enumerate(kept)}  # type: ignore[misc]
+        self.holes = 0
+
+    def read(self, position: int, limit: int) -> tuple[list[tuple[int, Entry]], int]:
+        """Up to `limit` records from `position`, and the position after them."""
+        offsets, entries = self.offsets, self.entries
+        i = bisect_left(offsets, position)
+        n = len(offsets)
+        taken: list[tuple[int, Entry]] = []
+        while i < n and len(taken) < limit:
+            entry = entries[i]
+            if entry is not None:
+                taken.append((offsets[i], entry))
+            i += 1
+        return taken, offsets[i] if i < n else self.end
+
+    def live(self) -> list[tuple[int, Entry]]:
+        return [(o, e) for o, e in zip(self.offsets, self.entries, strict=True)
+                if e is not None]
+
+
+class Topic:
+    __slots__ = ("compact", "configs", "id", "logs", "name")
+
+    def __init__(self, name: str, layout: TopicLayout) -> None:
+        self.name = name
+        self.id = uuid.uuid4().hex
+        self.configs = dict(layout.configs)
+        self.compact = "compact" in self.configs.get("cleanup.policy", "")
+        self.logs = [Log(self.compact) for _ in range(layout.partitions)]
+
+
+class Group:
+    """A consumer group: its members in join order, and its committed offsets."""
+
+    def __init__(self) -> None:
+        self.members: list[MemoryConsumer] = []
+        self.committed: dict[Partition, int] = {}
+
+    def rebalance(self, topics: Mapping[str, Topic]) -> None:
+        """Range assignment per topic among the members subscribed to it; each member
+        applies its new share at its next poll."""
+        shares: dict[int, set[Partition]] = {id(m): set() for m in self.members}
+        for name in sorted({t for m in self.members for t in m.subscription}):
+            topic = topics.get(name)
+            if topic is None:
+                continue
+            takers = [m for m in self.members if name in m.subscription]
+            count, extra = divmod(len(topic.logs), len(takers))
+            first = 0
+            for i, member in enumerate(takers):
+                size = count + (1 if i < extra else 0)
+                shares[id(member)].update(Partition(name, p)
+                                          for p in range(first, first + size))
+                first += size
+        for member in self.members:
+            member.reassign(shares[id(member)])
+
+
+class MemoryCluster:
+    """An in-process Kafka cluster (see the module doc for what it models and its controls)."""
+
+    def __init__(self, *, auto_acknowledge: bool = True, waits: bool = True,
+                 max_record_bytes: int = MAX_RECORD_BYTES,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.auto_acknowledge = auto_acknowledge
+        self.waits = waits
+        self.max_record_bytes = max_record_bytes
+        self.wall = wall
+        self.refuse: Refusal | None = None
+        self.refuse_at_send: Refusal | None = None
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.topics: dict[str, Topic] = {}
+        self.groups: dict[str, Group] = {}
+        self.damaged: dict[tuple[str, int, int], str] = {}
+        self.producers: list[MemoryProducer] = []
+        self._reachable = True
+        self._sequence = 0
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def consumer(self, group_id: str | None = None, auto_offset_reset: str = "earliest"
+                 ) -> MemoryConsumer:
+        from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
+
+        return MemoryConsumer(self, group_id, auto_offset_reset)
+
+    def producer(self) -> MemoryProducer:
+        from har_stream.kafka.drivers.memory_producer import MemoryProducer
+
+        producer = MemoryProducer(self)
+        with self.lock:
+            self.producers.append(producer)
+        return producer
+
+    def admin(self) -> MemoryAdmin:
+        return MemoryAdmin(self)
+
+    # --- controls --------------------------------------------------------------------------
+
+    @property
+    def reachable(self) -> bool:
+        return self._reachable
+
+    @reachable.setter
+    def reachable(self, value: bool) -> None:
+        with self.changed:
+            self._reachable = value
+            self.changed.notify_all()
+
+    def check_reachable(self, what: str) -> None:
+        if not self._reachable:
+            raise KafkaTimeout(f"{what}: no connection to the (in-memory) cluster")
+
+    def create_topic(self, name: str, partitions: int = 1,
+                     configs: Mapping[str, str] | None = None, retain: bool = True) -> str:
+        """Create `name` (a test's shortcut for the admin call); its id."""
+        self.admin().create_topics({name: TopicLayout(partitions, 1, dict(configs or {}))})
+        self.retain(name, retain)
+        return self.topics[name].id
+
+    def retain(self, topic: str, keep: bool) -> None:
+        """Whether `topic` keeps its records (False: counted only, for volume tests)."""
+        with self.lock:
+            for log in self.topic(topic).logs:
+                log.retain = keep
+                if not keep:
+                    log.offsets, log.entries, log.start, log.holes = [], [], log.end, 0
+                    log.latest = {} if log.latest is not None else None
+
+    def damage(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        """Polls hand `Damaged(reason)` at this offset instead of the record."""
+        with self.lock:
+            self.damaged[topic, partition, offset] = reason
+
+    def expel(self, member: MemoryConsumer) -> None:
+        """Throw a member out of its group (as a missed poll deadline does): its next poll
+        reports its partitions lost and joins again; the others rebalance."""
+        with self.lock:
+            group = self.groups.get(member.group_id or "")
+            if group is None or member not in group.members:
+                return
+            group.members.remove(member)
+            member.expelled = True
+            group.rebalance(self.topics)
+            self.changed.notify_all()
+
+    def acknowledge(self, n: int | None = None) -> int:
+        """Acknowledge the oldest `n` records sent (None: all), across producers; how many
+        were. Their callbacks run at their producer's next serve/flush/send."""
+        with self.changed:
+            if not self._reachable:
+                return 0
+            done = 0
+            while n is None or done < n:
+                heads = [p for p in self.producers if p.outgoing]
+                if not heads:
+                    break
+                min(heads, key=lambda p: p.outgoing[0][0]).acknowledge_oldest()
+                done += 1
+            self.changed.notify_all()
+            return done
+
+    def pending(self) -> int:
+        """Records sent and not yet acknowledged or failed."""
+        with self.lock:
+            return sum(len(p.outgoing) for p in self.producers)
+
+    def topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            from har_stream.kafka.ports import TopicMissing
+
+            raise TopicMissing(f"no topic {name!r}", code=3)
+        return topic
+
+    def records(self, topic: str) -> list[Record]:
+        """What `topic` holds now, partition by partition, in offset order."""
+        with self.lock:
+            return [Record(topic, p, offset, *entry)
+                    for p, log in enumerate(self.topic(topic).logs)
+                    for offset, entry in log.live()]
+
+    def count(self, topic: str) -> int:
+        """Records ever stored in `topic` (kept or not)."""
+        with self.lock:
+            return sum(log.end for log in self.topic(topic).logs)
+
+    def committed_offsets(self, group_id: str) -> dict[Partition, int]:
+        with self.lock:
+            group = self.groups.get(group_id)
+            return dict(group.committed) if group else {}
+
+    # --- used by the clients ---------------------------------------------------------------
+
+    def next_sequence(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def group(self, group_id: str) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group()
+        return group
+
+    def rebalance_subscribers(self, topic: str) -> None:
+        for group in self.groups.values():
+            if any(topic in m.subscription for m in group.members):
+                group.rebalance(self.topics)
+
+
+class MemoryAdmin:
+    """The admin port over a `MemoryCluster`."""
+
+    def __init__(self, cluster: MemoryCluster) -> None:
+        self.cluster = cluster
+
+    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        with self.cluster.lock:
+            self.cluster.check_reachable("partition counts")
+            known = self.cluster.topics
+            return {t: len(known[t].logs) for t in topics if t in known}
+
+    def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
+        cluster = self.cluster
+        with cluster.changed:
+            cluster.check_reachable("create topics")
+            created = set()
+            for name, layout in layouts.items():
+                if name in cluster.topics:
+                    continue
+                if layout.partitions < 1:
+                    raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
+                                       code=37)  # INVALID_PARTITIONS
+                cluster.topics[name] = Topic(name, layout)
+                created.add(name)
+                cluster.rebalance_subscribers(name)
+            cluster.changed.notify_all()
+            return created
+
+    def delete_topics(self, topics: Iterable[str]) -> None:
+        cluster = self.cluster
+        with cluster.changed:
+            cluster.check_reachable("delete topics")
+            for name in topics:
+                cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
+                del cluster.topics[name]
+                for group in cluster.groups.values():
+                    for gone in [p for p in group.committed if p.topic == name]:
+                        del group.committed[gone]
+                for gone_record in [k for k in cluster.damaged if k[0] == name]:
+                    del cluster.damaged[gone_record]
+                cluster.rebalance_subscribers(name)
+            cluster.changed.notify_all()
+
+    def close(self) -> None:
+        pass
+
+
+def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
+    return (len(key or b"") + len(value or b"")
+            + sum(len(k) + len(v) for k, v in headers or ()) + 70)  # as a v2 batch of one
+
