@@ -42,3 +42,19 @@ def test_deleted_records_are_gone_and_a_reader_starts_after_them() -> None:
     reader.assign([Partition("t", 0)])
     reader.seek(Partition("t", 0), 0)
     assert [r.offset for r in reader.poll()[Partition("t", 0)]] == [3, 4]
+
+
+def test_a_topic_can_keep_the_records_of_some_keys_only() -> None:
+    cluster = MemoryCluster(waits=False)
+    cluster.create_topic("c", configs={"cleanup.policy": "compact"})
+    producer = cluster.producer()
+    producer.send("c", key=b"keep-1", value=b"a")
+    producer.send("c", key=b"other", value=b"b")
+    producer.flush()
+    cluster.retain("c", lambda key: (key or b"").startswith(b"keep-"))
+    for key, value in ((b"keep-1", b"c"), (b"other", b"d"), (b"new", b"e"), (b"keep-2", b"f")):
+        producer.send("c", key=key, value=value)
+    producer.flush()
+    assert [(r.key, r.value) for r in cluster.records("c")] == [
+        (b"keep-1", b"c"), (b"keep-2", b"f")], "a key counted only supersedes its older record"
+    assert cluster.count("c") == 6

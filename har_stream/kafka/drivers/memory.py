@@ -23,7 +23,8 @@ Test controls (attributes and methods of the cluster):
 - `refuse(topic, key, value, headers, partition) -> KafkaFailure | None`: consulted at
   acknowledgement, a failure fails the delivery; `refuse_at_send` the same, raised by `send`.
 - `damage(topic, partition, offset, reason)`: polls hand a `Damaged` entry at that offset.
-- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept;
+- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept (a
+  function of the key instead of False: those it refuses);
   `delete_records(topic, {partition: offset})` removes those below, as Kafka's retention.
 - `expel(consumer)`: the member leaves its group; its next poll reports the partitions lost.
 - `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending(topic)`: what it
@@ -105,26 +106,36 @@ class Log:
         self.entries: list[Entry | None] = []
         self.start = self.end = self.holes = 0
         self.latest: dict[bytes, int] | None = {} if compact else None  # key -> index
-        self.retain = True
+        self.retain: bool | Callable[[bytes | None], bool] = True  # a function: by key
 
     def append(self, entry: Entry) -> int:
         offset = self.end
         self.end += 1
-        if not self.retain:
-            self.start = self.end
-            return offset
+        if self.retain is not True:
+            if not self.retain:
+                self.start = self.end
+                return offset
+            if not self.retain(entry[1]):  # this key is counted, not kept
+                if self.latest is not None and self._drop_latest(entry[1]) is not None:
+                    self.latest.pop(entry[1])  # type: ignore[arg-type]
+                return offset
         if self.latest is not None:
             key: bytes = entry[1]  # type: ignore[assignment]  # compacted: always keyed
-            older = self.latest.get(key)
-            if older is not None:
-                self.entries[older] = None
-                self.holes += 1
+            self._drop_latest(key)
             self.latest[key] = len(self.entries)
         self.offsets.append(offset)
         self.entries.append(entry)
         if self.holes > COMPACT_REBUILD_AT and self.holes * 2 > len(self.entries):
             self._rebuild()
         return offset
+
+    def _drop_latest(self, key: bytes | None) -> int | None:
+        """Compaction: the key's older record becomes a hole (its index, None if none)."""
+        older = self.latest.get(key) if self.latest is not None and key is not None else None
+        if older is not None:
+            self.entries[older] = None
+            self.holes += 1
+        return older
 
     def _rebuild(self) -> None:
         kept = [(o, e) for o, e in zip(self.offsets, self.entries, strict=True) if e is not None]
@@ -254,12 +265,13 @@ class MemoryCluster:
         self.retain(name, retain)
         return self.topics[name].id
 
-    def retain(self, topic: str, keep: bool) -> None:
-        """Whether `topic` keeps its records (False: counted only, for volume tests)."""
+    def retain(self, topic: str, keep: bool | Callable[[bytes | None], bool]) -> None:
+        """Whether `topic` keeps its records (False: counted only, for volume tests), or
+        which by key (`keep(key)`: the others from now on are counted only)."""
         with self.lock:
             for log in self.topic(topic).logs:
                 log.retain = keep
-                if not keep:
+                if keep is False:
                     log.offsets, log.entries, log.start, log.holes = [], [], log.end, 0
                     log.latest = {} if log.latest is not None else None
 
