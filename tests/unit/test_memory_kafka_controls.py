@@ -58,3 +58,12 @@ def test_a_topic_can_keep_the_records_of_some_keys_only() -> None:
     assert [(r.key, r.value) for r in cluster.records("c")] == [
         (b"keep-1", b"c"), (b"keep-2", b"f")], "a key counted only supersedes its older record"
     assert cluster.count("c") == 6
+
+
+def test_a_null_header_value_is_stored_as_kafka_allows() -> None:
+    cluster = MemoryCluster(waits=False)
+    cluster.create_topic("t")
+    producer = cluster.producer()
+    producer.send("t", value=b"v", headers=[("h", None)])  # type: ignore[list-item]
+    producer.flush()
+    assert cluster.records("t")[0].headers == [("h", None)]

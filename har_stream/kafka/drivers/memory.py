@@ -371,5 +371,6 @@ class MemoryCluster:
 
 def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
     return (len(key or b"") + len(value or b"")
-            + sum(len(k) + len(v) for k, v in headers or ()) + 70)  # as a v2 batch of one
+            + sum(len(k) + len(v or b"") for k, v in headers or ())  # a null value: Kafka's -1
+            + 70)  # as a v2 batch of one
 
