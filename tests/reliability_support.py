@@ -1,26 +1,178 @@
-"""In-memory Kafka stand-ins for the reliability, fuzz and security tests of the loop.
+"""The service's tests on the in-memory Kafka driver: the real `Service` on a `MemoryCluster`.
 
-Unlike the recording fakes of tests/unit/test_app.py these are built for volume (tens of
-thousands of devices and messages): the producer keeps only what a test asks it to keep, the
-consumer serves a queue with the poll's `max_records`, and the changelog keeps the latest
-snapshot per device. The service code under test is the real `app.Service`.
+Why: the loop's guarantees are statements about what Kafka holds (results acknowledged before
+the snapshots that reflect them, snapshots before the commit, nothing committed past
+unacknowledged output), so its tests drive it through the same ports as production, against
+the in-memory cluster (har_stream/kafka/drivers/memory.py), which keeps Kafka's semantics at
+memory speed, instead of stand-ins that guess which calls matter. `Harness` wires the service
+as `runner.run` does: a group member subscribed with `service.events`, a producer for the
+output and one for the changelog, a `ChangelogReader` over a consumer of its own. A test
+produces sensor messages (`feed`), steps the loop, and reads what the cluster holds
+(`sent`, `committed`, `snapshots`); faults are the cluster's controls (`reachable`,
+`refuse`, `acknowledge`, `expel`, topics deleted and created again).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 from kafka.future import Future
+from service_support import FakeModel, batches_of
 
-from har_stream.kafka.ports import Acknowledged, KafkaTimeout, Partition
-from har_stream.service.changelog import HEADER_COVERS_OFFSET, StoredState
+from har_stream.core import codec
+from har_stream.kafka import ports
+from har_stream.kafka.drivers.memory import MemoryCluster
+from har_stream.kafka.ports import Acknowledged, Headers, KafkaTimeout, Partition
+from har_stream.service.changelog import HEADER_COVERS_OFFSET, ChangelogReader, StoredState
+from har_stream.service.loop import Service
+from har_stream.service.settings import Settings
+
+WALL = 1_700_000_000.0
+"""The wall clock of the service and of the cluster (record timestamps)."""
 
 
+class Message(NamedTuple):
+    """A sensor message to produce: the cluster gives it its offset."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int = 0
+    headers: Headers | None = None
+
+
+def sensor_messages(device_id: str, samples: np.ndarray, partition: int = 0,
+                    per_message: int = 50) -> list[Message]:
+    return [Message(device_id.encode(), codec.encode_sensor(b), partition)
+            for b in batches_of(device_id, samples, per_message)]
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingReader(ChangelogReader):
+    """The real changelog reader, noting which partitions and records the service asked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.partition_reads: list[list[int]] = []
+        self.record_reads: list[dict[str, tuple[int, int]]] = []
+
+    def read_partitions(self, partitions: Iterable[int]) -> dict[str, StoredState]:
+        wanted = sorted(set(partitions))
+        self.partition_reads.append(wanted)
+        return super().read_partitions(wanted)
+
+    def read_records(self, locations: Any) -> dict[str, StoredState]:
+        self.record_reads.append(dict(locations))
+        return super().read_records(locations)
+
+
+def create_topics(cluster: MemoryCluster, settings: Settings, partitions: int = 8,
+                  read: Iterable[str] | None = None) -> None:
+    """The service's topics as `prepare_service_topics` lays them out: the changelog with the
+    sensor topic's partitions, changelog and devices compacted; the other outputs get one
+    partition, so that `sent` lists them in the order they were acknowledged. Outputs not in
+    `read` (None: all) are counted, not kept (volume tests)."""
+    topics = settings.topics
+    compact = {"cleanup.policy": "compact"}
+    cluster.create_topic(topics.sensor_topic, partitions)
+    cluster.create_topic(topics.changelog_topic, partitions, compact)
+    for name in topics.names():
+        if name not in (topics.sensor_topic, topics.changelog_topic):
+            cluster.create_topic(name, 1, compact if name == topics.devices_topic else None,
+                                 retain=read is None or name in read)
+
+
+class Harness:
+    """The real `Service` on a `MemoryCluster` (see the module doc).
+
+    The cluster never blocks (`waits=False`: the service's clock is a `Clock` a test moves);
+    `auto_acknowledge=False` leaves acknowledgements to `cluster.acknowledge`. Pass the
+    `cluster` of another harness to run a second member, or a restarted service, on it.
+    """
+
+    def __init__(self, settings: Settings, model: Any = None, *, clock: Clock | None = None,
+                 partitions: int = 8, read: Iterable[str] | None = None,
+                 auto_acknowledge: bool = True, cluster: MemoryCluster | None = None) -> None:
+        self.settings, self.topics = settings, settings.topics
+        if cluster is None:
+            cluster = MemoryCluster(auto_acknowledge=auto_acknowledge, waits=False,
+                                    wall=lambda: WALL)
+            create_topics(cluster, settings, partitions, read)
+        self.cluster = cluster
+        self.clock = clock or Clock()
+        self.feeder = cluster.producer()
+        self.consumer = cluster.consumer(settings.group_id)
+        self.producer, self.snapshot_producer = cluster.producer(), cluster.producer()
+        self.reader = CountingReader(cluster.consumer(), self.topics.changelog_topic,
+                                     timeout_s=settings.restore_timeout_s)
+        self.service = Service(settings, model if model is not None else FakeModel(),
+                               self.consumer, self.producer, self.reader, clock=self.clock,
+                               wall=lambda: WALL, snapshot_producer=self.snapshot_producer)
+        self.consumer.subscribe([self.topics.sensor_topic], listener=self.service.events)
+        self.polls: list[tuple[int, int]] = []  # (timeout_ms, max_records) of every poll
+        poll = self.consumer.poll
+
+        def noted(timeout_ms: int = 0, max_records: int = 500) -> Any:
+            self.polls.append((timeout_ms, max_records))
+            return poll(timeout_ms, max_records)
+
+        self.consumer.poll = noted  # type: ignore[method-assign]
+
+    def feed(self, messages: Iterable[Message]) -> list[tuple[int, int]]:
+        """Produce sensor messages (acknowledged at once); their (partition, offset)."""
+        topic = self.topics.sensor_topic
+        deliveries = [self.feeder.send(topic, m.key, m.value, m.headers, m.partition)
+                      for m in messages]
+        self.cluster.acknowledge(producer=self.feeder)
+        return [(a.partition, a.offset) for a in (d.get(0) for d in deliveries)]
+
+    def sent(self, topic: str) -> list[ports.Record]:
+        """What `topic` holds (acknowledged records only)."""
+        return self.cluster.records(topic)
+
+    def committed(self) -> dict[int, int]:
+        """The group's committed offsets of the sensor topic, by partition."""
+        return {p.partition: n for p, n in
+                self.cluster.committed_offsets(self.settings.group_id).items()
+                if p.topic == self.topics.sensor_topic}
+
+    def snapshots(self) -> dict[str, StoredState]:
+        """Each device's latest snapshot in the changelog, read as a restore reads it."""
+        reader = ChangelogReader(self.cluster.consumer(), self.topics.changelog_topic)
+        partitions = len(self.cluster.topic(self.topics.changelog_topic).logs)
+        return reader.read_partitions(range(partitions))
+
+    def unread(self) -> int:
+        """Sensor messages the service has not polled yet."""
+        topic = self.topics.sensor_topic
+        committed = self.committed()
+        return sum(max(log.end - (self.consumer.position(Partition(topic, p))
+                                  or committed.get(p, log.start)), 0)
+                   for p, log in enumerate(self.cluster.topic(topic).logs))
+
+    def drain(self, checkpoint_every: int = 1) -> None:
+        """Step until every message is polled and a poll brings nothing (rebalances applied),
+        checkpointing every `checkpoint_every` steps, then once more."""
+        steps = 0
+        while self.service.step() is not None or self.unread():
+            steps += 1
+            if steps % checkpoint_every == 0:
+                self.service.checkpoint()
+        self.service.checkpoint()
+
+
+# --- the stand-ins being replaced ---
 @dataclass
 class Record:
     topic: str
@@ -200,14 +352,6 @@ class DictChangelog:
                 if d in self.producer.snapshots}
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def make_service(settings: Any, model: Any, keep: set[str] | None = None,
                  clock: Clock | None = None) -> tuple[Any, QueueConsumer, LeanProducer]:
     """A real `app.Service` wired to the stand-ins above (partitions 0..7 assigned)."""
@@ -233,214 +377,3 @@ def drain(service: Any, consumer: QueueConsumer, checkpoint_every: int = 1) -> N
     service.checkpoint()
 
 
-# --- TLS -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Certificates:
-    ca: str  # PEM of the CA that signed the others
-    server_cert: str
-    server_key: str
-    client_cert: str
-    client_key: str  # encrypted with `client_key_password`
-    client_key_password: str
-
-
-def make_certificates(directory: Any, client_key_password: str = "key-pass-123") -> Certificates:
-    """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client certificate
-    whose key is encrypted (for mutual TLS with `ssl_password`), as PEM files."""
-    import datetime
-    import ipaddress
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory = Path(directory)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "har-stream test CA")])
-
-    def issue(subject: str, key: Any, ca: bool = False, sans: list | None = None) -> Any:
-        builder = (x509.CertificateBuilder()
-                   .subject_name(ca_name if ca else x509.Name(
-                       [x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(ca_name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(ca_key, hashes.SHA256())
-
-    def write(name: str, data: bytes) -> str:
-        (directory / name).write_bytes(data)
-        return str(directory / name)
-
-    pem = serialization.Encoding.PEM
-    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1())
-    server = issue("127.0.0.1", server_key, sans=[
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
-    client = issue("har-stream", client_key)
-    return Certificates(
-        ca=write("ca.pem", issue("", ca_key, ca=True).public_bytes(pem)),
-        server_cert=write("server.pem", server.public_bytes(pem)),
-        server_key=write("server.key", server_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())),
-        client_cert=write("client.pem", client.public_bytes(pem)),
-        client_key=write("client.key", client_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(client_key_password.encode()))),
-        client_key_password=client_key_password)
-
-
-class Relay:
-    """Forwards connections on 127.0.0.1:`port` to a broker port, byte for byte.
-
-    `cut()` drops every connection and stops listening (the broker is unreachable, its
-    state intact: what clients see when a Kafka broker restarts with its data); `restore()`
-    listens again on the same port. With `tls` set, connections are TLS up to here.
-    """
-
-    def __init__(self, upstream_port: int, port: int, tls: Any = None) -> None:
-        self.upstream_port = upstream_port
-        self.port = port
-        self.tls = tls
-        self.handshakes = 0
-        self.refused = 0
-        self._lock = threading.Lock()
-        self._sockets: list[Any] = []
-        self._server: Any = None
-        self._generation = 0  # bumped by every cut: connections of an older one are closed
-        self.restore()
-
-    def restore(self) -> None:
-        import socket
-
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self._server,), daemon=True,
-                         name="relay").start()
-
-    def cut(self) -> None:
-        import socket
-
-        with self._lock:
-            doomed, self._sockets = self._sockets, []
-            self._generation += 1
-        self._server.close()
-        for sock in doomed:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    close = cut
-
-    def _accept(self, server: Any) -> None:
-        while True:
-            try:
-                raw, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(raw, self._generation),
-                             daemon=True).start()
-
-    def _serve(self, raw: Any, generation: int) -> None:
-        import socket
-        import ssl
-
-        client = raw
-        if self.tls is not None:
-            try:
-                raw.settimeout(10)
-                client = self.tls.wrap_socket(raw, server_side=True)
-                client.settimeout(None)
-            except (ssl.SSLError, OSError):
-                self.refused += 1
-                raw.close()
-                return
-            self.handshakes += 1
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-        except OSError:
-            client.close()
-            return
-        with self._lock:
-            if generation != self._generation:  # accepted just before a cut
-                client.close()
-                upstream.close()
-                return
-            self._sockets += [client, upstream]
-
-        def pump(source: Any, sink: Any) -> None:
-            try:
-                while data := source.recv(65536):
-                    sink.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for end in (source, sink):
-                    with contextlib.suppress(OSError):
-                        end.close()
-
-        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
-        pump(client, upstream)
-
-
-class TlsFrontDoor(Relay):
-    """TLS on 127.0.0.1:`port` in front of a plaintext broker port, with client certificates
-    required (mutual TLS). The embedded broker speaks plaintext only (its `--cert/--key`
-    options are accepted but do not start TLS in the shipped build), so the TLS session a
-    client negotiates ends here; the bytes inside are forwarded unchanged."""
-
-    def __init__(self, upstream_port: int, certs: Certificates, port: int) -> None:
-        import ssl
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certs.server_cert, certs.server_key)
-        context.load_verify_locations(certs.ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-        super().__init__(upstream_port, port, tls=context)
-
-
-class AdvertisingBroker:
-    """The embedded broker listening on one port while advertising another (the TLS front
-    door's), so that clients reconnect through the front door after bootstrapping."""
-
-    def __init__(self, advertised_port: int | None = None, extra: Iterable[str] = ()) -> None:
-        """`advertised_port` None: advertise the port it listens on."""
-        import subprocess
-        import tempfile
-
-        from har_stream.tools.broker import broker_binary, free_port, port_accepts
-
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="har-broker-", suffix=".log",  # noqa: SIM115
-                                               delete=False)
-        self.process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
-             "--advertised-listener-url",
-             f"tcp://127.0.0.1:{advertised_port or self.port}",
-             "--storage-engine", "memory://tansu/", *extra],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        import time
-
-        deadline = time.monotonic() + 10
-        while not port_accepts("127.0.0.1", self.port):
-            assert self.process.poll() is None and time.monotonic() < deadline, "no broker"
-            time.sleep(0.02)
-
-    def text(self) -> str:
-        import re
-        from pathlib import Path
-
-        return re.sub(r"\x1b\[[0-9;]*m", "", Path(self.log.name).read_text(errors="replace"))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self.log.close()
