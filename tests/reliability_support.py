@@ -137,6 +137,21 @@ class Harness:
         self.cluster.acknowledge(producer=self.feeder)
         return [(a.partition, a.offset) for a in (d.get(0) for d in deliveries)]
 
+    def acknowledge(self, n: int | None = None, producer: Any = None) -> int:
+        """The cluster acknowledges the oldest `n` records (None: all; `producer`: only its
+        own), and their callbacks run, as at the loop's next poll; how many."""
+        count = self.cluster.acknowledge(n, producer)
+        self.producer.serve()
+        self.snapshot_producer.serve()
+        return count
+
+    def rebalance(self) -> None:
+        """Another member joins the group and leaves before this one polls again: at its
+        next poll, every partition is revoked and assigned back (nobody committed)."""
+        other = self.cluster.consumer(self.settings.group_id)
+        other.subscribe([self.topics.sensor_topic])
+        other.close()
+
     def sent(self, topic: str) -> list[ports.Record]:
         """What `topic` holds (acknowledged records only)."""
         return self.cluster.records(topic)
