@@ -131,11 +131,16 @@ class Harness:
 
     def feed(self, messages: Iterable[Message]) -> list[tuple[int, int]]:
         """Produce sensor messages (acknowledged at once); their (partition, offset)."""
-        topic = self.topics.sensor_topic
-        deliveries = [self.feeder.send(topic, m.key, m.value, m.headers, m.partition)
-                      for m in messages]
+        topic, send = self.topics.sensor_topic, self.feeder.send
+        outcomes: list[ports.Acknowledged | ports.KafkaFailure] = []
+        for m in messages:
+            send(topic, m.key, m.value, m.headers, m.partition).add_both(outcomes.append)
         self.cluster.acknowledge(producer=self.feeder)
-        return [(a.partition, a.offset) for a in (d.get(0) for d in deliveries)]
+        self.feeder.serve()
+        failures = [o for o in outcomes if isinstance(o, ports.KafkaFailure)]
+        if failures:
+            raise failures[0]
+        return [(a.partition, a.offset) for a in outcomes]  # type: ignore[union-attr]
 
     def acknowledge(self, n: int | None = None, producer: Any = None) -> int:
         """The cluster acknowledges the oldest `n` records (None: all; `producer`: only its
