@@ -181,6 +181,12 @@ class Harness:
                                   or committed.get(p, log.start)), 0)
                    for p, log in enumerate(self.cluster.topic(topic).logs))
 
+    def step_all(self) -> None:
+        """Step at least once (rebalances applied), then until every message is polled."""
+        self.service.step()
+        while self.unread():
+            self.service.step()
+
     def drain(self, checkpoint_every: int = 1) -> None:
         """Step until every message is polled and a poll brings nothing (rebalances applied),
         checkpointing every `checkpoint_every` steps, then once more."""
