@@ -30,6 +30,8 @@ from har_stream.service.settings import Settings
 
 WALL = 1_700_000_000.0
 """The wall clock of the service and of the cluster (record timestamps)."""
+STUCK_STEPS = 100
+"""Steps without input, messages waiting, after which `drain` and `step_all` give up."""
 
 
 class Message(NamedTuple):
@@ -117,6 +119,7 @@ class Harness:
                                wall=lambda: WALL, snapshot_producer=self.snapshot_producer)
         self.consumer.subscribe([self.topics.sensor_topic], listener=self.service.events)
         self.polls: list[tuple[int, int]] = []  # (timeout_ms, max_records) of every poll
+        self._idle = 0
         poll = self.consumer.poll
 
         def noted(timeout_ms: int = 0, max_records: int = 500) -> Any:
@@ -179,16 +182,26 @@ class Harness:
 
     def step_all(self) -> None:
         """Step at least once (rebalances applied), then until every message is polled."""
-        self.service.step()
+        self._step()
         while self.unread():
-            self.service.step()
+            self._step()
 
     def drain(self, checkpoint_every: int = 1) -> None:
         """Step until every message is polled and a poll brings nothing (rebalances applied),
         checkpointing every `checkpoint_every` steps, then once more."""
         steps = 0
-        while self.service.step() is not None or self.unread():
+        while self._step() is not None or self.unread():
             steps += 1
             if steps % checkpoint_every == 0:
                 self.service.checkpoint()
         self.service.checkpoint()
+
+    def _step(self) -> Any:
+        """One step; fails, instead of looping on, a service that stopped polling input
+        (held, or paused) while messages wait."""
+        output = self.service.step()
+        self._idle = 0 if output is not None else self._idle + 1
+        if self._idle > STUCK_STEPS and self.unread():
+            raise AssertionError(f"{self.unread()} messages wait but {STUCK_STEPS} steps polled "
+                                 f"none (held: {self.service.held})")
+        return output
