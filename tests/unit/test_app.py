@@ -163,14 +163,15 @@ def test_kept_state_skips_the_replay_from_the_committed_offset() -> None:
 
 def test_lost_partitions_drop_their_devices() -> None:
     h = Harness(SETTINGS, partitions=2)
-    h.feed(sensor_messages("other", SAMPLES, partition=0)[:5] + MESSAGES[:5])
-    h.feed(Message(m.key, m.value, 1) for m in MESSAGES[:5])  # "dev" on partition 1
+    h.feed(sensor_messages("other", SAMPLES, partition=0)[:5]
+           + sensor_messages("dev", SAMPLES, partition=1)[:5])
     h.step_all()
     assert sorted(h.service.registry.device_ids()) == ["dev", "other"]
     h.cluster.expel(h.consumer)  # past its poll deadline: the group moves on without it
     h.cluster.consumer(SETTINGS.group_id).subscribe(["in"])  # takes partition 0
-    h.service.step()  # lost [0, 1]; joins again and gets partition 1
+    h.service.step()  # lost [0, 1]; joins again and gets partition 1, replayed from the start
     assert h.service.registry.device_ids() == ["dev"] and h.service.ownership.owned == {1}
+    assert h.reader.partition_reads[-1] == [1], "the partition it got is restored afresh"
 
 
 def test_rejected_messages_become_dead_letters_with_their_bytes_and_headers() -> None:
