@@ -120,7 +120,7 @@ class Checkpoints:
                               Phase.SNAPSHOTS.value):
             return self._overdue(checkpoint)
         for device_id, partition, future in checkpoint.sent:
-            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
+            self.ownership.snapshot_at[device_id] = (partition, future.get(0).offset)
         metrics.STATE_SNAPSHOTS.inc(len(checkpoint.sent))
         with metrics.STAGE_DURATION.labels(stage="commit").time():
             self.commit(checkpoint.offsets)

@@ -17,15 +17,18 @@ topic ids, new for a recreated topic; no auto-creation anywhere.
 
 Test controls (attributes and methods of the cluster):
 - `auto_acknowledge` (True): records are acknowledged at their producer's next `serve`,
-  `flush` or `send`; False: they wait for `acknowledge(n)`.
+  `flush` or `send`; False: they wait for `acknowledge(n)` (`producer=`: only its own).
 - `reachable` (True): False cuts every client off: `connected()` False, polls empty,
   deliveries wait, `flush` / `commit` / metadata raise `KafkaTimeout`.
 - `refuse(topic, key, value, headers, partition) -> KafkaFailure | None`: consulted at
   acknowledgement, a failure fails the delivery; `refuse_at_send` the same, raised by `send`.
 - `damage(topic, partition, offset, reason)`: polls hand a `Damaged` entry at that offset.
-- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept.
+- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept (a
+  function of the key instead of False: those it refuses);
+  `delete_records(topic, {partition: offset})` removes those below, as Kafka's retention.
 - `expel(consumer)`: the member leaves its group; its next poll reports the partitions lost.
-- `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending()`: what it holds.
+- `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending(topic)`: what it
+  holds.
 - `waits` (True): polls and flushes wait as the ports say; False: they never block (tests
   that drive the service with a fake clock).
 """
@@ -37,7 +40,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -51,6 +54,7 @@ from har_stream.kafka.ports import (
 )
 
 if TYPE_CHECKING:
+    from har_stream.kafka.drivers.memory_admin import MemoryAdmin
     from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
     from har_stream.kafka.drivers.memory_producer import MemoryProducer
 
@@ -102,26 +106,36 @@ class Log:
         self.entries: list[Entry | None] = []
         self.start = self.end = self.holes = 0
         self.latest: dict[bytes, int] | None = {} if compact else None  # key -> index
-        self.retain = True
+        self.retain: bool | Callable[[bytes | None], bool] = True  # a function: by key
 
     def append(self, entry: Entry) -> int:
         offset = self.end
         self.end += 1
-        if not self.retain:
-            self.start = self.end
-            return offset
+        if self.retain is not True:
+            if not self.retain:
+                self.start = self.end
+                return offset
+            if not self.retain(entry[1]):  # this key is counted, not kept
+                if self.latest is not None and self._drop_latest(entry[1]) is not None:
+                    self.latest.pop(entry[1])  # type: ignore[arg-type]
+                return offset
         if self.latest is not None:
             key: bytes = entry[1]  # type: ignore[assignment]  # compacted: always keyed
-            older = self.latest.get(key)
-            if older is not None:
-                self.entries[older] = None
-                self.holes += 1
+            self._drop_latest(key)
             self.latest[key] = len(self.entries)
         self.offsets.append(offset)
         self.entries.append(entry)
         if self.holes > COMPACT_REBUILD_AT and self.holes * 2 > len(self.entries):
             self._rebuild()
         return offset
+
+    def _drop_latest(self, key: bytes | None) -> int | None:
+        """Compaction: the key's older record becomes a hole (its index, None if none)."""
+        older = self.latest.get(key) if self.latest is not None and key is not None else None
+        if older is not None:
+            self.entries[older] = None
+            self.holes += 1
+        return older
 
     def _rebuild(self) -> None:
         kept = [(o, e) for o, e in zip(self.offsets, self.entries, strict=True) if e is not None]
@@ -224,6 +238,8 @@ class MemoryCluster:
         return producer
 
     def admin(self) -> MemoryAdmin:
+        from har_stream.kafka.drivers.memory_admin import MemoryAdmin
+
         return MemoryAdmin(self)
 
     # --- controls --------------------------------------------------------------------------
@@ -249,14 +265,27 @@ class MemoryCluster:
         self.retain(name, retain)
         return self.topics[name].id
 
-    def retain(self, topic: str, keep: bool) -> None:
-        """Whether `topic` keeps its records (False: counted only, for volume tests)."""
+    def retain(self, topic: str, keep: bool | Callable[[bytes | None], bool]) -> None:
+        """Whether `topic` keeps its records (False: counted only, for volume tests), or
+        which by key (`keep(key)`: the others from now on are counted only)."""
         with self.lock:
             for log in self.topic(topic).logs:
                 log.retain = keep
-                if not keep:
+                if keep is False:
                     log.offsets, log.entries, log.start, log.holes = [], [], log.end, 0
                     log.latest = {} if log.latest is not None else None
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Remove each partition's records below its offset (Kafka's DeleteRecords): volume
+        tests drop what the service consumed. Offsets and the end stay."""
+        with self.lock:
+            for partition, offset in before.items():
+                log = self.topic(topic).logs[partition]
+                cut = bisect_left(log.offsets, offset)
+                del log.offsets[:cut], log.entries[:cut]
+                log.start = max(log.start, min(offset, log.end))
+                if log.latest is not None:  # compacted: its index of the latest records
+                    log._rebuild()
 
     def damage(self, topic: str, partition: int, offset: int, reason: str) -> None:
         """Polls hand `Damaged(reason)` at this offset instead of the record."""
@@ -275,15 +304,16 @@ class MemoryCluster:
             group.rebalance(self.topics)
             self.changed.notify_all()
 
-    def acknowledge(self, n: int | None = None) -> int:
-        """Acknowledge the oldest `n` records sent (None: all), across producers; how many
-        were. Their callbacks run at their producer's next serve/flush/send."""
+    def acknowledge(self, n: int | None = None, producer: MemoryProducer | None = None) -> int:
+        """Acknowledge the oldest `n` records sent (None: all), across producers or of
+        `producer` only (a broker answering one connection first); how many were. Their
+        callbacks run at their producer's next serve/flush/send."""
         with self.changed:
             if not self._reachable:
                 return 0
             done = 0
             while n is None or done < n:
-                heads = [p for p in self.producers if p.outgoing]
+                heads = [p for p in ([producer] if producer else self.producers) if p.outgoing]
                 if not heads:
                     break
                 min(heads, key=lambda p: p.outgoing[0][0]).acknowledge_oldest()
@@ -291,10 +321,10 @@ class MemoryCluster:
             self.changed.notify_all()
             return done
 
-    def pending(self) -> int:
-        """Records sent and not yet acknowledged or failed."""
+    def pending(self, topic: str | None = None) -> int:
+        """Records sent (to `topic`; None: anywhere) and not yet acknowledged or failed."""
         with self.lock:
-            return sum(len(p.outgoing) for p in self.producers)
+            return sum(topic in (None, sent[1]) for p in self.producers for sent in p.outgoing)
 
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
@@ -339,55 +369,8 @@ class MemoryCluster:
                 group.rebalance(self.topics)
 
 
-class MemoryAdmin:
-    """The admin port over a `MemoryCluster`."""
-
-    def __init__(self, cluster: MemoryCluster) -> None:
-        self.cluster = cluster
-
-    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
-        with self.cluster.lock:
-            self.cluster.check_reachable("partition counts")
-            known = self.cluster.topics
-            return {t: len(known[t].logs) for t in topics if t in known}
-
-    def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
-        cluster = self.cluster
-        with cluster.changed:
-            cluster.check_reachable("create topics")
-            created = set()
-            for name, layout in layouts.items():
-                if name in cluster.topics:
-                    continue
-                if layout.partitions < 1:
-                    raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
-                                       code=37)  # INVALID_PARTITIONS
-                cluster.topics[name] = Topic(name, layout)
-                created.add(name)
-                cluster.rebalance_subscribers(name)
-            cluster.changed.notify_all()
-            return created
-
-    def delete_topics(self, topics: Iterable[str]) -> None:
-        cluster = self.cluster
-        with cluster.changed:
-            cluster.check_reachable("delete topics")
-            for name in topics:
-                cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
-                del cluster.topics[name]
-                for group in cluster.groups.values():
-                    for gone in [p for p in group.committed if p.topic == name]:
-                        del group.committed[gone]
-                for gone_record in [k for k in cluster.damaged if k[0] == name]:
-                    del cluster.damaged[gone_record]
-                cluster.rebalance_subscribers(name)
-            cluster.changed.notify_all()
-
-    def close(self) -> None:
-        pass
-
-
 def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
     return (len(key or b"") + len(value or b"")
-            + sum(len(k) + len(v) for k, v in headers or ()) + 70)  # as a v2 batch of one
+            + sum(len(k) + len(v or b"") for k, v in headers or ())  # a null value: Kafka's -1
+            + 70)  # as a v2 batch of one
 
