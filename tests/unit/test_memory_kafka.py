@@ -8,6 +8,7 @@ expelled, a compacted topic; and what a test reads: the records a topic holds.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import pytest
 
@@ -41,7 +42,7 @@ class Listener:
         self.events.append(("lost", {p.partition for p in partitions}))
 
 
-def _values(polled: dict) -> list[bytes | None]:
+def _values(polled: Mapping[Partition, list[Record | Damaged]]) -> list[bytes | None]:
     return [r.value for records in polled.values() for r in records]
 
 
