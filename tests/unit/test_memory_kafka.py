@@ -8,6 +8,7 @@ expelled, a compacted topic; and what a test reads: the records a topic holds.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 
 import pytest
@@ -263,7 +264,10 @@ def test_a_poll_waits_for_a_record_sent_from_another_thread() -> None:
 
     sender = threading.Timer(0.05, send)
     sender.start()
-    polled = consumer.poll(timeout_ms=30_000)
+    started = time.monotonic()
+    polled = consumer.poll(timeout_ms=60_000)
+    waited_s = time.monotonic() - started
     sender.join()
     assert _values(polled) == [b"hello"]
+    assert waited_s < 30, "woken by the record, not by the end of the poll's timeout"
     assert isinstance(producer.send("t", value=b"x").get(1.0), Acknowledged)

@@ -32,6 +32,7 @@ Test controls (attributes and methods of the cluster):
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 import time
@@ -58,11 +59,12 @@ Entry = tuple[int, bytes | None, bytes | None, Headers]  # timestamp, key, value
 Refusal = Callable[[str, bytes | None, bytes | None, Headers, int], KafkaFailure | None]
 MAX_RECORD_BYTES = 1_048_576
 """As kafka-python's `max_request_size` default: a larger record is refused at `send`."""
+ENTRY_OVERHEAD = 70
+"""Bytes a record of a v2 batch of one takes beyond its key, value and headers."""
 COMPACT_REBUILD_AT = 1024
 _MASK = 0xFFFFFFFF
 
 
-@lru_cache(maxsize=1 << 17)
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (the Java client's `Utils.murmur2`), unsigned 32-bit."""
     m = 0x5BD1E995
@@ -85,6 +87,7 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
+@lru_cache(maxsize=1 << 18)  # a fleet's device ids: hashed once each, not per record
 def partition_of(key: bytes, partitions: int) -> int:
     """Where the Java client (and every driver of ours) puts a keyed record."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -205,7 +208,8 @@ class MemoryCluster:
         self.damaged: dict[tuple[str, int, int], str] = {}
         self.producers: list[MemoryProducer] = []
         self._reachable = True
-        self._sequence = 0
+        self.sequence = itertools.count()
+        self.waiting = 0  # threads waiting on `changed`: nobody to wake, no notify
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -234,9 +238,9 @@ class MemoryCluster:
 
     @reachable.setter
     def reachable(self, value: bool) -> None:
-        with self.changed:
+        with self.lock:
             self._reachable = value
-            self.changed.notify_all()
+            self.notify()
 
     def check_reachable(self, what: str) -> None:
         if not self._reachable:
@@ -273,12 +277,12 @@ class MemoryCluster:
             group.members.remove(member)
             member.expelled = True
             group.rebalance(self.topics)
-            self.changed.notify_all()
+            self.notify()
 
     def acknowledge(self, n: int | None = None) -> int:
         """Acknowledge the oldest `n` records sent (None: all), across producers; how many
         were. Their callbacks run at their producer's next serve/flush/send."""
-        with self.changed:
+        with self.lock:
             if not self._reachable:
                 return 0
             done = 0
@@ -288,7 +292,7 @@ class MemoryCluster:
                     break
                 min(heads, key=lambda p: p.outgoing[0][0]).acknowledge_oldest()
                 done += 1
-            self.changed.notify_all()
+            self.notify()
             return done
 
     def pending(self) -> int:
@@ -323,9 +327,18 @@ class MemoryCluster:
 
     # --- used by the clients ---------------------------------------------------------------
 
-    def next_sequence(self) -> int:
-        self._sequence += 1
-        return self._sequence
+    def wait(self, timeout_s: float | None) -> None:
+        """Wait for a change (under the lock): a record stored, a member, reachability."""
+        self.waiting += 1
+        try:
+            self.changed.wait(timeout_s)
+        finally:
+            self.waiting -= 1
+
+    def notify(self) -> None:
+        """Wake the waiting clients (under the lock)."""
+        if self.waiting:
+            self.changed.notify_all()
 
     def group(self, group_id: str) -> Group:
         group = self.groups.get(group_id)
@@ -353,7 +366,7 @@ class MemoryAdmin:
 
     def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             cluster.check_reachable("create topics")
             created = set()
             for name, layout in layouts.items():
@@ -365,12 +378,12 @@ class MemoryAdmin:
                 cluster.topics[name] = Topic(name, layout)
                 created.add(name)
                 cluster.rebalance_subscribers(name)
-            cluster.changed.notify_all()
+            cluster.notify()
             return created
 
     def delete_topics(self, topics: Iterable[str]) -> None:
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             cluster.check_reachable("delete topics")
             for name in topics:
                 cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
@@ -381,7 +394,7 @@ class MemoryAdmin:
                 for gone_record in [k for k in cluster.damaged if k[0] == name]:
                     del cluster.damaged[gone_record]
                 cluster.rebalance_subscribers(name)
-            cluster.changed.notify_all()
+            cluster.notify()
 
     def close(self) -> None:
         pass
@@ -389,5 +402,5 @@ class MemoryAdmin:
 
 def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
     return (len(key or b"") + len(value or b"")
-            + sum(len(k) + len(v) for k, v in headers or ()) + 70)  # as a v2 batch of one
+            + sum(len(k) + len(v) for k, v in headers or ()) + ENTRY_OVERHEAD)
 

@@ -58,7 +58,7 @@ class MemoryConsumer:
         if self.group_id is None:
             raise KafkaFailure("subscribe needs a group id")
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             if self.assigned and not self.subscription:
                 raise KafkaFailure("assigned partitions by hand: subscribe is not allowed")
             self.subscription = frozenset(topics)
@@ -67,7 +67,7 @@ class MemoryConsumer:
             if self not in group.members:
                 group.members.append(self)
             group.rebalance(cluster.topics)
-            cluster.changed.notify_all()
+            cluster.notify()
 
     def reassign(self, share: set[Partition]) -> None:
         """The group's new share for this member (under the cluster lock)."""
@@ -127,14 +127,14 @@ class MemoryConsumer:
         while True:
             if self.next_share is not None or self.expelled:
                 self._apply_rebalance()
-            with cluster.changed:
+            with cluster.lock:
                 if self.next_share is not None or self.expelled:
                     continue
                 polled = self._fetch(max_records)
                 remaining = deadline - time.monotonic()
                 if polled or remaining <= 0 or not cluster.waits:
                     return polled
-                cluster.changed.wait(remaining)
+                cluster.wait(remaining)
 
     def _fetch(self, room: int) -> dict[Partition, list[Record | Damaged]]:
         """Up to `room` records of the unpaused assigned partitions (under the lock), each
@@ -277,13 +277,13 @@ class MemoryConsumer:
         if self.closed:
             return
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             self.closed = True
             group = cluster.groups.get(self.group_id) if self.group_id else None
             if group is not None and self in group.members:
                 group.members.remove(self)
                 group.rebalance(cluster.topics)
-            cluster.changed.notify_all()
+            cluster.notify()
 
     def _check_open(self) -> None:
         if self.closed:
