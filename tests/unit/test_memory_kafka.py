@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from har_stream.kafka.drivers.memory import COMPACT_REBUILD_AT, MemoryCluster
+from har_stream.kafka.drivers.memory import MemoryCluster
+from har_stream.kafka.drivers.memory_log import COMPACT_REBUILD_AT
 from har_stream.kafka.ports import (
     BAD_CHECKSUM,
     BAD_HEADER,
@@ -271,3 +272,31 @@ def test_a_poll_waits_for_a_record_sent_from_another_thread() -> None:
     assert _values(polled) == [b"hello"]
     assert waited_s < 30, "woken by the record, not by the end of the poll's timeout"
     assert isinstance(producer.send("t", value=b"x").get(1.0), Acknowledged)
+
+
+def test_a_forced_rebalance_revokes_and_gives_back_and_put_stores_as_another_client() -> None:
+    cluster = MemoryCluster(waits=False, wall=lambda: 1_700_000_000.0)
+    cluster.create_topic("t", partitions=2)
+    member, heard = cluster.consumer("g"), Listener()
+    member.subscribe(["t"], heard)
+    assert cluster.put("t", 1, b"k", b"v", [("h", b"1")]) == 0
+    assert cluster.put("t", 1, b"k", b"w", timestamp_ms=5) == 1
+    got = member.poll()[Partition("t", 1)]
+    assert [(r.offset, r.timestamp, r.value, r.headers) for r in got] == [
+        (0, 1_700_000_000_000, b"v", [("h", b"1")]), (1, 5, b"w", [])]
+    member.commit({Partition("t", 1): 1})
+    cluster.rebalance("g")
+    assert member.poll()[Partition("t", 1)][0].offset == 1, "positions from the commits"
+    assert heard.events == [("assigned", {0, 1}), ("revoked", {0, 1}), ("assigned", {0, 1})]
+
+
+def test_a_topic_may_keep_the_records_of_some_keys_only() -> None:
+    cluster = MemoryCluster()
+    cluster.create_topic("log", configs={"cleanup.policy": "compact"})
+    cluster.retain("log", lambda key: key is not None and key.startswith(b"back-"))
+    producer = cluster.producer()
+    for key in (b"gone-1", b"back-1", b"gone-2", b"back-1"):
+        producer.send("log", key=key, value=b"s")
+    producer.flush()
+    assert [(r.key, r.offset) for r in cluster.records("log")] == [(b"back-1", 3)]
+    assert cluster.count("log") == 4

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from har_stream.kafka.drivers.memory import Log
+from har_stream.kafka.drivers.memory_log import Log
 from har_stream.kafka.ports import (
     BAD_HEADER,
     CommitFailed,

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from har_stream.kafka.drivers.memory import ENTRY_OVERHEAD, entry_size, partition_of
+from har_stream.kafka.drivers.memory_log import ENTRY_OVERHEAD, entry_size, partition_of
 from har_stream.kafka.ports import (
     Acknowledged,
     Headers,
