@@ -25,6 +25,10 @@ WAIT_S = 20.0
 when the driver works: the waits end as soon as the awaited thing shows)."""
 
 
+CLOSE_S = 2.0
+"""How long closing a test's producer may wait for records it still holds."""
+
+
 class Listener:
     """A rebalance listener that keeps what it was told, in order."""
 
@@ -53,7 +57,8 @@ class Kafka:
         self.name = name
         self.admin = admin
         self._producer, self._consumer, self._member = producer, consumer, member
-        self._clients: list[Any] = [admin]
+        self._consumers: list[Consumer] = []
+        self._producers: list[Producer] = []
         self._topics: list[str] = []
 
     def name_topic(self) -> str:
@@ -68,27 +73,35 @@ class Kafka:
         return name
 
     def producer(self) -> Producer:
-        return self._keep(self._producer())
+        producer = self._producer()
+        self._producers.append(producer)
+        return producer
 
     def consumer(self, group_id: str | None = None) -> Consumer:
         """A consumer that reads chosen partitions (`assign`), committing to `group_id`."""
-        return self._keep(self._consumer(group_id))
+        consumer = self._consumer(group_id)
+        self._consumers.append(consumer)
+        return consumer
 
     def member(self, group_id: str) -> Consumer:
         """A consumer meant to `subscribe` as a member of `group_id`."""
-        return self._keep(self._member(group_id))
-
-    def _keep(self, client: Any) -> Any:
-        self._clients.append(client)
-        return client
+        member = self._member(group_id)
+        self._consumers.append(member)
+        return member
 
     def close(self) -> None:
+        """Producers (not waiting long for what a test left undeliverable), consumers, the
+        test's topics, the admin."""
+        for producer in self._producers:
+            with contextlib.suppress(Exception):
+                producer.close(CLOSE_S)
+        for consumer in self._consumers:
+            with contextlib.suppress(Exception):  # closed by the test already
+                consumer.close()
         for topic in self._topics:
             with contextlib.suppress(Exception):  # deleted by the test itself, say
                 self.admin.delete_topics([topic])
-        for client in reversed(self._clients):
-            with contextlib.suppress(Exception):  # closed by the test already
-                client.close()
+        self.admin.close()
 
 
 def group_name() -> str:

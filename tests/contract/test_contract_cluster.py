@@ -8,10 +8,14 @@ closes delivers what it was given first.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from contract_support import WAIT_S, Kafka, consume, poll_until
 
 from har_stream.kafka.ports import KafkaFailure, Partition, TopicLayout
+
+SEND_S = 5.0
+"""Far more than a `send` that does not wait for the broker takes."""
 
 
 def test_the_admin_creates_counts_and_deletes_topics(driver: Kafka) -> None:
@@ -29,12 +33,19 @@ def test_no_client_creates_a_topic_by_sending_to_it_or_asking_for_it(driver: Kaf
     missing = driver.name_topic()
     producer = driver.producer()
     assert producer.partitions_for(missing) == set()
-    with contextlib.suppress(KafkaFailure):  # refused at once, or the delivery fails
-        delivery = producer.send(missing, key=b"k", value=b"v")
+
+    def send() -> None:  # refused at once, or the delivery fails or waits: all fine
         with contextlib.suppress(KafkaFailure):
-            producer.flush(1.0)
-        with contextlib.suppress(KafkaFailure):
-            delivery.get(0.1)
+            delivery = producer.send(missing, key=b"k", value=b"v")
+            with contextlib.suppress(KafkaFailure):
+                producer.flush(1.0)
+            with contextlib.suppress(KafkaFailure):
+                delivery.get(0.1)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(SEND_S)
+    assert not sender.is_alive(), "send waits for the missing topic (the port: it never waits)"
     consumer = driver.consumer()
     consumer.assign([Partition(missing, 0)])
     assert consume(consumer, 1, wait_s=0.5) == []

@@ -1,86 +1,113 @@
 """Group members through every driver: partitions shared, handed over, every record once.
 
 A member that joins takes a share of the partitions: the member that had them hears
-`revoked` then `assigned` (in its own poll, or on the client's thread), the shares are
-disjoint and cover the topic; a member that closes hands its share back. With a commit after
-every poll, each record is done exactly once across the members: a commit the group refuses
-(`CommitFailed`: the partition moved) leaves its records to the new owner.
+`revoked` then `assigned`, the shares are disjoint and cover the topic; a member that closes
+hands its share back. With a commit after every poll, each record is done exactly once
+across the members: a commit the group refuses (`CommitFailed`: the partition moved) leaves
+its records to the new owner. Each member polls on a thread of its own, as two service
+processes would (a joining member's poll may wait for the others to join again).
 """
 
 from __future__ import annotations
 
-from contract_support import Kafka, Listener, group_name, poll_until, send_all
+import threading
+import time
+
+from contract_support import WAIT_S, Kafka, Listener, group_name, send_all
 
 from har_stream.kafka.ports import CommitFailed, Consumer, Partition, Record
 
 PARTITIONS = 4
 
 
-class Member:
-    """A group member that commits what it polled after every poll, and keeps what it did."""
+class Member(threading.Thread):
+    """A group member polling on its own thread, committing what it polled after every poll;
+    the test reads what it did (`done`, `assigned`) and tells it to `leave` (close)."""
 
     def __init__(self, consumer: Consumer, topic: str) -> None:
-        self.consumer = consumer
+        super().__init__(daemon=True, name="member")
+        self.consumer, self.topic = consumer, topic
         self.listener = Listener()
         self.done: list[tuple[int, int]] = []  # (partition, offset) committed by this member
-        consumer.subscribe([topic], self.listener)
+        self.assigned: set[Partition] = set()
+        self.leave = threading.Event()
+        self.failure: BaseException | None = None
+        self.start()
 
-    def step(self) -> int:
-        """One poll and its commit; how many records this member has done."""
-        polled = self.consumer.poll(timeout_ms=50)
-        if polled:
-            offsets = {p: records[-1].offset + 1 for p, records in polled.items()}
-            try:
-                self.consumer.commit(offsets)
-            except CommitFailed:  # the partitions moved: their new owner reads them again
-                return len(self.done)
-            self.done.extend((r.partition, r.offset) for rs in polled.values() for r in rs
-                             if isinstance(r, Record))
-        return len(self.done)
+    def run(self) -> None:
+        try:
+            self.consumer.subscribe([self.topic], self.listener)
+            while not self.leave.is_set():
+                self._step()
+                self.assigned = self.consumer.assignment()
+            self.consumer.close()
+        except BaseException as exc:  # the test reports it
+            self.failure = exc
+
+    def _step(self) -> None:
+        polled = self.consumer.poll(timeout_ms=100)
+        if not polled:
+            return
+        try:
+            self.consumer.commit({p: records[-1].offset + 1 for p, records in polled.items()})
+        except CommitFailed:  # the partitions moved: their new owner reads them again
+            return
+        self.done.extend((r.partition, r.offset) for rs in polled.values() for r in rs
+                         if isinstance(r, Record))
+
+    def stop(self) -> None:
+        self.leave.set()
+        self.join(WAIT_S)
+        assert not self.is_alive() and self.failure is None, self.failure
 
 
-def _everything(topic: str) -> set[Partition]:
-    return {Partition(topic, p) for p in range(PARTITIONS)}
+def until(done: object, members: list[Member]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not done():  # type: ignore[operator]
+        for member in members:
+            assert member.failure is None, member.failure
+        assert time.monotonic() < deadline, [(m.assigned, m.listener.events) for m in members]
+        time.sleep(0.02)
 
 
 def test_partitions_pass_between_members_and_every_record_is_done_once(driver: Kafka) -> None:
     topic, group = driver.topic(partitions=PARTITIONS), group_name()
+    everything = {Partition(topic, p) for p in range(PARTITIONS)}
     producer = driver.producer()
-    send_all(producer, topic, [b"a"] * 8, partition=None, key=lambda i: f"k{i}".encode())
+
+    def send(count: int) -> None:
+        send_all(producer, topic, [b"r"] * count, partition=None,
+                 key=lambda i: f"k{i}".encode())
+
+    send(8)
     first = Member(driver.member(group), topic)
-    assert poll_until([], lambda: first.step() == 8), first.done
-    assert first.consumer.assignment() == _everything(topic)
+    until(lambda: len(first.done) >= 8 and first.assigned == everything, [first])
     assert first.listener.kinds()[-1] == "assigned"
 
     second = Member(driver.member(group), topic)
     members = [first, second]
-
-    def shared() -> bool:
-        for member in members:
-            member.step()
-        a, b = first.consumer.assignment(), second.consumer.assignment()
-        return bool(a) and bool(b) and not a & b and a | b == _everything(topic)
-
-    assert poll_until([], shared), (first.listener.events, second.listener.events)
+    until(lambda: first.assigned and second.assigned and not first.assigned & second.assigned
+          and first.assigned | second.assigned == everything, members)
     kinds = first.listener.kinds()
-    assert kinds.index("revoked", 1) < len(kinds) - 1 and kinds[-1] == "assigned"
-    assert first.listener.events[-1][1] == first.consumer.assignment()
-    assert second.listener.events[-1] == ("assigned", second.consumer.assignment())
+    assert "revoked" in kinds[1:-1] and kinds[-1] == "assigned", first.listener.events
+    assert first.listener.events[-1][1] == first.assigned
+    assert second.listener.events[-1] == ("assigned", frozenset(second.assigned))
 
-    send_all(producer, topic, [b"b"] * 24, partition=None, key=lambda i: f"k{i}".encode())
-    assert poll_until([], lambda: sum([m.step() for m in members]) >= 32)
+    send(24)
+    until(lambda: len(first.done) + len(second.done) >= 32, members)
     assert second.done, "the second member did its share"
 
-    second.consumer.close()
-    assert poll_until([], lambda: first.step() >= 0
-                      and first.consumer.assignment() == _everything(topic))
-    send_all(producer, topic, [b"c"] * 8, partition=None, key=lambda i: f"k{i}".encode())
-    assert poll_until([], lambda: first.step() + len(second.done) >= 40)
+    second.stop()
+    until(lambda: first.assigned == everything, [first])
+    send(8)
+    until(lambda: len(first.done) + len(second.done) >= 40, [first])
+    first.stop()
 
     done = first.done + second.done
     assert len(done) == 40 and len(set(done)) == 40, "every record done, none twice"
     ends = {p: max(o for q, o in done if q == p) + 1 for p in {q for q, _ in done}}
-    assert {p: first.consumer.committed(Partition(topic, p)) for p in ends} == ends
+    reader = driver.consumer(group)
+    assert {p: reader.committed(Partition(topic, p)) for p in ends} == ends
 
 
 def test_a_member_of_an_unknown_topic_gets_nothing_and_creates_nothing(driver: Kafka) -> None:
