@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import raw_records  # tests/ is on sys.path (the parent conftest's dir)
 from contract_support import Kafka  # tests/contract/ is on sys.path (this file's dir)
+
+from har_stream.kafka.ports import BAD_CHECKSUM, BAD_COMPRESSION, BAD_HEADER
 
 DRIVERS = ("memory", "kafka-python", "librdkafka")
 DRIVER_MODULES = {"kafka-python": "har_stream.kafka.drivers.kafka_python_consumer",
@@ -28,20 +31,39 @@ def _memory() -> Kafka:
     from har_stream.kafka.drivers.memory import MemoryCluster
 
     cluster = MemoryCluster()
-    kafka = Kafka("memory", cluster.admin(), cluster.producer, cluster.consumer,
-                  cluster.consumer)
-    kafka.cluster = cluster  # type: ignore[attr-defined]  # for memory-only checks
-    return kafka
+
+    def unreadable(topic: str, partition: int, reason: str, key: bytes, value: bytes) -> int:
+        offset = cluster.put(topic, partition, key, value, [("ok", b"1")])
+        cluster.damage(topic, partition, offset, reason)
+        return offset
+
+    return Kafka("memory", cluster.admin(), cluster.producer, cluster.consumer,
+                 cluster.consumer, unreadable)
 
 
 def _real(name: str, kafka_settings: Any) -> Kafka:
     from har_stream.kafka import clients
 
     settings = dataclasses.replace(kafka_settings, producer_client=name, consumer_client=name)
+
+    def unreadable(topic: str, partition: int, reason: str, key: bytes, value: bytes) -> int:
+        """A batch of one record no client can read whole, written straight to the broker."""
+        headers: list[tuple[Any, bytes]] = [("ok", b"1")]
+        if reason == BAD_HEADER:
+            data = raw_records.batch([(key, value, [*headers, (raw_records.RawKey(b"\xff\xfe"),
+                                                              b"v")])])
+        elif reason == BAD_CHECKSUM:
+            data = raw_records.bad_checksum([(key, value, headers)])
+        else:
+            assert reason == BAD_COMPRESSION, reason
+            data = raw_records.undecompressable([(key, value, headers)])
+        return raw_records.produce_batch(settings, topic, partition, bytes(data))
+
     return Kafka(name, clients.make_admin(settings),
                  lambda: clients.make_producer(settings, linger_ms=1),
                  lambda group: clients.make_consumer(settings, group_id=group),
-                 lambda group: clients.make_group_consumer(settings, group, **GROUP_CONFIG))
+                 lambda group: clients.make_group_consumer(settings, group, **GROUP_CONFIG),
+                 unreadable)
 
 
 @pytest.fixture(params=DRIVERS)

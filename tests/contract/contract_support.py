@@ -53,10 +53,15 @@ class Kafka:
 
     def __init__(self, name: str, admin: Admin, producer: Callable[[], Producer],
                  consumer: Callable[[str | None], Consumer],
-                 member: Callable[[str], Consumer]) -> None:
+                 member: Callable[[str], Consumer],
+                 unreadable: Callable[[str, int, str, bytes, bytes], int]) -> None:
         self.name = name
         self.admin = admin
         self._producer, self._consumer, self._member = producer, consumer, member
+        self.unreadable = unreadable
+        """`unreadable(topic, partition, reason, key, value)`: write a record no client can
+        read whole (`reason`: one of ports' BAD_HEADER, BAD_CHECKSUM, BAD_COMPRESSION), with
+        the header ("ok", b"1"); its offset."""
         self._consumers: list[Consumer] = []
         self._producers: list[Producer] = []
         self._topics: list[str] = []

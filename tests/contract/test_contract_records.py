@@ -3,7 +3,8 @@
 A record's key, value and headers come back as sent (no key, an empty value and no headers
 included); a keyed record lands on murmur2(key) % partitions whichever driver sent it, an
 explicit partition wins; an `Acknowledged` says where and when; a record larger than the
-client will ever send is `RecordRefused`, and the records after it are unharmed.
+client will ever send is `RecordRefused`, and the records after it are unharmed; a record
+the client cannot read whole comes as `Damaged` at its offset, the partition goes on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ import pytest
 from contract_support import WAIT_S, Kafka, consume, send_all
 from kafka.partitioner import murmur2 as reference_murmur2
 
-from har_stream.kafka.ports import Acknowledged, KafkaFailure, Partition, Record, RecordRefused
+from har_stream.kafka.ports import (
+    BAD_CHECKSUM,
+    BAD_COMPRESSION,
+    BAD_HEADER,
+    Acknowledged,
+    Damaged,
+    KafkaFailure,
+    Partition,
+    Record,
+    RecordRefused,
+)
 
 
 def test_a_record_comes_back_with_its_key_value_and_headers(driver: Kafka) -> None:
@@ -89,3 +100,28 @@ def test_a_record_too_large_to_send_is_refused_and_the_rest_goes_on(driver: Kafk
     with pytest.raises(RecordRefused):
         producer.send(topic, key=b"k", value=huge, partition=0).get(WAIT_S)
     assert [a.offset for a in send_all(producer, topic, [b"small"])] == [0]
+
+
+def test_a_record_that_cannot_be_read_whole_comes_as_damaged_in_its_place(
+        driver: Kafka) -> None:
+    topic = driver.topic()
+    producer = driver.producer()
+    send_all(producer, topic, [b"before"])
+    placed = [driver.unreadable(topic, 0, reason, b"k", b"value ")
+              for reason in (BAD_HEADER, BAD_CHECKSUM, BAD_COMPRESSION)]
+    assert placed == [1, 2, 3]
+    send_all(producer, topic, [b"after"])
+    consumer = driver.consumer()
+    consumer.assign([Partition(topic, 0)])
+    got = consume(consumer, 5)
+    assert [(type(r).__name__, r.offset) for r in got] == [
+        ("Record", 0), ("Damaged", 1), ("Damaged", 2), ("Damaged", 3), ("Record", 4)]
+    header, checksum, compression = got[1:4]
+    assert isinstance(header, Damaged) and isinstance(checksum, Damaged)
+    assert isinstance(compression, Damaged)
+    assert (header.reason, header.readable, header.key, header.value) == (
+        BAD_HEADER, True, b"k", b"value ")
+    assert ("ok", b"1") in (header.headers or []), "its text-keyed headers as stored"
+    assert [(d.reason, d.readable) for d in (checksum, compression)] == [
+        (BAD_CHECKSUM, False), (BAD_COMPRESSION, False)]
+    assert consumer.position(Partition(topic, 0)) == 5, "past them"
