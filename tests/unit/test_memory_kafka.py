@@ -302,3 +302,15 @@ def test_a_topic_may_keep_the_records_of_some_keys_only() -> None:
     producer.flush()
     assert [(r.key, r.offset) for r in cluster.records("log")] == [(b"back-1", 3)]
     assert cluster.count("log") == 4
+
+
+def test_the_journal_keeps_the_order_of_sends_flushes_and_commits() -> None:
+    cluster = MemoryCluster()
+    cluster.create_topic("out")
+    cluster.journal = []
+    producer, consumer = cluster.producer(), cluster.consumer("g")
+    producer.send("out", value=b"r")
+    producer.serve()
+    producer.flush()
+    consumer.commit({Partition("out", 0): 1})
+    assert cluster.journal == ["send out", "flush", "commit"]

@@ -237,6 +237,8 @@ class MemoryConsumer:
         if self.group_id is None:
             raise KafkaFailure("no group id: there is no group to commit to")
         cluster = self.cluster
+        if cluster.journal is not None:
+            cluster.journal.append("commit")
         with cluster.lock:
             cluster.check_reachable("commit")
             group = cluster.group(self.group_id)
