@@ -113,7 +113,8 @@ class RdKafkaConsumer:
         self._seek(Partition(*partition), offset)
 
     def seek_to_beginning(self, *partitions: Partition) -> None:
-        for partition in partitions:
+        """The named partitions (none named: every assigned one) start over."""
+        for partition in partitions or tuple(self.assignment()):
             self._seek(Partition(*partition), _BEGINNING)
 
     def _seek(self, partition: Partition, offset: int) -> None:

@@ -1,0 +1,89 @@
+"""The kafka-python drivers' own logic: their errors as ours, deliveries as `Acknowledged`.
+
+Against a real broker they are checked by the contract suite (tests/contract/).
+"""
+
+from __future__ import annotations
+
+import pytest
+from kafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    InvalidRecordError,
+    InvalidTimestampError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RebalanceInProgressError,
+    RecordListTooLargeError,
+    RequestTimedOutError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
+from kafka.future import Future
+from kafka.producer.future import RecordMetadata
+
+from har_stream.kafka.drivers.errors import commit_failure
+from har_stream.kafka.drivers.kafka_python_producer import KafkaPythonDelivery, as_failure
+from har_stream.kafka.ports import (
+    Acknowledged,
+    CommitFailed,
+    KafkaFailure,
+    KafkaTimeout,
+    RecordRefused,
+    TopicMissing,
+)
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (MessageSizeTooLargeError, RecordRefused),
+    (RecordListTooLargeError, RecordRefused),
+    (InvalidRecordError, RecordRefused),
+    (InvalidTimestampError, RecordRefused),
+    (KafkaTimeoutError, KafkaTimeout),
+    (RequestTimedOutError, KafkaTimeout),
+    (UnknownTopicOrPartitionError, TopicMissing),
+    (TopicAuthorizationFailedError, KafkaFailure),
+    (IllegalStateError, KafkaFailure),
+])
+def test_kafka_python_errors_become_our_failures_with_the_brokers_code(
+        error: type[Exception], expected: type) -> None:
+    failure = as_failure(error("detail"))
+    assert type(failure) is expected and "detail" in str(failure)
+    code = getattr(error, "errno", None)
+    assert failure.code == (code if isinstance(code, int) and code > 0 else None)
+
+
+def test_a_refused_commit_is_commit_failed_and_a_rebalance_keeps_its_code() -> None:
+    assert type(commit_failure(None, "CommitFailedError")) is CommitFailed
+    refused = commit_failure(RebalanceInProgressError.errno, "rebalance")
+    assert type(refused) is CommitFailed and refused.code == 27
+    assert type(commit_failure(7, "timed out")) is KafkaTimeout
+    assert CommitFailedError  # kafka-python's own, mapped by the consumer driver
+
+
+class Sent(Future):
+    """kafka-python's future of a send (its `get`, without a producer behind it)."""
+
+    def get(self, timeout: float | None = None) -> object:
+        assert self.is_done
+        if self.exception is not None:
+            raise self.exception
+        return self.value
+
+
+def test_a_delivery_hands_over_acknowledged_stamped_when_it_arrived_or_our_failure() -> None:
+    future, seen = Sent(), list[object]()
+    delivery = KafkaPythonDelivery(future)
+    delivery.add_both(seen.append)
+    future.success(RecordMetadata("t", 2, None, 7, 1_700_000_000_000, None, 1, 1, -1))
+    (acknowledged,) = seen
+    assert isinstance(acknowledged, Acknowledged)
+    assert acknowledged[:4] == ("t", 2, 7, 1_700_000_000_000)
+    assert acknowledged.acknowledged_at is not None
+    assert delivery.get(0) == acknowledged
+    failed_future = Sent()
+    failed = KafkaPythonDelivery(failed_future).add_both(seen.append)
+    failed_future.failure(MessageSizeTooLargeError("too large"))
+    assert type(seen[-1]) is RecordRefused
+    with pytest.raises(RecordRefused):
+        failed.get(0)
