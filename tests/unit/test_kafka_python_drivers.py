@@ -87,3 +87,33 @@ def test_a_delivery_hands_over_acknowledged_stamped_when_it_arrived_or_our_failu
     assert type(seen[-1]) is RecordRefused
     with pytest.raises(RecordRefused):
         failed.get(0)
+
+
+def test_a_join_that_finished_between_polls_is_taken_by_the_next_poll_not_sent_again() -> None:
+    """kafka-python's poll sends another JoinGroup when it finds its join task done; the
+    driver shows a finished task as in flight, so the poll awaits it and takes its result."""
+    from kafka.consumer.group import KafkaConsumer
+
+    from har_stream.kafka.drivers.kafka_python_consumer import _keep_finished_join
+
+    class Coordinator:
+        _join_task: object = None
+
+    class Client(KafkaConsumer):  # without a connection: only what the guard looks at
+        def __init__(self) -> None:
+            self._coordinator = Coordinator()
+
+    client, finished = Client(), Future().success(b"assignment")
+    client._coordinator._join_task = finished
+    _keep_finished_join(client)
+    shown = client._coordinator._join_task
+    assert shown is not finished and not shown.is_done
+    taken: list[object] = []
+    shown.add_callback(taken.append)  # what kafka-python's wait_for does
+    assert taken == [b"assignment"]
+    _keep_finished_join(client)
+    assert client._coordinator._join_task is shown, "wrapped once"
+    in_flight = Future()
+    client._coordinator._join_task = in_flight
+    _keep_finished_join(client)
+    assert client._coordinator._join_task is in_flight, "a join in flight is left alone"

@@ -3,7 +3,10 @@
 Its deliveries resolve on kafka-python's sender thread (the port allows it): an
 `Acknowledged` stamped with the wall-clock time the acknowledgement arrived (the first
 callback of every send records it), or our failure for kafka-python's error
-(`drivers.errors`: refused records, timeouts, the rest with the broker's code).
+(`drivers.errors`: refused records, timeouts, the rest with the broker's code). A send to a
+topic its metadata does not know asks the cluster first (for at most
+`MISSING_TOPIC_WAIT_MS`) and raises `TopicMissing` when there is none, where kafka-python
+would block the caller for its whole send deadline (60 s).
 """
 
 from __future__ import annotations
@@ -15,8 +18,14 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from har_stream.kafka.drivers.errors import failure
-from har_stream.kafka.ports import Acknowledged, Headers, KafkaFailure, KafkaTimeout
+from har_stream.kafka.drivers.errors import UNKNOWN_TOPIC, failure
+from har_stream.kafka.ports import (
+    Acknowledged,
+    Headers,
+    KafkaFailure,
+    KafkaTimeout,
+    TopicMissing,
+)
 
 MISSING_TOPIC_WAIT_MS = 2000
 """How long `partitions_for` waits for a topic kafka-python's metadata does not know: the
@@ -77,6 +86,9 @@ class KafkaPythonProducer:
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
              headers: Headers | None = None, partition: int | None = None
              ) -> KafkaPythonDelivery:
+        if self.client._metadata.partitions_for_topic(topic) is None and not self.partitions_for(
+                topic):  # kafka-python's send would wait for it for 60 s (`max_block_ms`)
+            raise TopicMissing(f"topic {topic} does not exist", UNKNOWN_TOPIC)
         try:
             future = self.client.send(topic, value=value, key=key, headers=headers,
                                       partition=partition)
