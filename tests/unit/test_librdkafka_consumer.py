@@ -82,6 +82,9 @@ class FakeLibrdkafka:
 
     def commit(self, offsets: list[Any], asynchronous: bool) -> None:
         assert not asynchronous
+        if not offsets:  # as librdkafka: nothing to commit is an error
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
+                confluent_kafka.KafkaError._NO_OFFSET))
         if self.fail_commit:
             raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
                 confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS))
@@ -184,6 +187,11 @@ def test_offsets_are_plain_numbers_and_none_for_unknown(fake: FakeLibrdkafka) ->
         consumer.commit({tp: 43})
     assert refused.value.code == confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS
     assert consumer.committed(tp) == 42
+
+
+def test_committing_nothing_is_no_error(fake: FakeLibrdkafka) -> None:
+    adapter().commit({})
+    assert fake.committed_offsets == {}
 
 
 def test_a_consumer_without_a_group_commits_nothing(fake: FakeLibrdkafka) -> None:

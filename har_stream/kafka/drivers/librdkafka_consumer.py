@@ -244,6 +244,8 @@ class RdKafkaConsumer:
         request's (`socket.timeout.ms`, 60 s), whatever `timeout_s` says."""
         if self.group_id is None:
             raise CommitFailed("a consumer without a group cannot commit")
+        if not offsets:  # librdkafka: `_NO_OFFSET` (measured); the port: nothing to do
+            return
         try:
             self._consumer.commit(offsets=[confluent_kafka.TopicPartition(
                 p.topic, p.partition, offset) for p, offset in offsets.items()],
