@@ -94,7 +94,13 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None = None, **config: A
     if kafka.consumer_client == "librdkafka":
         from har_stream.kafka.drivers.librdkafka_consumer import RdKafkaConsumer
 
-        return RdKafkaConsumer(kafka, group_id, **config)
+        consumer = RdKafkaConsumer(kafka, group_id, **config)
+        try:  # librdkafka connects lazily: ask now, so a dead address fails at start
+            consumer.topics()
+        except KafkaFailure as exc:
+            close_quietly(consumer)
+            raise unreachable(kafka, "consumer", exc) from None
+        return consumer
     from har_stream.kafka.drivers.kafka_python_consumer import (
         GuardedKafkaConsumer,
         KafkaPythonConsumer,

@@ -27,7 +27,7 @@ from service_support import (
     window_ids,
 )
 
-from har_stream.kafka.clients import BrokerUnavailable, make_producer
+from har_stream.kafka.clients import BrokerUnavailable, make_consumer, make_producer
 from har_stream.kafka.drivers.librdkafka_producer import RdKafkaProducer
 from har_stream.kafka.ports import Acknowledged, KafkaTimeout, RecordRefused
 from har_stream.service.settings import KafkaSettings, Settings
@@ -86,6 +86,16 @@ def test_without_a_broker_start_fails_fast_and_flush_times_out_keeping_the_recor
         assert not future.done, "an undeliverable record waits, it does not expire"
     finally:
         producer.close(0)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_without_a_broker_a_consumer_fails_fast_too(client: str) -> None:
+    dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_timeout_s=1,
+                         consumer_client=client)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="while creating the consumer"):
+        make_consumer(dead, "group")
+    assert time.monotonic() - started < 1 + 5
 
 
 @pytest.mark.parametrize("role", ["producer_client", "consumer_client"])
