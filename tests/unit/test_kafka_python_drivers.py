@@ -117,3 +117,48 @@ def test_a_join_that_finished_between_polls_is_taken_by_the_next_poll_not_sent_a
     client._coordinator._join_task = in_flight
     _keep_finished_join(client)
     assert client._coordinator._join_task is in_flight, "a join in flight is left alone"
+
+
+class Metadata:
+    """kafka-python's cluster metadata, as the producer driver reads it."""
+
+    def __init__(self) -> None:
+        self._last_successful_refresh_ms = 1000.0
+
+    def partitions_for_topic(self, topic: str) -> None:
+        return None  # not known
+
+    def brokers(self) -> set[str]:
+        return {"broker-1"}  # known from before the outage
+
+
+class NoAnswer:
+    """A kafka-python producer whose cluster does not answer (brokers known from before)."""
+
+    def __init__(self, answered: bool) -> None:
+        self._metadata = Metadata()
+        self.answered = answered
+        self.sent: list[str] = []
+
+    def _wait_on_metadata(self, topic: str, max_wait_ms: int) -> set[int]:
+        if self.answered:  # an answer without the topic
+            self._metadata._last_successful_refresh_ms += 1
+        raise KafkaTimeoutError("Failed to update metadata")
+
+    def send(self, topic: str, **_record: object) -> None:
+        self.sent.append(topic)
+
+
+def test_a_topic_is_missing_only_when_the_cluster_said_so_not_while_it_is_away() -> None:
+    from har_stream.kafka.drivers.kafka_python_producer import KafkaPythonProducer
+
+    away = KafkaPythonProducer(NoAnswer(answered=False))  # type: ignore[arg-type]
+    with pytest.raises(KafkaTimeout):
+        away.partitions_for("out")
+    with pytest.raises(KafkaTimeout):
+        away.send("out", value=b"v")
+    answered = KafkaPythonProducer(NoAnswer(answered=True))  # type: ignore[arg-type]
+    assert answered.partitions_for("gone") == set()
+    with pytest.raises(TopicMissing):
+        answered.send("gone", value=b"v")
+    assert away.client.sent == [] and answered.client.sent == []  # type: ignore[attr-defined]

@@ -112,12 +112,13 @@ class KafkaPythonProducer:
         known = metadata.partitions_for_topic(topic)
         if known is not None:
             return set(known)
+        answered_before = metadata._last_successful_refresh_ms
         try:
             return set(self.client._wait_on_metadata(topic, MISSING_TOPIC_WAIT_MS))
         except KafkaTimeoutError as exc:
-            if metadata.brokers():  # the cluster answered: it has no such topic
-                return set()
-            raise as_failure(exc) from None
+            if metadata._last_successful_refresh_ms > answered_before:
+                return set()  # the cluster answered: it has no such topic
+            raise as_failure(exc) from None  # no answer: nothing is known
         except KafkaError as exc:
             raise as_failure(exc) from None
 
