@@ -1,0 +1,294 @@
+"""An in-process Kafka cluster behind the ports: fast tests without a broker.
+
+Why: the service's tests, its reliability tests among them (100,000 devices), need a Kafka
+that answers at memory speed and that a test can steer: hold acknowledgements, cut the
+connection, refuse records, damage one, expel a member. `MemoryCluster` is that Kafka, and
+`.consumer()`, `.producer()`, `.admin()` are clients of it that keep the ports' semantics
+(the contract suite, tests/contract/, runs them beside the real drivers). Fault injection is
+a cluster-level control: what a broker or the network would do, not a scripted client.
+
+What it models: partitions as offset-addressed logs (a record is stored, and readable, once
+acknowledged); groups whose members share the partitions of their topics by range
+assignment, rebalanced when a member joins, leaves or is expelled, the callbacks running in
+each member's next `poll` (eager: revoked all, then assigned all, positions from the
+committed offsets); keyed records on murmur2(key) % partitions; compacted topics
+(`cleanup.policy=compact`: a key's older record is removed when a newer one is stored);
+topic ids, new for a recreated topic; no auto-creation anywhere. The storage is in
+`memory_log.py`, the clients in `memory_consumer.py` and `memory_producer.py`.
+
+Test controls (attributes and methods of the cluster):
+- `auto_acknowledge` (True): records are acknowledged at their producer's next `serve`,
+  `flush` or `send`; False: they wait for `acknowledge(n)`.
+- `reachable` (True): False cuts every client off: `connected()` False, polls empty,
+  deliveries wait, `flush` / `commit` / metadata raise `KafkaTimeout`.
+- `refuse(topic, key, value, headers, partition) -> KafkaFailure | None`: consulted at
+  acknowledgement, a failure fails the delivery; `refuse_at_send` the same, raised by `send`.
+- `damage(topic, partition, offset, reason)`: polls hand a `Damaged` entry at that offset.
+- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept; or
+  `retain(topic, fn)`: only records whose key `fn(key)` accepts are kept.
+- `expel(consumer)`: the member leaves its group; its next poll reports the partitions lost.
+- `rebalance(group)`: every member hears revoked then assigned in its next poll.
+- `put(topic, partition, key, value, headers, timestamp_ms)`: a record stored as another
+  client would have (no producer).
+- `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending()`: what it holds.
+- `waits` (True): polls and flushes wait as the ports say; False: they never block (tests
+  that drive the service with a fake clock).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from har_stream.kafka.drivers.memory_log import (
+    MAX_RECORD_BYTES,
+    Group,
+    Refusal,
+    Retention,
+    Topic,
+    partition_of,
+)
+from har_stream.kafka.ports import (
+    Headers,
+    KafkaFailure,
+    KafkaTimeout,
+    Partition,
+    Record,
+    TopicLayout,
+    TopicMissing,
+)
+
+if TYPE_CHECKING:
+    from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
+    from har_stream.kafka.drivers.memory_producer import MemoryProducer
+
+__all__ = ["MemoryAdmin", "MemoryCluster", "partition_of"]
+
+
+class MemoryCluster:
+    """An in-process Kafka cluster (see the module doc for what it models and its controls)."""
+
+    def __init__(self, *, auto_acknowledge: bool = True, waits: bool = True,
+                 max_record_bytes: int = MAX_RECORD_BYTES,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.auto_acknowledge = auto_acknowledge
+        self.waits = waits
+        self.max_record_bytes = max_record_bytes
+        self.wall = wall
+        self.refuse: Refusal | None = None
+        self.refuse_at_send: Refusal | None = None
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.topics: dict[str, Topic] = {}
+        self.groups: dict[str, Group] = {}
+        self.damaged: dict[tuple[str, int, int], str] = {}
+        self.producers: list[MemoryProducer] = []
+        self._reachable = True
+        self.sequence = itertools.count()
+        self.waiting = 0  # threads waiting on `changed`: nobody to wake, no notify
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def consumer(self, group_id: str | None = None, auto_offset_reset: str = "earliest"
+                 ) -> MemoryConsumer:
+        from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
+
+        return MemoryConsumer(self, group_id, auto_offset_reset)
+
+    def producer(self) -> MemoryProducer:
+        from har_stream.kafka.drivers.memory_producer import MemoryProducer
+
+        producer = MemoryProducer(self)
+        with self.lock:
+            self.producers.append(producer)
+        return producer
+
+    def admin(self) -> MemoryAdmin:
+        return MemoryAdmin(self)
+
+    # --- controls --------------------------------------------------------------------------
+
+    @property
+    def reachable(self) -> bool:
+        return self._reachable
+
+    @reachable.setter
+    def reachable(self, value: bool) -> None:
+        with self.lock:
+            self._reachable = value
+            self.notify()
+
+    def check_reachable(self, what: str) -> None:
+        if not self._reachable:
+            raise KafkaTimeout(f"{what}: no connection to the (in-memory) cluster")
+
+    def create_topic(self, name: str, partitions: int = 1,
+                     configs: Mapping[str, str] | None = None, retain: bool = True) -> str:
+        """Create `name` (a test's shortcut for the admin call); its id."""
+        self.admin().create_topics({name: TopicLayout(partitions, 1, dict(configs or {}))})
+        self.retain(name, retain)
+        return self.topics[name].id
+
+    def retain(self, topic: str, keep: Retention) -> None:
+        """Which records `topic` keeps: all (True), none (False: counted only, for volume),
+        or those whose key `keep(key)` accepts. Offsets advance either way."""
+        with self.lock:
+            for log in self.topic(topic).logs:
+                log.keep(keep)
+
+    def put(self, topic: str, partition: int, key: bytes | None = None,
+            value: bytes | None = None, headers: Headers | None = None,
+            timestamp_ms: int | None = None) -> int:
+        """Store a record as another client would have (no producer, no refusal); its
+        offset."""
+        with self.lock:
+            stamp = int(self.wall() * 1000) if timestamp_ms is None else timestamp_ms
+            offset = self.topic(topic).logs[partition].append(
+                (stamp, key, value, list(headers or [])))
+            self.notify()
+            return offset
+
+    def rebalance(self, group_id: str) -> None:
+        """Make the group rebalance (as a member joining and leaving at once does): each
+        member hears revoked, then assigned, in its next poll."""
+        with self.lock:
+            self.group(group_id).rebalance(self.topics)
+            self.notify()
+
+    def damage(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        """Polls hand `Damaged(reason)` at this offset instead of the record."""
+        with self.lock:
+            self.damaged[topic, partition, offset] = reason
+
+    def expel(self, member: MemoryConsumer) -> None:
+        """Throw a member out of its group (as a missed poll deadline does): its next poll
+        reports its partitions lost and joins again; the others rebalance."""
+        with self.lock:
+            group = self.groups.get(member.group_id or "")
+            if group is None or member not in group.members:
+                return
+            group.members.remove(member)
+            member.expelled = True
+            group.rebalance(self.topics)
+            self.notify()
+
+    def acknowledge(self, n: int | None = None) -> int:
+        """Acknowledge the oldest `n` records sent (None: all), across producers; how many
+        were. Their callbacks run at their producer's next serve/flush/send."""
+        with self.lock:
+            if not self._reachable:
+                return 0
+            done = 0
+            while n is None or done < n:
+                heads = [p for p in self.producers if p.outgoing]
+                if not heads:
+                    break
+                min(heads, key=lambda p: p.outgoing[0][0]).acknowledge_oldest()
+                done += 1
+            self.notify()
+            return done
+
+    def pending(self) -> int:
+        """Records sent and not yet acknowledged or failed."""
+        with self.lock:
+            return sum(len(p.outgoing) for p in self.producers)
+
+    def topic(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            raise TopicMissing(f"no topic {name!r}", code=3)
+        return topic
+
+    def records(self, topic: str) -> list[Record]:
+        """What `topic` holds now, partition by partition, in offset order."""
+        with self.lock:
+            return [Record(topic, p, offset, *entry)
+                    for p, log in enumerate(self.topic(topic).logs)
+                    for offset, entry in log.live()]
+
+    def count(self, topic: str) -> int:
+        """Records ever stored in `topic` (kept or not)."""
+        with self.lock:
+            return sum(log.end for log in self.topic(topic).logs)
+
+    def committed_offsets(self, group_id: str) -> dict[Partition, int]:
+        with self.lock:
+            group = self.groups.get(group_id)
+            return dict(group.committed) if group else {}
+
+    # --- used by the clients ---------------------------------------------------------------
+
+    def wait(self, timeout_s: float | None) -> None:
+        """Wait for a change (under the lock): a record stored, a member, reachability."""
+        self.waiting += 1
+        try:
+            self.changed.wait(timeout_s)
+        finally:
+            self.waiting -= 1
+
+    def notify(self) -> None:
+        """Wake the waiting clients (under the lock)."""
+        if self.waiting:
+            self.changed.notify_all()
+
+    def group(self, group_id: str) -> Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = Group()
+        return group
+
+    def rebalance_subscribers(self, topic: str) -> None:
+        for group in self.groups.values():
+            if any(topic in m.subscription for m in group.members):
+                group.rebalance(self.topics)
+
+
+class MemoryAdmin:
+    """The admin port over a `MemoryCluster`."""
+
+    def __init__(self, cluster: MemoryCluster) -> None:
+        self.cluster = cluster
+
+    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        with self.cluster.lock:
+            self.cluster.check_reachable("partition counts")
+            known = self.cluster.topics
+            return {t: len(known[t].logs) for t in topics if t in known}
+
+    def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
+        cluster = self.cluster
+        with cluster.lock:
+            cluster.check_reachable("create topics")
+            created = set()
+            for name, layout in layouts.items():
+                if name in cluster.topics:
+                    continue
+                if layout.partitions < 1:
+                    raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
+                                       code=37)  # INVALID_PARTITIONS
+                cluster.topics[name] = Topic(name, layout)
+                created.add(name)
+                cluster.rebalance_subscribers(name)
+            cluster.notify()
+            return created
+
+    def delete_topics(self, topics: Iterable[str]) -> None:
+        cluster = self.cluster
+        with cluster.lock:
+            cluster.check_reachable("delete topics")
+            for name in topics:
+                cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
+                del cluster.topics[name]
+                for group in cluster.groups.values():
+                    for gone in [p for p in group.committed if p.topic == name]:
+                        del group.committed[gone]
+                for gone_record in [k for k in cluster.damaged if k[0] == name]:
+                    del cluster.damaged[gone_record]
+                cluster.rebalance_subscribers(name)
+            cluster.notify()
+
+    def close(self) -> None:
+        pass
