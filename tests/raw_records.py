@@ -78,11 +78,13 @@ def bad_checksum(records: Sequence[Record]) -> bytearray:
 
 def produce_batch(kafka: Any, topic: str, partition: int, data: bytes) -> int:
     """Append `data` to `topic`/`partition` as is; the first offset the broker gave it."""
+    from kafka import KafkaAdminClient
     from kafka.protocol.producer import ProduceResponse  # noqa: F401 (registers the type)
 
-    from har_stream.kafka.clients import close_quietly, make_admin
+    from har_stream.kafka.clients import close_quietly
+    from har_stream.kafka.connect import build
 
-    admin = make_admin(kafka)
+    admin = build(kafka, "admin client", KafkaAdminClient)  # for its raw requests
     try:
         request = ProduceRequest(acks=-1, timeout_ms=10000, topic_data=[
             ProduceRequest.TopicProduceData(name=topic, partition_data=[

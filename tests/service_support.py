@@ -193,18 +193,17 @@ class TopicReader:
     """Reads a whole topic from the beginning, incrementally (no consumer group)."""
 
     def __init__(self, kafka: object, topic: str) -> None:
-        from kafka import TopicPartition
+        from har_stream.kafka.clients import close_quietly, make_admin, make_consumer
+        from har_stream.kafka.ports import Partition
 
-        from har_stream.kafka.clients import make_consumer
-
+        admin = make_admin(kafka)  # type: ignore[arg-type]
+        try:
+            count = admin.partition_counts([topic]).get(topic)
+        finally:
+            close_quietly(admin)
+        assert count, f"topic {topic} does not exist"
         self.consumer = make_consumer(kafka, None, fetch_max_wait_ms=100)  # type: ignore[arg-type]
-        partitions = None
-        deadline = time.monotonic() + 10
-        while not partitions and time.monotonic() < deadline:
-            partitions = self.consumer.partitions_for_topic(topic)
-            time.sleep(0.05)
-        assert partitions, f"topic {topic} does not exist"
-        self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.partitions = [Partition(topic, p) for p in range(count)]
         self.consumer.assign(self.partitions)
         self.consumer.seek_to_beginning(*self.partitions)
         self.records: list = []

@@ -13,10 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
-
 from har_stream.bench.measure import cpu_seconds, load
 from har_stream.bench.report import provenance, table, write_section
+from har_stream.kafka.ports import Consumer, Partition
 
 LEVELS = (10, 1_000, 5_000, 20_000)
 QUICK_LEVELS = (10, 300)
@@ -39,10 +38,10 @@ class Level:
     produce_cpu_us: float  # broker CPU per batch produced to reach this level
 
 
-def repeat_fetch(consumer: KafkaConsumer, broker_pid: int, topic: str, offset: int,
+def repeat_fetch(consumer: Consumer, broker_pid: int, topic: str, offset: int,
                  seconds: float) -> Fetches:
     """Fetch the record at `offset` of partition 0 of `topic` over and over for `seconds`."""
-    partition = TopicPartition(topic, 0)
+    partition = Partition(topic, 0)
     consumer.assign([partition])
     fetches, cpu_before, started = 0, cpu_seconds(broker_pid), time.monotonic()
     while time.monotonic() - started < seconds:
@@ -55,31 +54,32 @@ def repeat_fetch(consumer: KafkaConsumer, broker_pid: int, topic: str, offset: i
 def measure(levels: tuple[int, ...], fetch_s: float) -> list[Level]:
     """Fill one partition to each level in turn and measure fetches at its tail there."""
     from har_stream.kafka.clients import (
-        TopicSpec,
         close_quietly,
         ensure_topics,
         make_admin,
         make_consumer,
         make_producer,
     )
+    from har_stream.kafka.ports import TopicLayout
     from har_stream.kafka.settings import KafkaSettings
     from har_stream.tools.broker import EmbeddedBroker
 
     results = []
     with EmbeddedBroker() as broker:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers,
-                              producer_client="kafka-python")
+                              producer_client="kafka-python",
+                              consumer_client="kafka-python")
         admin = make_admin(kafka)
         producer = make_producer(kafka, linger_ms=0)
         consumer = make_consumer(kafka, None)
         try:
-            ensure_topics(admin, {GROWN: TopicSpec(1, 1), SMALL: TopicSpec(1, 1)})
-            producer.send(SMALL, value=b"x" * 100).get(timeout=30)
+            ensure_topics(admin, {GROWN: TopicLayout(1), SMALL: TopicLayout(1)})
+            producer.send(SMALL, value=b"x" * 100).get(timeout_s=30)
             stored = 0
             for level in levels:
                 cpu_before = cpu_seconds(broker.pid)
                 for _ in range(level - stored):  # each acknowledged alone: its own batch
-                    producer.send(GROWN, value=b"x" * 100).get(timeout=30)
+                    producer.send(GROWN, value=b"x" * 100).get(timeout_s=30)
                 produce_us = 1e6 * (cpu_seconds(broker.pid) - cpu_before) / (level - stored)
                 stored = level
                 results.append(Level(

@@ -156,7 +156,7 @@ def send_flood(bootstrap_servers: str, topic: str, devices: int) -> None:
         device_id = f"flood-{i:07d}".encode()
         producer.send(topic, key=device_id, value=template.replace(b"flood-0000000", device_id))
     producer.flush(120)
-    producer.close(timeout=5)
+    producer.close(timeout_s=5)
 
 
 def measure(devices: int) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def measure(devices: int) -> dict[str, Any]:
         snapshot_s = _stage_seconds(metrics, "snapshot") - snapshot_s_before
         stop.set()
         thread.join(120)
-        steady_producer.close(timeout=5)
+        steady_producer.close(timeout_s=5)
     if errors:
         raise errors[0]
     checkpoints = [(b, next((t for t, _ in probe.commits if t > b), None))

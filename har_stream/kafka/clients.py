@@ -1,220 +1,134 @@
 """Kafka clients configured from settings: consumer, producer, admin, and topic creation.
 
-One place maps `KafkaSettings` (bootstrap, TLS, SASL) to kafka-python's keyword arguments,
-so every client of the service connects the same way. Constructing a client blocks until a
-broker answers or `connect_timeout_s` passes; the latter becomes `BrokerUnavailable` with a
-message that says what to check, instead of a retry loop that hangs forever.
+Each factory returns a port (`ports.Consumer`, `ports.Producer`, `ports.Admin`) of the
+library the settings choose (`KafkaSettings.consumer_client` / `producer_client`; the admin
+is kafka-python's for both, `drivers.kafka_python_admin` says why). Every client connects the
+same way (`connect`: address, TLS, SASL) and never creates a topic by asking for it.
+Constructing a client blocks until a broker answers or `connect_timeout_s` passes; the
+latter becomes `BrokerUnavailable` with a message that says what to check, instead of a
+retry loop that hangs forever.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
-
+from har_stream.kafka.connect import BrokerUnavailable, build, never_create_topics, unreachable
+from har_stream.kafka.ports import Admin, Consumer, KafkaFailure, Producer, TopicLayout
 from har_stream.kafka.settings import KafkaSettings, TopicSettings
+
+__all__ = ["BrokerUnavailable", "TopicError", "close_quietly", "ensure_topics", "make_admin",
+           "make_consumer", "make_group_consumer", "make_producer", "partition_counts",
+           "prepare_service_topics"]
 
 log = logging.getLogger(__name__)
 
-TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
-UNKNOWN_TOPIC = 3  # Kafka error code UNKNOWN_TOPIC_OR_PARTITION
-RECONNECT_BACKOFF_MAX_MS = 1000
-CONNECT_GRACE_S = 2.0
-"""Beyond the connect timeout, how long a client's construction may take before it is given up."""
 UNBOUNDED_DELIVERY_MS = 2**31 - 1
 """Producer delivery timeout of the service (~25 days): while the cluster is unreachable the
 producer keeps every record and retries; the service commits nothing meanwhile."""
-C = TypeVar("C")
-
-
-class BrokerUnavailable(RuntimeError):
-    """No broker answered within the connect timeout (the message says what to check)."""
 
 
 class TopicError(RuntimeError):
     """A topic is missing or shaped wrong and the service cannot fix it."""
 
 
-def client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """kafka-python keyword arguments shared by every client: address, TLS, SASL, timeouts."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()],
-        "client_id": kafka.client_id,
-        "security_protocol": kafka.security_protocol,
-        "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
-        # after an outage, notice a returning broker within a second (the library's default
-        # backs off up to 30 s); one attempt per second per broker costs nothing
-        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
-    }
-    if "SSL" in kafka.security_protocol:
-        config.update(ssl_cafile=kafka.ssl_cafile, ssl_certfile=kafka.ssl_certfile,
-                      ssl_keyfile=kafka.ssl_keyfile, ssl_password=kafka.ssl_password,
-                      ssl_check_hostname=kafka.ssl_check_hostname)
-    if kafka.security_protocol.startswith("SASL"):
-        config.update(sasl_mechanism=kafka.sasl_mechanism,
-                      sasl_plain_username=kafka.sasl_username,
-                      sasl_plain_password=kafka.sasl_password)
-    return config
+def make_admin(kafka: KafkaSettings) -> Admin:
+    from kafka import KafkaAdminClient
 
+    from har_stream.kafka.drivers.kafka_python_admin import KafkaPythonAdmin
 
-def _unreachable(kafka: KafkaSettings, what: str, exc: BaseException) -> BrokerUnavailable:
-    return BrokerUnavailable(
-        f"cannot reach Kafka at {kafka.bootstrap_servers} ({kafka.security_protocol}) "
-        f"within {kafka.connect_timeout_s:g} s while creating the {what}: {exc}. Check "
-        "--bootstrap-servers / HAR_BOOTSTRAP_SERVERS, that the brokers are running, and "
-        "the security settings.")
-
-
-@contextmanager
-def _connecting(kafka: KafkaSettings, what: str) -> Iterator[None]:
-    try:
-        yield
-    except KafkaTimeoutError as exc:
-        raise _unreachable(kafka, what, exc) from None
-
-
-def _build(kafka: KafkaSettings, what: str, factory: Callable[..., C], **config: Any) -> C:
-    """Construct a client, giving up after the connect timeout whatever the client does.
-
-    kafka-python bounds its bootstrap by `bootstrap_timeout_ms` except inside a TLS
-    handshake, which it awaits without a deadline: a TLS client facing a plaintext listener
-    (or anything that accepts connections and never answers) would hang for ever. So the
-    client is built in a daemon thread that is abandoned when the deadline passes.
-    """
-    built: dict[str, Any] = {}
-
-    def construct() -> None:
-        try:
-            built["client"] = factory(**(client_config(kafka) | config))
-        except BaseException as exc:  # re-raised below, in the caller's thread
-            built["error"] = exc
-
-    worker = threading.Thread(target=construct, name=f"connect-{what}", daemon=True)
-    worker.start()
-    worker.join(kafka.connect_timeout_s + CONNECT_GRACE_S)
-    if worker.is_alive():
-        raise BrokerUnavailable(
-            f"no Kafka answer from {kafka.bootstrap_servers} ({kafka.security_protocol}) "
-            f"within {kafka.connect_timeout_s:g} s while creating the {what}: connections open "
-            "but the handshake never completes. Check that --security-protocol / "
-            "HAR_SECURITY_PROTOCOL matches the listener (TLS against a plaintext port hangs "
-            "like this) and --bootstrap-servers / HAR_BOOTSTRAP_SERVERS.")
-    if "error" in built:
-        with _connecting(kafka, what):
-            raise built["error"]
-    return built["client"]
-
-
-def _never_create_topics(client: Any) -> Any:
-    """Make a kafka-python client's metadata requests refuse to create topics.
-
-    kafka-python 3.0 accepts `allow_auto_create_topics=False` but builds the metadata cache
-    that sends the requests without it (its `ClusterMetadata` keeps the default, True;
-    measured: a producer so configured still created its topic), so the setting is applied
-    to that cache as well.
-    """
-    clusters = [getattr(getattr(holder, "_manager", None), "cluster", None)
-                for holder in (getattr(client, "_client", None), client)]
-    for cluster in [*clusters, getattr(client, "_metadata", None)]:  # the producer's
-        config = getattr(cluster, "config", None)
-        if isinstance(config, dict):
-            config["allow_auto_create_topics"] = False
-    return client
-
-
-def make_admin(kafka: KafkaSettings) -> KafkaAdminClient:
-    return _build(kafka, "admin client", KafkaAdminClient)
+    return KafkaPythonAdmin(build(kafka, "admin client", KafkaAdminClient))
 
 
 def make_producer(kafka: KafkaSettings, *, linger_ms: int = 5,
-                  compression_type: str | None = None, unbounded_delivery: bool = False) -> Any:
+                  compression_type: str | None = None,
+                  unbounded_delivery: bool = False) -> Producer:
     """A producer that waits for all in-sync replicas, of the client `kafka.producer_client`.
 
-    Either client has kafka-python's `send` / `flush` / `partitions_for` / `close`.
     `unbounded_delivery`: records never expire while the cluster is away (the service's
     output, which must not be lost); otherwise the clients' default deadlines apply.
     """
     if kafka.producer_client == "librdkafka":
         return _build_rdkafka(kafka, linger_ms, compression_type, unbounded_delivery)
+    from kafka import KafkaProducer
+
+    from har_stream.kafka.drivers.kafka_python_producer import KafkaPythonProducer
+
     config: dict[str, Any] = {"acks": "all", "linger_ms": linger_ms,
                               "compression_type": compression_type,
                               "allow_auto_create_topics": False}
     if unbounded_delivery:
         config["delivery_timeout_ms"] = UNBOUNDED_DELIVERY_MS
-    return _never_create_topics(_build(kafka, "producer", KafkaProducer, **config))
+    return KafkaPythonProducer(never_create_topics(build(kafka, "producer", KafkaProducer,
+                                                         **config)))
 
 
 def _build_rdkafka(kafka: KafkaSettings, linger_ms: int, compression_type: str | None,
-                   unbounded_delivery: bool) -> Any:
+                   unbounded_delivery: bool) -> Producer:
     """librdkafka connects lazily: ask for metadata now, so a dead address fails at start."""
-    from har_stream.kafka.rdkafka_producer import RdKafkaProducer
+    from har_stream.kafka.drivers.librdkafka_producer import RdKafkaProducer
 
     producer = RdKafkaProducer(kafka, linger_ms=linger_ms, compression_type=compression_type,
                                unbounded_delivery=unbounded_delivery)
     try:
         producer.wait_for_cluster()
-    except KafkaError as exc:
-        producer.close(timeout=0)
-        raise _unreachable(kafka, "producer", exc) from None
+    except KafkaFailure as exc:
+        producer.close(timeout_s=0)
+        raise unreachable(kafka, "producer", exc) from None
     return producer
 
 
-def make_consumer(kafka: KafkaSettings, group_id: str | None = None,
-                  factory: Callable[..., Any] = KafkaConsumer, **config: Any) -> KafkaConsumer:
-    """A consumer with manual commits that starts from the earliest offset when it has none.
+def make_consumer(kafka: KafkaSettings, group_id: str | None = None, **config: Any) -> Consumer:
+    """A consumer of the client `kafka.consumer_client`, with manual commits, that starts
+    from the earliest offset when its group has none (`group_id` None: no group, for
+    readers of assigned partitions). `config`: kafka-python's keyword arguments
+    (`fetch_max_wait_ms`, `session_timeout_ms`, ...); librdkafka's driver takes those it
+    has a counterpart for.
 
     Like every client of the service it never creates a topic by asking for it: a topic
     that is missing (a broker that came back empty) must not come back with the broker's
     default layout (docs/RELIABILITY.md)."""
+    if kafka.consumer_client == "librdkafka":
+        from har_stream.kafka.drivers.librdkafka_consumer import RdKafkaConsumer
+
+        consumer = RdKafkaConsumer(kafka, group_id, **config)
+        try:  # librdkafka connects lazily: ask now, so a dead address fails at start
+            consumer.topics()
+        except KafkaFailure as exc:
+            close_quietly(consumer)
+            raise unreachable(kafka, "consumer", exc) from None
+        return consumer
+    from har_stream.kafka.drivers.kafka_python_consumer import (
+        GuardedKafkaConsumer,
+        KafkaPythonConsumer,
+    )
+
     defaults = {"group_id": group_id, "enable_auto_commit": False,
                 "auto_offset_reset": "earliest", "allow_auto_create_topics": False}
-    return _never_create_topics(_build(kafka, "consumer", factory, **(defaults | config)))
+    client = never_create_topics(build(kafka, "consumer", GuardedKafkaConsumer,
+                                       **(defaults | config)))
+    client.har_kafka_settings = kafka  # to read a record it cannot parse (`poison`)
+    return KafkaPythonConsumer(client, kafka.connect_timeout_s)
 
 
-def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Any:
-    """The service's group member, of the client `kafka.consumer_client`: `make_consumer`'s,
-    or librdkafka's behind the same calls (`rdkafka_consumer`)."""
-    if kafka.consumer_client != "librdkafka":
-        from har_stream.kafka.poison import GuardedKafkaConsumer
-
-        consumer = make_consumer(kafka, group_id, GuardedKafkaConsumer, **config)
-        consumer.har_kafka_settings = kafka  # to read a record it cannot parse (`poison`)
-        return consumer
-    from har_stream.kafka.rdkafka_consumer import RdKafkaConsumer
-
-    return RdKafkaConsumer(kafka, group_id, **config)
+def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Consumer:
+    """The service's group member: `make_consumer`'s, with a group."""
+    return make_consumer(kafka, group_id, **config)
 
 
 # ---------------------------------------------------------------------------------------------
 # topics
 
 
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """How to create one topic when it is missing."""
-
-    partitions: int
-    replication_factor: int
-    configs: Mapping[str, str] = field(default_factory=dict)
-
-
-def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
+def partition_counts(admin: Admin, names: list[str]) -> dict[str, int]:
     """Partition count of each topic that exists (absent topics are left out)."""
-    counts = {}
-    for topic in admin.describe_topics(names):
-        if topic["error_code"] == 0 and topic["partitions"]:
-            counts[topic["name"]] = len(topic["partitions"])
-    return counts
+    return admin.partition_counts(names)
 
 
-def ensure_topics(admin: KafkaAdminClient, specs: Mapping[str, TopicSpec],
+def ensure_topics(admin: Admin, specs: Mapping[str, TopicLayout],
                   timeout_s: float = 10.0) -> dict[str, int]:
     """Create the missing topics of `specs`, wait until all are visible; their partition counts.
 
@@ -223,17 +137,10 @@ def ensure_topics(admin: KafkaAdminClient, specs: Mapping[str, TopicSpec],
     existing = partition_counts(admin, list(specs))
     missing = {name: spec for name, spec in specs.items() if name not in existing}
     if missing:
-        response = admin.create_topics(
-            {name: {"num_partitions": s.partitions, "replication_factor": s.replication_factor,
-                    "configs": dict(s.configs)} for name, s in missing.items()},
-            raise_errors=False)
-        for topic in response["topics"]:
-            if topic["error_code"] not in (0, TOPIC_EXISTS):
-                raise TopicError(f"cannot create topic {topic['name']}: error "
-                                 f"{topic['error_code']} {topic.get('error_message') or ''}")
-            if topic["error_code"] == 0:
-                log.info("created topic %s (%d partitions)", topic["name"],
-                         missing[topic["name"]].partitions)
+        try:
+            admin.create_topics(missing)
+        except KafkaFailure as exc:
+            raise TopicError(str(exc)) from None
     deadline = time.monotonic() + timeout_s
     while True:
         counts = partition_counts(admin, list(specs))
@@ -245,7 +152,7 @@ def ensure_topics(admin: KafkaAdminClient, specs: Mapping[str, TopicSpec],
         time.sleep(0.1)
 
 
-def prepare_service_topics(admin: KafkaAdminClient, topics: TopicSettings) -> int:
+def prepare_service_topics(admin: Admin, topics: TopicSettings) -> int:
     """Make sure every topic of the service exists; the sensor topic's partition count.
 
     The changelog must have exactly as many partitions as the sensor topic: a device's
@@ -262,11 +169,11 @@ def prepare_service_topics(admin: KafkaAdminClient, topics: TopicSettings) -> in
             raise TopicError(f"topics {absent} do not exist; create them or pass "
                              "--create-topics (HAR_CREATE_TOPICS=true)")
     else:
-        plain = TopicSpec(topics.partitions, topics.replication_factor)
+        plain = TopicLayout(topics.partitions, topics.replication_factor)
         sensor = ensure_topics(admin, {topics.sensor_topic: plain})[topics.sensor_topic]
-        compacted = TopicSpec(topics.partitions, topics.replication_factor,
-                              {"cleanup.policy": "compact"})
-        changelog = TopicSpec(sensor, topics.replication_factor, {"cleanup.policy": "compact"})
+        compacted = TopicLayout(topics.partitions, topics.replication_factor,
+                                {"cleanup.policy": "compact"})
+        changelog = TopicLayout(sensor, topics.replication_factor, {"cleanup.policy": "compact"})
         specs = dict.fromkeys(names, plain) | {topics.devices_topic: compacted,
                                                topics.changelog_topic: changelog}
         del specs[topics.sensor_topic]
@@ -288,5 +195,5 @@ def close_quietly(*clients: Any) -> None:
             continue
         try:
             client.close()
-        except (KafkaError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # a library's own error: nothing left to do about it
             log.warning("closing %s: %s", type(client).__name__, exc)

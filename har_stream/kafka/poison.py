@@ -7,9 +7,11 @@ from `poll` (kafka-python: `CorruptRecordError`, or the decompressor's own error
 an error event per fetch, or a `SystemError` from `Message.headers()`), the service exits,
 and every restart dies on the same record: a crash loop that blocks the partition.
 
-Both consumers therefore turn such a record into a `Damaged` entry of the poll, at its own
-offset, and move their position past it. The loop (`app.Service._decode`) then either
-dead-letters it (`readable`: only its headers failed; it is read as stored, `raw_fetch`, so
+Both consumer drivers therefore turn such a record into a `Damaged` entry of the poll, at its
+own offset, and move their position past it (kafka-python's in
+`drivers.kafka_python_consumer.GuardedKafkaConsumer`, librdkafka's in
+`drivers.librdkafka_consumer`). The loop then either dead-letters it (`readable`: only its
+headers failed; it is read as stored, `raw_fetch`, so
 the dead letter carries its key, value, text-keyed headers and the raw header section) with
 the reason `bad_header`, or skips it with an ERROR log and `har_records_skipped_total{reason}`;
 either way its offset is committed like any other, so a restart does not meet it again.
@@ -24,9 +26,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import CorruptRecordError, KafkaError
-
 from har_stream.kafka.ports import (
     BAD_CHECKSUM,
     BAD_COMPRESSION,
@@ -37,55 +36,13 @@ from har_stream.kafka.ports import (
 )
 
 __all__ = ["BAD_CHECKSUM", "BAD_COMPRESSION", "BAD_HEADER", "CORRUPT_RECORD", "DEAD_LETTER_REASONS",
-           "HEADER_RAW_HEADERS", "SKIP_REASONS", "Damaged", "GuardedKafkaConsumer",
-           "bad_header_record"]
+           "HEADER_RAW_HEADERS", "SKIP_REASONS", "Damaged", "bad_header_record"]
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_REASONS = (BAD_HEADER,)
 """Dead-letter reason of a record whose headers the client cannot read (beside codec.REASONS
 and guards.APP_REASONS: the client, not the codec, finds it)."""
-
-
-class GuardedKafkaConsumer(KafkaConsumer):
-    """kafka-python's consumer whose `poll` returns a `Damaged` entry for a record it cannot
-    parse, instead of raising for ever on it (see the module doc)."""
-
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None,
-             update_offsets: bool = True) -> dict[Any, list[Any]]:
-        try:
-            return super().poll(timeout_ms=timeout_ms, max_records=max_records,
-                                update_offsets=update_offsets)
-        except Exception as exc:
-            if isinstance(exc, KafkaError) and not isinstance(exc, CorruptRecordError):
-                raise  # the cluster's answers (authorisation, offsets...): not a record's fault
-            where = self._failed_at()
-            if where is None:
-                raise
-            tp, offset = where
-            reason = (BAD_CHECKSUM if "crc" in str(exc).lower() else
-                      CORRUPT_RECORD if isinstance(exc, CorruptRecordError) else BAD_COMPRESSION)
-            self.seek(tp, offset + 1)
-            detail = f"{type(exc).__name__}: {exc}"
-            damaged = None
-            settings = getattr(self, "har_kafka_settings", None)
-            if reason == CORRUPT_RECORD and settings is not None:  # perhaps only its headers
-                damaged = bad_header_record(settings, tp.topic, tp.partition, offset, detail)
-            return {tp: [damaged or Damaged(tp.topic, tp.partition, offset, reason, detail)]}
-
-    def _failed_at(self) -> tuple[TopicPartition, int] | None:
-        """The partition and offset whose parsing raised: the fetcher's partition in progress
-        (kafka-python says it nowhere else for every kind of failure), confirmed by the
-        consumer's public position, which stays on the record that failed."""
-        part = getattr(getattr(self, "_fetcher", None), "_next_partition_records", None)
-        tp = getattr(part, "topic_partition", None)
-        if tp is None or tp not in self.assignment():
-            return None
-        position = self.position(tp)
-        offset = getattr(position, "offset", position)
-        if offset is None or offset != getattr(part, "next_fetch_offset", None):
-            return None
-        return tp, int(offset)
 
 
 HEADER_RAW_HEADERS = "har.source.headers"

@@ -1,8 +1,8 @@
 """har-stream's own Kafka interface: what the service asks of a consumer, a producer, an admin.
 
 Why: the service, its tools and its tests speak to Kafka through these three ports only, so
-a client library is a driver behind them (`drivers/librdkafka.py`, `drivers/kafka_python.py`,
-and `drivers/memory.py`, an in-process cluster for fast tests), and one contract suite
+a client library is a driver behind them (`drivers/librdkafka_*.py`, `drivers/kafka_python_*.py`,
+and `drivers/memory*.py`, an in-process cluster for fast tests), and one contract suite
 (tests/contract/) proves that every driver behaves the same. Nothing here imports a client
 library; the types are plain tuples, the errors our own.
 

@@ -43,11 +43,12 @@ class RawRecord:
 def fetch(kafka: Any, topic: str, partition: int, offset: int,
           timeout_s: float = 10.0) -> bytes | None:
     """The record batches from `offset` on (at most ~1 MiB), or None when not available."""
+    from kafka import KafkaAdminClient
     from kafka.protocol.consumer import FetchRequest
 
-    from har_stream.kafka.clients import close_quietly, make_admin
+    from har_stream.kafka.connect import build
 
-    admin = make_admin(kafka)
+    admin = build(kafka, "raw reader", KafkaAdminClient)
     try:
         request = FetchRequest(
             replica_id=-1, max_wait_ms=200, min_bytes=1, max_bytes=MAX_FETCH_BYTES,
@@ -70,7 +71,7 @@ def fetch(kafka: Any, topic: str, partition: int, offset: int,
         log.warning("could not fetch %s[%d]@%d as stored: %s", topic, partition, offset, exc)
         return None
     finally:
-        close_quietly(admin)
+        admin.close()
     return bytes(data or b"")
 
 

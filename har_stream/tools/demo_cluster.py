@@ -116,6 +116,7 @@ def run_demo(settings: DemoSettings, embedded: bool, streams: list[Any],
         make_producer,
         prepare_service_topics,
     )
+    from har_stream.kafka.ports import Partition
     from har_stream.tools.simulator import replay
 
     board = Scoreboard({s.device_id: window_truth(s, names) for s in streams},
@@ -163,16 +164,14 @@ def run_demo(settings: DemoSettings, embedded: bool, streams: list[Any],
                 print(f"the recognizer did not start:\n{tail(log_path)}", file=sys.stderr)
                 return 1
             time.sleep(0.2)
-        reader = make_consumer(settings.kafka, None, fetch_max_wait_ms=100)
-        stack.callback(close_quietly, reader)
-        from kafka import TopicPartition
-
-        partitions = [TopicPartition(settings.topics.activity_topic, p)
-                      for p in sorted(reader.partitions_for_topic(settings.topics.activity_topic))]
-        reader.assign(partitions)
-        reader.seek_to_beginning(*partitions)
         producer = make_producer(settings.kafka, linger_ms=20)
         stack.callback(close_quietly, producer)
+        reader = make_consumer(settings.kafka, None, fetch_max_wait_ms=100)
+        stack.callback(close_quietly, reader)
+        partitions = [Partition(settings.topics.activity_topic, p)
+                      for p in sorted(producer.partitions_for(settings.topics.activity_topic))]
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
 
         def on_sent(index: int, batch: Any) -> None:
             sent[batch.device_id] += len(batch.samples)

@@ -25,6 +25,7 @@ import numpy as np
 from har_stream.core.option_rules import check_fields
 from har_stream.core.options import add_options, masked_repr, option, options_from
 from har_stream.core.records import SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.kafka.ports import Producer
 from har_stream.kafka.settings import KafkaSettings, TopicSettings
 from har_stream.training.hapt import DATA_FILE, default_data_path
 
@@ -198,7 +199,7 @@ def parse_truth(header: bytes, n_samples: int) -> list[str]:
     return out
 
 
-def replay(producer: Any, topic: str, streams: Sequence[DeviceStream], per_message: int,
+def replay(producer: Producer, topic: str, streams: Sequence[DeviceStream], per_message: int,
            speed: float, names: dict[int, str] | None = None,
            stop: threading.Event | None = None, duration_s: float = 0.0,
            on_sent: Callable[[int, SensorBatch], None] | None = None,
@@ -269,13 +270,14 @@ def _ensure_sensor_topic(settings: SimulatorSettings) -> None:
     """Create the sensor topic when it is missing, with the service's default layout: no
     client of har-stream creates a topic by sending to it (docs/RELIABILITY.md), so a
     simulator started before the recognizer would otherwise publish into nothing."""
-    from har_stream.kafka.clients import TopicSpec, close_quietly, ensure_topics, make_admin
+    from har_stream.kafka.clients import close_quietly, ensure_topics, make_admin
+    from har_stream.kafka.ports import TopicLayout
 
     layout = TopicSettings()
     admin = make_admin(settings.kafka)
     try:
-        ensure_topics(admin, {settings.sensor_topic: TopicSpec(layout.partitions,
-                                                               layout.replication_factor)})
+        ensure_topics(admin, {settings.sensor_topic: TopicLayout(layout.partitions,
+                                                                 layout.replication_factor)})
     finally:
         close_quietly(admin)
 
@@ -323,6 +325,6 @@ def main(args: argparse.Namespace) -> int:
                          settings.duration_s, progress=settings.progress,
                          passes=settings.passes)
     finally:
-        producer.close(timeout=10)
+        producer.close(timeout_s=10)
     print(summary)
     return 0

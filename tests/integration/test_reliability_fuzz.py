@@ -18,7 +18,6 @@ import orjson
 import pytest
 import raw_records
 from hostile_corpus import corpus, unreadable_batches
-from kafka import TopicPartition
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from service_support import (
     FakeModel,
@@ -38,6 +37,7 @@ from service_support import (
 from har_stream.core import codec
 from har_stream.kafka.clients import make_consumer
 from har_stream.kafka.poison import HEADER_RAW_HEADERS, SKIP_REASONS
+from har_stream.kafka.ports import Partition
 from har_stream.service.delivery import HEADER_TRUNCATED, MAX_DEAD_LETTER_KEY, MAX_DEAD_LETTER_VALUE
 from har_stream.service.guards import APP_REASONS
 from har_stream.service.metrics import REGISTRY
@@ -212,7 +212,7 @@ def test_records_the_client_cannot_read_never_stop_the_stream(
                 1 for *_, why in skipped if why == reason), reason
         group = make_consumer(kafka, settings.group_id)
         try:
-            committed = {p: group.committed(TopicPartition(sensor, p)) for p in (0, 1)}
+            committed = {p: group.committed(Partition(sensor, p)) for p in (0, 1)}
         finally:
             group.close()
         assert committed == ends, "every offset, skipped ones included, is committed"
@@ -283,7 +283,7 @@ def test_a_seeded_mix_of_unreadable_batches_between_valid_streams(
         assert {r: skipped_total(r) - before[r] for r in skipped} == skipped
         group = make_consumer(kafka, settings.group_id)
         try:
-            committed = {p: group.committed(TopicPartition(sensor, p)) for p in ends}
+            committed = {p: group.committed(Partition(sensor, p)) for p in ends}
         finally:
             group.close()
         assert committed == ends

@@ -48,13 +48,13 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def existing_topics(kafka_settings: KafkaSettings) -> set[str]:
-    from har_stream.kafka.clients import close_quietly, make_admin
+    from har_stream.kafka.clients import close_quietly, make_consumer
 
-    admin = make_admin(kafka_settings)
+    consumer = make_consumer(kafka_settings)
     try:
-        return set(admin.list_topics())
+        return consumer.topics()
     finally:
-        close_quietly(admin)
+        close_quietly(consumer)
 
 
 @pytest.fixture

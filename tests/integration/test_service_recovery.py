@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
-from kafka import TopicPartition
 from service_support import (
     FakeModel,
     Service,
@@ -39,6 +38,7 @@ from service_support import (
 
 from har_stream.core.records import SensorBatch
 from har_stream.kafka.clients import make_consumer
+from har_stream.kafka.ports import Partition
 from har_stream.service.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def _assigned(log: str) -> list[list[int]]:
 def _committed_everything(settings: Settings, sent: dict[int, int]) -> bool:
     consumer = make_consumer(settings.kafka, settings.group_id)
     try:
-        return all(consumer.committed(TopicPartition(settings.topics.sensor_topic, p)) == end
+        return all(consumer.committed(Partition(settings.topics.sensor_topic, p)) == end
                    for p, end in sent.items())
     finally:
         consumer.close()

@@ -90,7 +90,7 @@ def test_secrets_never_appear_in_repr_or_help() -> None:
 
 
 def test_kafka_security_settings_reach_the_client_configuration() -> None:
-    from har_stream.kafka.clients import client_config
+    from har_stream.kafka.connect import client_config
 
     kafka = KafkaSettings(bootstrap_servers="a:9093, b:9093", security_protocol="SASL_SSL",
                           sasl_mechanism="SCRAM-SHA-256", sasl_username="u",

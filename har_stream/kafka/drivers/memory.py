@@ -13,7 +13,8 @@ assignment, rebalanced when a member joins, leaves or is expelled, the callbacks
 each member's next `poll` (eager: revoked all, then assigned all, positions from the
 committed offsets); keyed records on murmur2(key) % partitions; compacted topics
 (`cleanup.policy=compact`: a key's older record is removed when a newer one is stored);
-topic ids, new for a recreated topic; no auto-creation anywhere.
+topic ids, new for a recreated topic; no auto-creation anywhere. The storage is in
+`memory_log.py`, the clients in `memory_consumer.py` and `memory_producer.py`.
 
 Test controls (attributes and methods of the cluster):
 - `auto_acknowledge` (True): records are acknowledged at their producer's next `serve`,
@@ -23,27 +24,36 @@ Test controls (attributes and methods of the cluster):
 - `refuse(topic, key, value, headers, partition) -> KafkaFailure | None`: consulted at
   acknowledgement, a failure fails the delivery; `refuse_at_send` the same, raised by `send`.
 - `damage(topic, partition, offset, reason)`: polls hand a `Damaged` entry at that offset.
-- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept (a
-  function of the key instead of False: those it refuses);
+- `retain(topic, False)`: the topic's records are counted (offsets advance), not kept; or
+  `retain(topic, fn)`: only records whose key `fn(key)` accepts are kept;
   `delete_records(topic, {partition: offset})` removes those below, as Kafka's retention.
 - `expel(consumer)`: the member leaves its group; its next poll reports the partitions lost.
+- `rebalance(group)`: every member hears revoked then assigned in its next poll.
+- `put(topic, partition, key, value, headers, timestamp_ms)`: a record stored as another
+  client would have (no producer).
 - `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending(topic)`: what it
   holds.
+- `journal` (None): a list to keep the order of calls in: "send <topic>", "flush", "commit".
 - `waits` (True): polls and flushes wait as the ports say; False: they never block (tests
   that drive the service with a fake clock).
 """
 
 from __future__ import annotations
 
-import struct
+import itertools
 import threading
 import time
-import uuid
-from bisect import bisect_left
-from collections.abc import Callable, Mapping
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from har_stream.kafka.drivers.memory_log import (
+    MAX_RECORD_BYTES,
+    Group,
+    Refusal,
+    Retention,
+    Topic,
+    partition_of,
+)
 from har_stream.kafka.ports import (
     Headers,
     KafkaFailure,
@@ -51,153 +61,14 @@ from har_stream.kafka.ports import (
     Partition,
     Record,
     TopicLayout,
+    TopicMissing,
 )
 
 if TYPE_CHECKING:
-    from har_stream.kafka.drivers.memory_admin import MemoryAdmin
     from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
     from har_stream.kafka.drivers.memory_producer import MemoryProducer
 
-Entry = tuple[int, bytes | None, bytes | None, Headers]  # timestamp, key, value, headers
-Refusal = Callable[[str, bytes | None, bytes | None, Headers, int], KafkaFailure | None]
-MAX_RECORD_BYTES = 1_048_576
-"""As kafka-python's `max_request_size` default: a larger record is refused at `send`."""
-COMPACT_REBUILD_AT = 1024
-_MASK = 0xFFFFFFFF
-
-
-@lru_cache(maxsize=1 << 17)
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (the Java client's `Utils.murmur2`), unsigned 32-bit."""
-    m = 0x5BD1E995
-    length = len(data)
-    h = (0x9747B28C ^ length) & _MASK
-    whole = length - length % 4
-    for (k,) in struct.iter_unpack("<I", data[:whole]):
-        k = (k * m) & _MASK
-        k ^= k >> 24
-        h = ((h * m) & _MASK) ^ ((k * m) & _MASK)
-    rest = length % 4
-    if rest >= 3:
-        h ^= data[whole + 2] << 16
-    if rest >= 2:
-        h ^= data[whole + 1] << 8
-    if rest >= 1:
-        h = ((h ^ data[whole]) * m) & _MASK
-    h ^= h >> 13
-    h = (h * m) & _MASK
-    return h ^ (h >> 15)
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """Where the Java client (and every driver of ours) puts a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class Log:
-    """One partition: offsets and entries side by side, sorted by offset. Compaction leaves
-    a hole (None) where a key's older record was, and rebuilds the lists when holes
-    dominate; `start` is the first offset a reader can get (the end when nothing is kept)."""
-
-    __slots__ = ("end", "entries", "holes", "latest", "offsets", "retain", "start")
-
-    def __init__(self, compact: bool) -> None:
-        self.offsets: list[int] = []
-        self.entries: list[Entry | None] = []
-        self.start = self.end = self.holes = 0
-        self.latest: dict[bytes, int] | None = {} if compact else None  # key -> index
-        self.retain: bool | Callable[[bytes | None], bool] = True  # a function: by key
-
-    def append(self, entry: Entry) -> int:
-        offset = self.end
-        self.end += 1
-        if self.retain is not True:
-            if not self.retain:
-                self.start = self.end
-                return offset
-            if not self.retain(entry[1]):  # this key is counted, not kept
-                if self.latest is not None and self._drop_latest(entry[1]) is not None:
-                    self.latest.pop(entry[1])  # type: ignore[arg-type]
-                return offset
-        if self.latest is not None:
-            key: bytes = entry[1]  # type: ignore[assignment]  # compacted: always keyed
-            self._drop_latest(key)
-            self.latest[key] = len(self.entries)
-        self.offsets.append(offset)
-        self.entries.append(entry)
-        if self.holes > COMPACT_REBUILD_AT and self.holes * 2 > len(self.entries):
-            self._rebuild()
-        return offset
-
-    def _drop_latest(self, key: bytes | None) -> int | None:
-        """Compaction: the key's older record becomes a hole (its index, None if none)."""
-        older = self.latest.get(key) if self.latest is not None and key is not None else None
-        if older is not None:
-            self.entries[older] = None
-            self.holes += 1
-        return older
-
-    def _rebuild(self) -> None:
-        kept = [(o, e) for o, e in zip(self.offsets, self.entries, strict=True) if e is not None]
-        self.offsets = [o for o, _ in kept]
-        self.entries = [e for _, e in kept]
-        self.latest = {e[1]: i for i, (_, e) in enumerate(kept)}  # type: ignore[misc]
-        self.holes = 0
-
-    def read(self, position: int, limit: int) -> tuple[list[tuple[int, Entry]], int]:
-        """Up to `limit` records from `position`, and the position after them."""
-        offsets, entries = self.offsets, self.entries
-        i = bisect_left(offsets, position)
-        n = len(offsets)
-        taken: list[tuple[int, Entry]] = []
-        while i < n and len(taken) < limit:
-            entry = entries[i]
-            if entry is not None:
-                taken.append((offsets[i], entry))
-            i += 1
-        return taken, offsets[i] if i < n else self.end
-
-    def live(self) -> list[tuple[int, Entry]]:
-        return [(o, e) for o, e in zip(self.offsets, self.entries, strict=True)
-                if e is not None]
-
-
-class Topic:
-    __slots__ = ("compact", "configs", "id", "logs", "name")
-
-    def __init__(self, name: str, layout: TopicLayout) -> None:
-        self.name = name
-        self.id = uuid.uuid4().hex
-        self.configs = dict(layout.configs)
-        self.compact = "compact" in self.configs.get("cleanup.policy", "")
-        self.logs = [Log(self.compact) for _ in range(layout.partitions)]
-
-
-class Group:
-    """A consumer group: its members in join order, and its committed offsets."""
-
-    def __init__(self) -> None:
-        self.members: list[MemoryConsumer] = []
-        self.committed: dict[Partition, int] = {}
-
-    def rebalance(self, topics: Mapping[str, Topic]) -> None:
-        """Range assignment per topic among the members subscribed to it; each member
-        applies its new share at its next poll."""
-        shares: dict[int, set[Partition]] = {id(m): set() for m in self.members}
-        for name in sorted({t for m in self.members for t in m.subscription}):
-            topic = topics.get(name)
-            if topic is None:
-                continue
-            takers = [m for m in self.members if name in m.subscription]
-            count, extra = divmod(len(topic.logs), len(takers))
-            first = 0
-            for i, member in enumerate(takers):
-                size = count + (1 if i < extra else 0)
-                shares[id(member)].update(Partition(name, p)
-                                          for p in range(first, first + size))
-                first += size
-        for member in self.members:
-            member.reassign(shares[id(member)])
+__all__ = ["MemoryAdmin", "MemoryCluster", "partition_of"]
 
 
 class MemoryCluster:
@@ -212,6 +83,7 @@ class MemoryCluster:
         self.wall = wall
         self.refuse: Refusal | None = None
         self.refuse_at_send: Refusal | None = None
+        self.journal: list[str] | None = None
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.topics: dict[str, Topic] = {}
@@ -219,7 +91,8 @@ class MemoryCluster:
         self.damaged: dict[tuple[str, int, int], str] = {}
         self.producers: list[MemoryProducer] = []
         self._reachable = True
-        self._sequence = 0
+        self.sequence = itertools.count()
+        self.waiting = 0  # threads waiting on `changed`: nobody to wake, no notify
 
     # --- clients ---------------------------------------------------------------------------
 
@@ -238,8 +111,6 @@ class MemoryCluster:
         return producer
 
     def admin(self) -> MemoryAdmin:
-        from har_stream.kafka.drivers.memory_admin import MemoryAdmin
-
         return MemoryAdmin(self)
 
     # --- controls --------------------------------------------------------------------------
@@ -250,9 +121,9 @@ class MemoryCluster:
 
     @reachable.setter
     def reachable(self, value: bool) -> None:
-        with self.changed:
+        with self.lock:
             self._reachable = value
-            self.changed.notify_all()
+            self.notify()
 
     def check_reachable(self, what: str) -> None:
         if not self._reachable:
@@ -265,27 +136,38 @@ class MemoryCluster:
         self.retain(name, retain)
         return self.topics[name].id
 
-    def retain(self, topic: str, keep: bool | Callable[[bytes | None], bool]) -> None:
-        """Whether `topic` keeps its records (False: counted only, for volume tests), or
-        which by key (`keep(key)`: the others from now on are counted only)."""
+    def retain(self, topic: str, keep: Retention) -> None:
+        """Which records `topic` keeps: all (True), none (False: counted only, for volume),
+        or those whose key `keep(key)` accepts. Offsets advance either way."""
         with self.lock:
             for log in self.topic(topic).logs:
-                log.retain = keep
-                if keep is False:
-                    log.offsets, log.entries, log.start, log.holes = [], [], log.end, 0
-                    log.latest = {} if log.latest is not None else None
+                log.keep(keep)
+
+    def put(self, topic: str, partition: int, key: bytes | None = None,
+            value: bytes | None = None, headers: Headers | None = None,
+            timestamp_ms: int | None = None) -> int:
+        """Store a record as another client would have (no producer, no refusal); its
+        offset."""
+        with self.lock:
+            stamp = int(self.wall() * 1000) if timestamp_ms is None else timestamp_ms
+            offset = self.topic(topic).logs[partition].append(
+                (stamp, key, value, list(headers or [])))
+            self.notify()
+            return offset
 
     def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
         """Remove each partition's records below its offset (Kafka's DeleteRecords): volume
         tests drop what the service consumed. Offsets and the end stay."""
         with self.lock:
             for partition, offset in before.items():
-                log = self.topic(topic).logs[partition]
-                cut = bisect_left(log.offsets, offset)
-                del log.offsets[:cut], log.entries[:cut]
-                log.start = max(log.start, min(offset, log.end))
-                if log.latest is not None:  # compacted: its index of the latest records
-                    log._rebuild()
+                self.topic(topic).logs[partition].delete_below(offset)
+
+    def rebalance(self, group_id: str) -> None:
+        """Make the group rebalance (as a member joining and leaving at once does): each
+        member hears revoked, then assigned, in its next poll."""
+        with self.lock:
+            self.group(group_id).rebalance(self.topics)
+            self.notify()
 
     def damage(self, topic: str, partition: int, offset: int, reason: str) -> None:
         """Polls hand `Damaged(reason)` at this offset instead of the record."""
@@ -302,13 +184,13 @@ class MemoryCluster:
             group.members.remove(member)
             member.expelled = True
             group.rebalance(self.topics)
-            self.changed.notify_all()
+            self.notify()
 
     def acknowledge(self, n: int | None = None, producer: MemoryProducer | None = None) -> int:
         """Acknowledge the oldest `n` records sent (None: all), across producers or of
         `producer` only (a broker answering one connection first); how many were. Their
         callbacks run at their producer's next serve/flush/send."""
-        with self.changed:
+        with self.lock:
             if not self._reachable:
                 return 0
             done = 0
@@ -318,7 +200,7 @@ class MemoryCluster:
                     break
                 min(heads, key=lambda p: p.outgoing[0][0]).acknowledge_oldest()
                 done += 1
-            self.changed.notify_all()
+            self.notify()
             return done
 
     def pending(self, topic: str | None = None) -> int:
@@ -329,8 +211,6 @@ class MemoryCluster:
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
-            from har_stream.kafka.ports import TopicMissing
-
             raise TopicMissing(f"no topic {name!r}", code=3)
         return topic
 
@@ -353,9 +233,18 @@ class MemoryCluster:
 
     # --- used by the clients ---------------------------------------------------------------
 
-    def next_sequence(self) -> int:
-        self._sequence += 1
-        return self._sequence
+    def wait(self, timeout_s: float | None) -> None:
+        """Wait for a change (under the lock): a record stored, a member, reachability."""
+        self.waiting += 1
+        try:
+            self.changed.wait(timeout_s)
+        finally:
+            self.waiting -= 1
+
+    def notify(self) -> None:
+        """Wake the waiting clients (under the lock)."""
+        if self.waiting:
+            self.changed.notify_all()
 
     def group(self, group_id: str) -> Group:
         group = self.groups.get(group_id)
@@ -369,8 +258,49 @@ class MemoryCluster:
                 group.rebalance(self.topics)
 
 
-def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
-    return (len(key or b"") + len(value or b"")
-            + sum(len(k) + len(v or b"") for k, v in headers or ())  # a null value: Kafka's -1
-            + 70)  # as a v2 batch of one
+class MemoryAdmin:
+    """The admin port over a `MemoryCluster`."""
 
+    def __init__(self, cluster: MemoryCluster) -> None:
+        self.cluster = cluster
+
+    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        with self.cluster.lock:
+            self.cluster.check_reachable("partition counts")
+            known = self.cluster.topics
+            return {t: len(known[t].logs) for t in topics if t in known}
+
+    def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
+        cluster = self.cluster
+        with cluster.lock:
+            cluster.check_reachable("create topics")
+            created = set()
+            for name, layout in layouts.items():
+                if name in cluster.topics:
+                    continue
+                if layout.partitions < 1:
+                    raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
+                                       code=37)  # INVALID_PARTITIONS
+                cluster.topics[name] = Topic(name, layout)
+                created.add(name)
+                cluster.rebalance_subscribers(name)
+            cluster.notify()
+            return created
+
+    def delete_topics(self, topics: Iterable[str]) -> None:
+        cluster = self.cluster
+        with cluster.lock:
+            cluster.check_reachable("delete topics")
+            for name in topics:
+                cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
+                del cluster.topics[name]
+                for group in cluster.groups.values():
+                    for gone in [p for p in group.committed if p.topic == name]:
+                        del group.committed[gone]
+                for gone_record in [k for k in cluster.damaged if k[0] == name]:
+                    del cluster.damaged[gone_record]
+                cluster.rebalance_subscribers(name)
+            cluster.notify()
+
+    def close(self) -> None:
+        pass

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from har_stream.kafka.drivers.memory import Log
+from har_stream.kafka.drivers.memory_log import Log
 from har_stream.kafka.ports import (
     BAD_HEADER,
     CommitFailed,
@@ -58,7 +58,7 @@ class MemoryConsumer:
         if self.group_id is None:
             raise KafkaFailure("subscribe needs a group id")
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             if self.assigned and not self.subscription:
                 raise KafkaFailure("assigned partitions by hand: subscribe is not allowed")
             self.subscription = frozenset(topics)
@@ -67,7 +67,7 @@ class MemoryConsumer:
             if self not in group.members:
                 group.members.append(self)
             group.rebalance(cluster.topics)
-            cluster.changed.notify_all()
+            cluster.notify()
 
     def reassign(self, share: set[Partition]) -> None:
         """The group's new share for this member (under the cluster lock)."""
@@ -127,14 +127,14 @@ class MemoryConsumer:
         while True:
             if self.next_share is not None or self.expelled:
                 self._apply_rebalance()
-            with cluster.changed:
+            with cluster.lock:
                 if self.next_share is not None or self.expelled:
                     continue
                 polled = self._fetch(max_records)
                 remaining = deadline - time.monotonic()
                 if polled or remaining <= 0 or not cluster.waits:
                     return polled
-                cluster.changed.wait(remaining)
+                cluster.wait(remaining)
 
     def _fetch(self, room: int) -> dict[Partition, list[Record | Damaged]]:
         """Up to `room` records of the unpaused assigned partitions (under the lock), each
@@ -237,20 +237,23 @@ class MemoryConsumer:
         if self.group_id is None:
             raise KafkaFailure("no group id: there is no group to commit to")
         cluster = self.cluster
+        if cluster.journal is not None:
+            cluster.journal.append("commit")
         with cluster.lock:
             cluster.check_reachable("commit")
             group = cluster.group(self.group_id)
-            if self.subscription:
+            if self.subscription:  # a member
                 if self.expelled or self not in group.members:
                     raise CommitFailed("this member left the group (it rejoins at its next "
                                        "poll)", code=REBALANCE_IN_PROGRESS)
-                owned = set(self.assigned) if self.next_share is None else set(self.next_share)
-                if self._revoking:
-                    owned.update(self.assigned)
-                strays = sorted(Partition(*p) for p in offsets if Partition(*p) not in owned)
-                if strays:
-                    raise CommitFailed(f"{strays} moved to another member of the group",
-                                       code=REBALANCE_IN_PROGRESS)
+                if self.next_share is not None and not self._revoking:
+                    # Kafka takes a member's commits until it joins again, as the others
+                    # wait for it; here they do not wait, so what moved away is refused
+                    strays = sorted(Partition(*p) for p in offsets
+                                    if Partition(*p) not in self.next_share)
+                    if strays:
+                        raise CommitFailed(f"{strays} moved to another member of the group",
+                                           code=REBALANCE_IN_PROGRESS)
             group.committed.update({Partition(*p): int(n) for p, n in offsets.items()})
 
     # --- cluster ---------------------------------------------------------------------------
@@ -277,13 +280,13 @@ class MemoryConsumer:
         if self.closed:
             return
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             self.closed = True
             group = cluster.groups.get(self.group_id) if self.group_id else None
             if group is not None and self in group.members:
                 group.members.remove(self)
                 group.rebalance(cluster.topics)
-            cluster.changed.notify_all()
+            cluster.notify()
 
     def _check_open(self) -> None:
         if self.closed:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from har_stream.kafka.drivers.memory import entry_size, partition_of
+from har_stream.kafka.drivers.memory_log import ENTRY_OVERHEAD, entry_size, partition_of
 from har_stream.kafka.ports import (
     Acknowledged,
     Headers,
@@ -80,8 +80,12 @@ class MemoryProducer:
         cluster = self.cluster
         if self.closed:
             raise KafkaFailure("the producer is closed")
-        headers = list(headers) if headers else []
-        size = entry_size(key, value, headers)
+        if headers:
+            headers = list(headers)
+            size = entry_size(key, value, headers)
+        else:
+            headers = []
+            size = (len(key) if key else 0) + (len(value) if value else 0) + ENTRY_OVERHEAD
         if size > cluster.max_record_bytes:
             raise RecordRefused(f"record of {size} bytes to {topic}: more than "
                                 f"{cluster.max_record_bytes}", code=MESSAGE_TOO_LARGE)
@@ -92,13 +96,16 @@ class MemoryProducer:
                                              -1 if partition is None else partition)
             if failure is not None:
                 raise failure
+        if cluster.journal is not None:
+            cluster.journal.append(f"send {topic}")
         delivery = MemoryDelivery(self)
-        with cluster.changed:
-            if cluster.auto_acknowledge and cluster.reachable and self.outgoing:
+        with cluster.lock:
+            if self.outgoing and cluster.auto_acknowledge and cluster.reachable:
                 self._acknowledge_all()
-            self.outgoing.append((cluster.next_sequence(), topic, partition, key, value,
+            self.outgoing.append((next(cluster.sequence), topic, partition, key, value,
                                   headers, int(cluster.wall() * 1000), delivery))
-        self._run_callbacks()
+        if self.settled:
+            self._run_callbacks()
         return delivery
 
     def _choose(self, topic: str, key: bytes | None) -> int | None:
@@ -137,7 +144,7 @@ class MemoryProducer:
     def _acknowledge_all(self) -> None:
         while self.outgoing:
             self.acknowledge_oldest()
-        self.cluster.changed.notify_all()
+        self.cluster.notify()
 
     def _run_callbacks(self) -> None:
         if not self.settled:
@@ -159,7 +166,7 @@ class MemoryProducer:
     def serve(self) -> None:
         cluster = self.cluster
         if self.outgoing and cluster.auto_acknowledge and cluster.reachable:
-            with cluster.changed:
+            with cluster.lock:
                 self._acknowledge_all()
         self._run_callbacks()
 
@@ -170,19 +177,21 @@ class MemoryProducer:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             self.serve()
-            with cluster.changed:
+            with cluster.lock:
                 while not done():
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if not cluster.waits or (remaining is not None and remaining <= 0):
                         raise KafkaTimeout(f"{len(self.outgoing)} records not acknowledged "
                                            f"within {timeout_s} s")
-                    cluster.changed.wait(remaining)
+                    cluster.wait(remaining)
                     if cluster.auto_acknowledge and cluster.reachable:
                         self._acknowledge_all()
         finally:
             self._run_callbacks()
 
     def flush(self, timeout_s: float | None = None) -> None:
+        if self.cluster.journal is not None:
+            self.cluster.journal.append("flush")
         self.wait_for(lambda: not self.outgoing, timeout_s)
 
     def partitions_for(self, topic: str) -> set[int]:
@@ -198,7 +207,7 @@ class MemoryProducer:
         with contextlib.suppress(KafkaTimeout):
             self.flush(timeout_s)
         cluster = self.cluster
-        with cluster.changed:
+        with cluster.lock:
             self.closed = True
             while self.outgoing:
                 delivery = self.outgoing.popleft()[-1]

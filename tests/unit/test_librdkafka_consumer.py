@@ -1,8 +1,8 @@
-"""The librdkafka consumer adapter's own logic: polling, offsets, rebalances, health.
+"""The librdkafka consumer driver's own logic: polling, offsets, rebalances, health.
 
-librdkafka itself is replaced by a fake here; the adapter against a real broker is the
-service's default consumer in every integration test (tests/integration/test_clients.py
-runs the service with kafka-python's too).
+librdkafka itself is replaced by a fake here; the driver against a real broker is checked
+by the contract suite (tests/contract/, every port method) and is the service's default
+consumer in every integration test.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from typing import Any
 
 import confluent_kafka
 import pytest
-from kafka import TopicPartition
-from kafka.errors import CommitFailedError
-from kafka.structs import OffsetAndMetadata
 
-from har_stream.kafka.poison import Damaged
-from har_stream.kafka.rdkafka_consumer import ConsumedRecord, RdKafkaConsumer
-from har_stream.service.health import connection_count, topic_id
-from har_stream.service.settings import KafkaSettings
+import har_stream.kafka.drivers.librdkafka_consumer as module
+from har_stream.kafka.drivers.librdkafka_consumer import RdKafkaConsumer
+from har_stream.kafka.ports import CommitFailed, Damaged, Partition, Record
+from har_stream.kafka.settings import KafkaSettings
 
 
 class Message:
@@ -62,6 +59,7 @@ class FakeLibrdkafka:
         self.fail_commit = False
         self.assigned: list[Any] = []
         self.closed = False
+        self.topics: dict[str, Any] = {"in": TopicMetadata()}
 
     def assignment(self) -> list[Any]:
         return self.assigned
@@ -84,6 +82,9 @@ class FakeLibrdkafka:
 
     def commit(self, offsets: list[Any], asynchronous: bool) -> None:
         assert not asynchronous
+        if not offsets:  # as librdkafka: nothing to commit is an error
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
+                confluent_kafka.KafkaError._NO_OFFSET))
         if self.fail_commit:
             raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
                 confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS))
@@ -96,18 +97,31 @@ class FakeLibrdkafka:
         assert cached, "no request per lag update"
         return (0, 17)
 
+    def list_topics(self, timeout: float) -> Any:
+        return ClusterMetadata(self.topics)
+
+
+class TopicMetadata:
+    error = None
+
+
+class ClusterMetadata:
+    def __init__(self, topics: dict[str, Any]) -> None:
+        self.topics = topics
+
 
 class Listener:
     def __init__(self) -> None:
         self.events: list[tuple[str, list[int]]] = []
 
-    def on_partitions_assigned(self, tps: list[TopicPartition]) -> None:
+    def on_partitions_assigned(self, tps: list[Partition]) -> None:
+        assert all(type(tp) is Partition for tp in tps)
         self.events.append(("assigned", [tp.partition for tp in tps]))
 
-    def on_partitions_revoked(self, tps: list[TopicPartition]) -> None:
+    def on_partitions_revoked(self, tps: list[Partition]) -> None:
         self.events.append(("revoked", [tp.partition for tp in tps]))
 
-    def on_partitions_lost(self, tps: list[TopicPartition]) -> None:
+    def on_partitions_lost(self, tps: list[Partition]) -> None:
         self.events.append(("lost", [tp.partition for tp in tps]))
 
 
@@ -129,8 +143,9 @@ def test_poll_returns_what_is_ready_at_once_grouped_by_partition_in_order(
     assert fake.consumed == [(3, 0)], "records were ready: no wait"
     assert {tp.partition: [r.offset for r in records] for tp, records in polled.items()} == {
         0: [5, 6], 1: [9]}
-    assert polled[TopicPartition("in", 0)][0] == ConsumedRecord(
-        "in", 0, 5, 1_700_000_000_005, b"dev", b"{}", None)
+    record = polled[Partition("in", 0)][0]
+    assert type(record) is Record
+    assert record == Record("in", 0, 5, 1_700_000_000_005, b"dev", b"{}", None)
 
 
 def test_poll_waits_for_the_first_record_only_then_takes_what_is_ready(
@@ -148,7 +163,7 @@ def test_poll_waits_for_the_first_record_only_then_takes_what_is_ready(
 
     fake.consume = first_arrives_during_the_wait  # type: ignore[method-assign]
     polled = consumer.poll(timeout_ms=200, max_records=500)
-    assert [r.offset for r in polled[TopicPartition("in", 0)]] == [1, 2]
+    assert [r.offset for r in polled[Partition("in", 0)]] == [1, 2]
     assert fake.consumed == [(500, 0), (1, 0.2), (499, 0)]
 
 
@@ -157,24 +172,37 @@ def test_errors_in_the_stream_are_logged_and_skipped(fake: FakeLibrdkafka,
     error = confluent_kafka.KafkaError(confluent_kafka.KafkaError.UNKNOWN_TOPIC_OR_PART)
     fake.ready = [Message(0, 1), Message(0, -1, error=error), Message(0, 2)]
     polled = adapter().poll(max_records=10)
-    assert [r.offset for r in polled[TopicPartition("in", 0)]] == [1, 2]
+    assert [r.offset for r in polled[Partition("in", 0)]] == [1, 2]
     assert "Unknown topic or partition" in caplog.text
 
 
-def test_offsets_use_kafka_python_types_and_none_for_unknown(fake: FakeLibrdkafka) -> None:
-    consumer, tp = adapter(), TopicPartition("in", 3)
+def test_offsets_are_plain_numbers_and_none_for_unknown(fake: FakeLibrdkafka) -> None:
+    consumer, tp = adapter(), Partition("in", 3)
     assert consumer.committed(tp) is None
-    consumer.commit({tp: OffsetAndMetadata(42, "", -1)})
+    consumer.commit({tp: 42})
     assert consumer.committed(tp) == 42
     assert consumer.position(tp) is None and consumer.highwater(tp) == 17
     fake.fail_commit = True
-    with pytest.raises(CommitFailedError):
-        consumer.commit({tp: OffsetAndMetadata(43, "", -1)})
+    with pytest.raises(CommitFailed) as refused:
+        consumer.commit({tp: 43})
+    assert refused.value.code == confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS
     assert consumer.committed(tp) == 42
 
 
-def test_rebalances_reach_the_listener_as_kafka_python_partitions(fake: FakeLibrdkafka
-                                                                  ) -> None:
+def test_committing_nothing_is_no_error(fake: FakeLibrdkafka) -> None:
+    adapter().commit({})
+    assert fake.committed_offsets == {}
+
+
+def test_a_consumer_without_a_group_commits_nothing(fake: FakeLibrdkafka) -> None:
+    consumer = RdKafkaConsumer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), None)
+    assert consumer.committed(Partition("in", 0)) is None
+    with pytest.raises(CommitFailed):
+        consumer.commit({Partition("in", 0): 1})
+    assert fake.committed_offsets == {}
+
+
+def test_rebalances_reach_the_listener_as_our_partitions(fake: FakeLibrdkafka) -> None:
     listener = Listener()
     adapter().subscribe(["in"], listener=listener)
     parts = [confluent_kafka.TopicPartition("in", p) for p in (0, 2)]
@@ -186,15 +214,15 @@ def test_rebalances_reach_the_listener_as_kafka_python_partitions(fake: FakeLibr
 
 def test_broker_connections_come_from_librdkafkas_statistics(fake: FakeLibrdkafka) -> None:
     consumer = adapter()
-    assert connection_count(consumer) is None, "unknown before the first statistics"
+    assert consumer.connected() is None, "unknown before the first statistics"
 
     def statistics(*states: str) -> str:
         return json.dumps({"brokers": {f"b{i}": {"state": s} for i, s in enumerate(states)}})
 
     consumer._statistics(statistics("UP", "UP", "INIT"))
-    assert connection_count(consumer) == 2
+    assert consumer.connected() is True
     consumer._statistics(statistics("TRY_CONNECT", "DOWN"))
-    assert connection_count(consumer) == 0
+    assert consumer.connected() is False
 
 
 def test_the_topic_id_is_fetched_once_and_again_on_refresh(fake: FakeLibrdkafka,
@@ -202,9 +230,9 @@ def test_the_topic_id_is_fetched_once_and_again_on_refresh(fake: FakeLibrdkafka,
                                                           ) -> None:
     consumer, ids = adapter(), iter(["id-1", "id-2"])
     monkeypatch.setattr(consumer, "_fetch_topic_id", lambda topic: next(ids))
-    assert topic_id(consumer, "in") == "id-1" and topic_id(consumer, "in") == "id-1"
+    assert consumer.topic_id("in") == "id-1" and consumer.topic_id("in") == "id-1"
     assert consumer.topics() == {"in"}
-    assert topic_id(consumer, "in") == "id-2"
+    assert consumer.topic_id("in") == "id-2"
 
 
 def test_a_member_closing_mid_join_finishes_the_join_first(fake: FakeLibrdkafka) -> None:
@@ -245,17 +273,15 @@ class BrokenHeaders(Message):
 
 def test_a_record_whose_headers_cannot_be_read_comes_as_damaged_with_key_and_value(
         fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
-    import har_stream.kafka.rdkafka_consumer as module
-
     monkeypatch.setattr(module, "bad_header_record", lambda *args: None)  # no broker here
     fake.ready = [Message(0, 1), BrokenHeaders(0, 2), Message(0, 3)]
-    records = adapter().poll(max_records=10)[TopicPartition("in", 0)]
+    records = adapter().poll(max_records=10)[Partition("in", 0)]
     assert [r.offset for r in records] == [1, 2, 3]
     damaged = records[1]
     assert isinstance(damaged, Damaged) and damaged.readable
     assert (damaged.reason, damaged.key, damaged.value) == ("bad_header", b"dev", b"{}")
     assert "UnicodeDecodeError" in damaged.detail
-    assert isinstance(records[2], ConsumedRecord)
+    assert isinstance(records[2], Record)
 
 
 class Seeking(FakeLibrdkafka):
@@ -271,34 +297,71 @@ def test_a_batch_librdkafka_cannot_read_is_skipped_whole_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """librdkafka reports the batch at its first offset, maybe several times: every record of
     it comes once as damaged, the position moves past the batch and never back."""
-    import har_stream.kafka.rdkafka_consumer as module
-
     made = Seeking()
     monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: made)
     monkeypatch.setattr(module, "batch_end", lambda kafka, topic, partition, offset: 8)
     error = confluent_kafka.KafkaError(confluent_kafka.KafkaError._BAD_COMPRESSION)
     made.ready = [Message(0, 4), Message(0, 5, error=error), Message(0, 5, error=error)]
     consumer = adapter()
-    records = consumer.poll(max_records=10)[TopicPartition("in", 0)]
+    records = consumer.poll(max_records=10)[Partition("in", 0)]
     assert [(r.offset, getattr(r, "reason", None)) for r in records] == [
         (4, None), (5, "bad_compression"), (6, "bad_compression"), (7, "bad_compression")]
     assert made.seeks == [(0, 8)]
     made.ready = [Message(0, 5, error=error), Message(0, 8)]
-    assert [r.offset for r in consumer.poll(max_records=10)[TopicPartition("in", 0)]] == [8]
+    assert [r.offset for r in consumer.poll(max_records=10)[Partition("in", 0)]] == [8]
     assert made.seeks == [(0, 8)]
     # given back after a rebalance, from a commit before the skip: skipped again
     consumer._assigned(None, [confluent_kafka.TopicPartition("in", 0)])
     made.ready = [Message(0, 5, error=error)]
-    assert len(consumer.poll(max_records=10)[TopicPartition("in", 0)]) == 3
+    assert len(consumer.poll(max_records=10)[Partition("in", 0)]) == 3
     assert made.seeks == [(0, 8), (0, 8)]
 
 
-def test_a_topic_the_cluster_does_not_have_is_left_out_of_topics(
+def test_a_topic_the_cluster_no_longer_has_is_left_out_and_loses_its_id(
         fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
-    import har_stream.kafka.rdkafka_consumer as module
-
-    consumer, found = adapter(), iter(["id-1", module._MISSING])
-    monkeypatch.setattr(consumer, "_fetch_topic_id", lambda topic: next(found))
-    assert topic_id(consumer, "in") == "id-1"
+    consumer = adapter()
+    monkeypatch.setattr(consumer, "_fetch_topic_id", lambda topic: "id-1")
+    fake.topics["__consumer_offsets"] = TopicMetadata()
+    assert consumer.topic_id("in") == "id-1"
+    assert consumer.topics() == {"in"}, "internal topics are left out"
+    del fake.topics["in"]
     assert consumer.topics() == set()
-    assert topic_id(consumer, "in") is None
+    assert consumer.topic_id("in") is None
+
+
+def test_a_partition_sought_before_its_first_fetch_is_assigned_again_at_the_offset(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka cannot seek a partition it is not fetching yet (`_STATE`, measured); the
+    position is the offset sought until a record of it comes."""
+
+    class NotFetchingYet(FakeLibrdkafka):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, list[tuple[int, int]]]] = []
+
+        def assign(self, tps: list[Any]) -> None:
+            self.calls.append(("assign", [(tp.partition, tp.offset) for tp in tps]))
+
+        def seek(self, tp: Any) -> None:
+            raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
+                confluent_kafka.KafkaError._STATE))
+
+        def incremental_unassign(self, tps: list[Any]) -> None:
+            self.calls.append(("unassign", [(tp.partition, tp.offset) for tp in tps]))
+
+        def incremental_assign(self, tps: list[Any]) -> None:
+            self.calls.append(("assign+", [(tp.partition, tp.offset) for tp in tps]))
+
+    made = NotFetchingYet()
+    monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: made)
+    consumer, tp = adapter(), Partition("in", 0)
+    consumer.assign([tp])
+    consumer.seek(tp, 5)
+    assert made.calls == [("assign", [(0, -1001)]), ("unassign", [(0, -1001)]),
+                          ("assign+", [(0, 5)])]
+    assert consumer.position(tp) == 5
+    consumer.seek_to_beginning(tp)
+    assert consumer.position(tp) == 0, "the log start, as the last fetch reported it"
+    made.ready = [Message(0, 3)]
+    consumer.poll(max_records=10)
+    assert consumer.position(tp) is None, "librdkafka's own (the fake's: unknown) again"
