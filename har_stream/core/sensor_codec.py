@@ -74,7 +74,7 @@ _BOOL_NULL_LETTERS = (b"u", b"f")
 
 
 def decode_sensor(
-    value: bytes, key: bytes | None = None, limits: Limits = _DEFAULT_LIMITS, *,
+    value: bytes | None, key: bytes | None = None, limits: Limits = _DEFAULT_LIMITS, *,
     record_ts_ms: int = 0,
 ) -> SensorBatch:
     """Validate one `har.sensor` record and return its samples; raise DecodeError if invalid.

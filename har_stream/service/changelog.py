@@ -19,9 +19,9 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from kafka import KafkaConsumer, TopicPartition
+from har_stream.kafka.ports import Consumer, Damaged, Headers, Partition, Record
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,17 @@ class StoredState:
     timestamp_ms: int  # when it was written
 
 
+class Sender(Protocol):
+    """What the writer sends through: the service's snapshot outbox, or a producer."""
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+             partition: int | None) -> Any: ...
+
+
 class ChangelogWriter:
     """Produces snapshots to the changelog partition matching the device's input partition."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
+    def __init__(self, producer: Sender, topic: str) -> None:
         self.producer = producer
         self.topic = topic
 
@@ -62,25 +69,26 @@ class ChangelogWriter:
             headers=[(HEADER_COVERS_OFFSET, str(covers_offset).encode())])
 
 
-def _stored(record: object) -> StoredState | None:
-    """A changelog record as StoredState; None for tombstones and records without a key."""
-    key, value = getattr(record, "key", None), getattr(record, "value", None)
-    if key is None or value is None:
+def _stored(record: Record | Damaged) -> StoredState | None:
+    """A changelog record as StoredState; None for tombstones, records without a key, and
+    records the client could not read whole."""
+    key, value = record.key, record.value
+    if key is None or value is None or type(record) is Damaged:
         return None
-    headers = dict(getattr(record, "headers", None) or [])
+    headers = dict(record.headers or [])
     try:
         covers = int(headers.get(HEADER_COVERS_OFFSET)
                      or headers.get(LEGACY_HEADER_COVERS_OFFSET) or b"0")
     except ValueError:
         covers = 0
-    return StoredState(bytes(key).decode("utf-8", "replace"), record.partition,  # type: ignore[attr-defined]
-                       bytes(value), covers, record.offset, record.timestamp)  # type: ignore[attr-defined]
+    return StoredState(bytes(key).decode("utf-8", "replace"), record.partition,
+                       bytes(value), covers, record.offset, record.timestamp)
 
 
 class ChangelogReader:
     """Reads changelog partitions with its own consumer (no group, so no rebalances)."""
 
-    def __init__(self, consumer: KafkaConsumer, topic: str, timeout_s: float = 60.0,
+    def __init__(self, consumer: Consumer, topic: str, timeout_s: float = 60.0,
                  poll_ms: int = 100) -> None:
         self.consumer = consumer
         self.topic = topic
@@ -89,7 +97,7 @@ class ChangelogReader:
 
     def read_partitions(self, partitions: Iterable[int]) -> dict[str, StoredState]:
         """Every device's last snapshot in the given partitions (tombstones delete)."""
-        tps = [TopicPartition(self.topic, p) for p in sorted(set(partitions))]
+        tps = [Partition(self.topic, p) for p in sorted(set(partitions))]
         if not tps:
             return {}
         self.consumer.assign(tps)
@@ -102,7 +110,7 @@ class ChangelogReader:
                     state = _stored(record)
                     if state is not None:
                         latest[state.device_id] = state
-                    elif record.key is not None:
+                    elif record.key is not None and record.value is None:  # a tombstone
                         latest.pop(bytes(record.key).decode("utf-8", "replace"), None)
             if all(self._at_end(tp) for tp in tps):
                 break
@@ -125,7 +133,7 @@ class ChangelogReader:
             by_partition.setdefault(partition, {})[offset] = device_id
         missing: set[str] = set()
         for partition, wanted in by_partition.items():
-            tp = TopicPartition(self.topic, partition)
+            tp = Partition(self.topic, partition)
             self.consumer.assign([tp])
             for offset in sorted(wanted):
                 state = self._record_at(tp, offset)
@@ -142,7 +150,7 @@ class ChangelogReader:
         self.consumer.assign([])
         return found
 
-    def _record_at(self, tp: TopicPartition, offset: int) -> StoredState | None:
+    def _record_at(self, tp: Partition, offset: int) -> StoredState | None:
         self.consumer.seek(tp, offset)
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
@@ -153,6 +161,7 @@ class ChangelogReader:
         raise RestoreError(f"changelog {tp.topic}[{tp.partition}] offset {offset} not read "
                            f"within {self.timeout_s:g} s")
 
-    def _at_end(self, tp: TopicPartition) -> bool:
+    def _at_end(self, tp: Partition) -> bool:
         highwater = self.consumer.highwater(tp)
-        return highwater is not None and self.consumer.position(tp) >= highwater
+        position = self.consumer.position(tp)
+        return highwater is not None and position is not None and position >= highwater

@@ -33,9 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka.errors import KafkaTimeoutError
-
 from har_stream.core.state import DeviceRegistry
+from har_stream.kafka.ports import KafkaTimeout
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogWriter
 from har_stream.service.delivery import Outbox
@@ -121,7 +120,7 @@ class Checkpoints:
                               Phase.SNAPSHOTS.value):
             return self._overdue(checkpoint)
         for device_id, partition, future in checkpoint.sent:
-            self.ownership.snapshot_at[device_id] = (partition, future.value.offset)
+            self.ownership.snapshot_at[device_id] = (partition, future.get(0).offset)
         metrics.STATE_SNAPSHOTS.inc(len(checkpoint.sent))
         with metrics.STAGE_DURATION.labels(stage="commit").time():
             self.commit(checkpoint.offsets)
@@ -163,7 +162,7 @@ class Checkpoints:
             checkpoint.answers, checkpoint.progress_at = answers, now
         waited = now - max(checkpoint.progress_at, checkpoint.started)
         if not self.held() and waited > self.produce_timeout_s:
-            self.hold(KafkaTimeoutError(f"no acknowledgement for {waited:.0f} s while a "
+            self.hold(KafkaTimeout(f"no acknowledgement for {waited:.0f} s while a "
                                         f"checkpoint waits for {len(checkpoint.snapshots)} "
                                         "snapshots and the output before them"))
         return False

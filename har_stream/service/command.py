@@ -91,9 +91,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_SETTINGS
     configure_logging(settings.log_level, secret_values(settings))
     log.info("settings: %r", settings)
-    from kafka.errors import KafkaError
-
     from har_stream.kafka.clients import BrokerUnavailable, TopicError
+    from har_stream.kafka.ports import KafkaFailure
     from har_stream.service.changelog import RestoreError
     from har_stream.service.loop import ServiceError
     from har_stream.service.runner import run
@@ -109,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
         except (BrokerUnavailable, TopicError) as exc:
             log.error("%s", exc)
             return EXIT_KAFKA
-        except (ServiceError, RestoreError, KafkaError) as exc:
+        except (ServiceError, RestoreError, KafkaFailure) as exc:
             log.error("stopping without committing further: %s", exc)
             return EXIT_FAILED
     return EXIT_OK

@@ -6,12 +6,12 @@ record that can never be delivered must not hold its partition forever. Failures
 
 - the cluster is unreachable or slow (timeouts, retriable errors): the producer retries by
   itself, without a delivery deadline (`make_producer`); `settle` waits up to its timeout and
-  raises `KafkaTimeoutError`, the caller commits nothing and tries again later;
-- the broker refuses one record for good (too large, invalid): re-sending it as it is cannot
-  succeed. Such a "poison" record is re-sent at most `max_attempts` times in all (the refusal
-  may have hit a whole batch of good records), then replaced by a dead letter that names the
-  reason, so the checkpoint can complete. A dead letter refused in turn is re-sent stripped to
-  its headers, then dropped with an error log: nothing loops;
+  raises `KafkaTimeout`, the caller commits nothing and tries again later;
+- the broker refuses one record for good (`RecordRefused`: too large, invalid): re-sending
+  it as it is cannot succeed. Such a "poison" record is re-sent at most `max_attempts` times
+  in all (the refusal may have hit a whole batch of good records), then replaced by a dead
+  letter that names the reason, so the checkpoint can complete. A dead letter refused in
+  turn is re-sent stripped to its headers, then dropped with an error log: nothing loops;
 - any other definitive failure (authorisation, a fatal producer state) is systemic: `settle`
   raises `DeliveryFailed` and the service stops without committing.
 
@@ -35,24 +35,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kafka.errors import (
-    InvalidRecordError,
-    InvalidTimestampError,
-    KafkaError,
-    KafkaTimeoutError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-)
-
 from har_stream.core import codec
 from har_stream.core.logsafe import escape
+from har_stream.kafka.ports import (
+    Acknowledged,
+    Delivery,
+    Headers,
+    KafkaFailure,
+    KafkaTimeout,
+    Producer,
+    RecordRefused,
+)
 from har_stream.service import metrics
 
 log = logging.getLogger(__name__)
-
-POISON_ERRORS: tuple[type[BaseException], ...] = (
-    MessageSizeTooLargeError, RecordListTooLargeError, InvalidRecordError, InvalidTimestampError)
-"""Refusals that concern one record (or its batch), not the cluster: retry, then dead-letter."""
 
 HEADER_TRUNCATED = "har.error.truncated"
 """Dead-letter header: `key=<bytes>,value=<bytes>,headers=<bytes>` of the original when cut."""
@@ -62,7 +58,6 @@ MAX_DEAD_LETTER_HEADERS = 16 * 1024
 UNDELIVERABLE = "undeliverable_output"
 """`har.error.reason` of a dead letter that replaces an output record the broker refused."""
 
-Headers = list[tuple[str, bytes]]
 _OURS = frozenset((codec.HEADER_REASON, codec.HEADER_DETAIL, codec.HEADER_SOURCE_TOPIC,
                    codec.HEADER_SOURCE_PARTITION, codec.HEADER_SOURCE_OFFSET, HEADER_TRUNCATED))
 """Headers only the service writes: copies from the input are dropped, not trusted."""
@@ -79,7 +74,7 @@ class _Outgoing:
     value: bytes | None
     headers: Headers
     partition: int | None
-    on_ack: Callable[[Any], None] | None
+    on_ack: Callable[[Acknowledged], None] | None
     poison_to_dlq: bool  # False: a refusal is systemic (e.g. state snapshots)
     epoch: int
     attempts: int = 0
@@ -95,7 +90,7 @@ class _Pending:
 class Outbox:
     """Sends through one producer and settles every send (see the module doc)."""
 
-    def __init__(self, producer: Any, dlq_topic: str, max_attempts: int = 3) -> None:
+    def __init__(self, producer: Producer, dlq_topic: str, max_attempts: int = 3) -> None:
         self.producer = producer
         self.dlq_topic = dlq_topic
         self.max_attempts = max(max_attempts, 1)
@@ -111,30 +106,31 @@ class Outbox:
 
     def send(self, topic: str, key: bytes | None, value: bytes | None,
              headers: Headers | None = None, partition: int | None = None,
-             on_ack: Callable[[Any], None] | None = None, poison_to_dlq: bool = True) -> Any:
+             on_ack: Callable[[Acknowledged], None] | None = None,
+             poison_to_dlq: bool = True) -> Delivery | None:
         """Send one record; its future, or None when the producer refused it at once."""
         return self._send(_Outgoing(topic, key, value, list(headers or []), partition, on_ack,
                                     poison_to_dlq, self._epoch))
 
     def dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[Any],
-                    error_headers: Headers) -> Any:
+                    error_headers: Headers) -> Delivery | None:
         """Send a bounded copy of a rejected record to the DLQ, with `error_headers` last."""
         return self._send_dead_letter(key, value, headers, error_headers, self._epoch)
 
     def settle(self, timeout_s: float) -> None:
         """Wait until every send so far is acknowledged or replaced by a dead letter.
 
-        Raises KafkaTimeoutError when the broker does not answer in time (nothing is lost:
+        Raises KafkaTimeout when the broker does not answer in time (nothing is lost:
         the producer keeps retrying) and DeliveryFailed on a systemic refusal.
         """
         deadline = time.monotonic() + timeout_s
         while True:
-            self.producer.flush(timeout=max(deadline - time.monotonic(), 0.001))
+            self.producer.flush(timeout_s=max(deadline - time.monotonic(), 0.001))
             retried = self._resolve()
             if not retried:
                 return
             if time.monotonic() > deadline:
-                raise KafkaTimeoutError(f"{retried} refused records still being retried "
+                raise KafkaTimeout(f"{retried} refused records still being retried "
                                         f"after {timeout_s:g} s")
 
     def mark(self) -> int:
@@ -160,12 +156,10 @@ class Outbox:
     def serve(self) -> None:
         """Run the callbacks of acknowledgements that have arrived, without waiting.
 
-        librdkafka reports deliveries only when asked (`RdKafkaProducer.serve`); kafka-python
-        runs them on its own thread and has nothing to serve.
+        librdkafka reports deliveries only when asked; kafka-python runs them on its own
+        thread and has nothing to serve (`ports.Producer.serve`).
         """
-        serve = getattr(self.producer, "serve", None)
-        if serve is not None:
-            serve()
+        self.producer.serve()
 
     def reset_failure(self) -> None:
         with self._lock:
@@ -185,20 +179,20 @@ class Outbox:
         return len(rejected)
 
     def _send_dead_letter(self, key: bytes | None, value: bytes | None, headers: Sequence[Any],
-                          error_headers: Headers, epoch: int) -> Any:
+                          error_headers: Headers, epoch: int) -> Delivery | None:
         key, value, bounded = bounded_dead_letter(key, value, list(headers or []),
                                                   error_headers)
         return self._send(_Outgoing(self.dlq_topic, key, value, bounded, None, None, True,
                                     epoch))
 
-    def _send(self, item: _Outgoing) -> Any:
+    def _send(self, item: _Outgoing) -> Delivery | None:
         item.attempts += 1
         try:
             future = self.producer.send(item.topic, key=item.key, value=item.value,
                                         headers=item.headers, partition=item.partition)
-        except KafkaTimeoutError:
+        except KafkaTimeout:
             raise  # no metadata or no buffer space within max_block_ms: not this record's fault
-        except KafkaError as exc:  # e.g. larger than max_request_size: refused before sending
+        except KafkaFailure as exc:  # e.g. larger than max_request_size: refused before sending
             self._failed(item, False, exc)
             return None
         with self._lock:
@@ -206,7 +200,7 @@ class Outbox:
         future.add_both(functools.partial(self._outcome, item))
         return future
 
-    def _outcome(self, item: _Outgoing, outcome: Any) -> None:
+    def _outcome(self, item: _Outgoing, outcome: Acknowledged | KafkaFailure) -> None:
         """A send's future resolved: `outcome` is its metadata, or the exception."""
         if isinstance(outcome, BaseException):
             self._failed(item, True, outcome)
@@ -221,7 +215,7 @@ class Outbox:
         else:
             del self._unsettled[item.epoch]
 
-    def _acknowledged(self, item: _Outgoing, metadata: Any) -> None:
+    def _acknowledged(self, item: _Outgoing, metadata: Acknowledged) -> None:
         with self._lock:
             self._settled(item)
         if item.on_ack is not None:
@@ -232,7 +226,7 @@ class Outbox:
         with self._lock:
             if counted:
                 self._settled(item)
-            if isinstance(exc, POISON_ERRORS) and item.poison_to_dlq:
+            if isinstance(exc, RecordRefused) and item.poison_to_dlq:
                 self._pending.rejected.append((item, exc))
             elif self._pending.failure is None:
                 self._pending.failure = exc

@@ -2,11 +2,11 @@
 
 The Kafka client retries on its own when the brokers go away, so the loop sees nothing but
 empty polls; without this watch the service would look healthy while doing nothing. The
-signal is the consumer's own count of open broker connections (its public `metrics()`),
+signal is whether the consumer holds a connection to any broker (`ports.Consumer.connected`),
 read at most every `every_s`: the consumer always keeps a connection to its group
-coordinator, so zero for longer than `grace_s` means the cluster is out of reach. The way
-back needs connections on two checks `every_s` apart: the count includes a connection still
-being attempted, which a refused connect closes again. Transitions are logged once, with
+coordinator, so none for longer than `grace_s` means the cluster is out of reach. The way
+back needs a connection on two checks `every_s` apart: a connection still being attempted
+may count, and a refused connect closes it again. Transitions are logged once, with
 the time they took, and a reminder follows every `remind_s` while the outage lasts;
 `har_broker_connected` follows.
 """
@@ -16,28 +16,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
+from har_stream.kafka.ports import Consumer, KafkaFailure
 from har_stream.service import metrics
 
 log = logging.getLogger(__name__)
 
 
-def connection_count(client: Any) -> float | None:
-    """Open broker connections of a kafka-python client; None when it cannot tell."""
-    try:
-        groups = client.metrics()
-    except Exception:  # a client without metrics, or one being closed
-        return None
-    counts = [v["connection-count"] for v in groups.values()
-              if isinstance(v, dict) and "connection-count" in v]
-    return sum(counts) if counts else None
-
-
 class BrokerWatch:
     """Tracks reachability of the cluster through one client (see the module doc)."""
 
-    def __init__(self, client: Any, address: str, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, client: Consumer, address: str, clock: Callable[[], float] = time.monotonic,
                  every_s: float = 0.5, grace_s: float = 1.0, remind_s: float = 60.0) -> None:
         self.client = client
         self.address = address
@@ -57,10 +46,10 @@ class BrokerWatch:
         if now < self._next_check and not force:
             return self.up
         self._next_check = now + self.every_s
-        count = connection_count(self.client)
-        if count is None:
+        connected = self.client.connected()
+        if connected is None:
             return self.up
-        if count > 0:
+        if connected:
             self._last_connected = now
             if self.up or (self._seen_since is not None
                            and now - self._seen_since >= self.every_s):
@@ -97,18 +86,6 @@ class BrokerWatch:
         metrics.BROKER_UP.set(0)
 
 
-def topic_id(client: Any, topic: str) -> object | None:
-    """The id a consumer's cluster metadata holds for `topic`; None when unknown.
-
-    kafka-python keeps topic ids (Kafka ≥ 2.8 metadata) in its cluster object, which the
-    consumer does not expose publicly (`_cluster`); the librdkafka adapter has `topic_id`;
-    a client with neither yields None.
-    """
-    lookup = getattr(client, "topic_id", None) or getattr(
-        getattr(client, "_cluster", None), "topic_id", None)
-    return lookup(topic) if callable(lookup) else None
-
-
 class TopicIdentity:
     """Notices that a topic was deleted, or deleted and created again, while the service runs.
 
@@ -119,15 +96,15 @@ class TopicIdentity:
     change too: a broker that came back empty, where nobody created the topics again (the
     service's clients never create topics by asking for them, so it stays missing until a
     restart creates it with the configured layout). The cached metadata may still be the old
-    cluster's: `refresh` asks the cluster first (the consumer's public `topics()`, one
-    blocking metadata request), which the loop does when the cluster is back after an outage
+    cluster's: `refresh` asks the cluster first (`ports.Consumer.topics`, one blocking
+    metadata request), which the loop does when the cluster is back after an outage
     and when a rebalance leaves it without partitions (what a deleted topic causes).
     """
 
-    def __init__(self, client: Any, topic: str) -> None:
+    def __init__(self, client: Consumer, topic: str) -> None:
         self.client = client
         self.topic = topic
-        self.first: object | None = None
+        self.first: str | None = None
 
     def changed(self, refresh: bool = False) -> str | None:
         """A description of the change, or None while the topic is the one first seen."""
@@ -135,12 +112,11 @@ class TopicIdentity:
         if refresh:
             try:
                 names = self.client.topics()
-            except Exception as exc:  # the cluster went away again: the next outage's turn
+            except KafkaFailure as exc:  # the cluster went away again: the next outage's turn
                 log.info("could not refresh the metadata of %s: %s", self.topic, exc)
-        if (self.first is not None and isinstance(names, set | frozenset)
-                and self.topic not in names):
+        if self.first is not None and names is not None and self.topic not in names:
             return f"topic {self.topic} no longer exists (it had id {self.first})"
-        now = topic_id(self.client, self.topic)
+        now = self.client.topic_id(self.topic)
         if now is None:
             return None
         if self.first is None:

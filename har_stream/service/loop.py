@@ -1,14 +1,16 @@
 """The Kafka loop of `har-stream run`: poll, decode, recognise, publish, checkpoint.
 
 One iteration (`Service.step`):
-  1. poll up to `max_poll_records` sensor messages;
+  1. poll up to `max_poll_records` sensor messages (`ports.Consumer`);
   2. apply the partition assignment changes that poll made, before touching any message:
      restore the state of gained partitions from the changelog, drop lost ones' devices;
-  3. decode every message; rejected ones go to the dead-letter topic with reason headers;
-     replays of messages whose effect a restored snapshot already holds are skipped;
+  3. decode every message (`intake.Intake`): rejected ones go to the dead-letter topic with
+     reason headers; replays of messages whose effect a restored snapshot already holds are
+     skipped;
   4. one `Recognizer.process` for every batch of the poll (batched model calls);
   5. send the results and counts, and the subscriber records the recognizer derived from
-     them (activity changes, device records, closed days), key = device id, without waiting.
+     them (activity changes, device records, closed days), key = device id, without waiting
+     (`publish.Publisher`).
 
 A checkpoint runs every `commit_interval_s` without stopping the loop (`checkpoint.Checkpoints`:
 snapshots of the devices changed since the last one, then the commit, each step waiting for the
@@ -38,28 +40,27 @@ of its messages is applied (`health.TopicIdentity`), so a restart starts afresh.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from kafka import TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.structs import OffsetAndMetadata
 
-from har_stream.core import codec
 from har_stream.core.daily import DailySettings
 from har_stream.core.pipeline import PipelineConfig
 from har_stream.core.recognizer import Recognizer, RecognizerOutput
-from har_stream.core.records import RATE_HZ, SensorBatch
 from har_stream.core.subscriber_outputs import SubscriberSettings
 from har_stream.core.transitions import SmoothingSettings
-from har_stream.kafka import poison
+from har_stream.kafka.ports import (
+    Consumer,
+    Headers,
+    KafkaFailure,
+    KafkaTimeout,
+    Partition,
+    Producer,
+)
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader, ChangelogWriter
 from har_stream.service.checkpoint import (
@@ -68,10 +69,12 @@ from har_stream.service.checkpoint import (
     Checkpoints,
 )
 from har_stream.service.delivery import DeliveryFailed, Outbox
-from har_stream.service.guards import TOO_MANY_DEVICES, DeviceLimit, RateGuard
 from har_stream.service.health import BrokerWatch, TopicIdentity
+from har_stream.service.intake import Intake
 from har_stream.service.ownership import Ownership
 from har_stream.service.pacing import WorkBudget
+from har_stream.service.publish import Publisher, record_stats
+from har_stream.service.rebalance import RebalanceEvents
 from har_stream.service.settings import Settings
 from har_stream.service.subscriber_publisher import SubscriberPublisher
 
@@ -85,45 +88,6 @@ poll's wait (`poll_timeout_ms`, 200 ms) paced the slices of a 100,000-device che
 
 class ServiceError(RuntimeError):
     """The service cannot continue without risking lost results (message says why)."""
-
-
-class RebalanceEvents(ConsumerRebalanceListener):
-    """Collects assignment changes where the consumer reports them; the loop applies them.
-
-    kafka-python runs listeners on its IO thread, where blocking work (reading the
-    changelog) would stall heartbeats; so the listener only records what happened. (The
-    librdkafka consumer calls it inside `poll`, on the loop thread; recording is right
-    there too: assignment changes are applied at one point of the step.)
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[tuple[str, frozenset[int]]] = []
-
-    def _add(self, kind: str, partitions: Iterable[TopicPartition]) -> None:
-        with self._lock:
-            self._events.append((kind, frozenset(tp.partition for tp in partitions)))
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self._add("revoked", revoked)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self._add("assigned", assigned)
-
-    def on_partitions_lost(self, lost: Any) -> None:
-        self._add("lost", lost)
-
-    def emptied(self) -> bool:
-        """Whether a pending assignment leaves this member without partitions (also what a
-        deleted sensor topic causes: the loop then checks that it still exists)."""
-        with self._lock:
-            return any(kind == "assigned" and not partitions
-                       for kind, partitions in self._events)
-
-    def drain(self) -> list[tuple[str, frozenset[int]]]:
-        with self._lock:
-            events, self._events = self._events, []
-        return events
 
 
 class TimedModel:
@@ -148,18 +112,19 @@ class _Snapshots:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
-    def send(self, topic: str, **record: Any) -> Any:
-        return self.outbox.send(topic, poison_to_dlq=False, **record)
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             headers: Headers, partition: int | None) -> Any:
+        return self.outbox.send(topic, key, value, headers, partition, poison_to_dlq=False)
 
 
 class Service:
     """One consumer-group member: the loop and its checkpoints; which devices it holds and
     where their state is are the `Ownership`'s business."""
 
-    def __init__(self, settings: Settings, model: Any, consumer: Any, producer: Any,
+    def __init__(self, settings: Settings, model: Any, consumer: Consumer, producer: Producer,
                  reader: ChangelogReader, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
-                 snapshot_producer: Any = None) -> None:
+                 snapshot_producer: Producer | None = None) -> None:
         """`snapshot_producer` (default: `producer`) writes the changelog: a producer of its
         own keeps results from queueing behind megabytes of snapshots."""
         self.settings = settings
@@ -179,14 +144,12 @@ class Service:
         self.registry = self.recognizer.registry
         self.subscriber_publisher = SubscriberPublisher(
             self.outbox, settings.topics, settings.device_records == "checkpoint")
+        self.publisher = Publisher(self.outbox, settings.topics, self.subscriber_publisher,
+                                   wall)
         self.ownership = Ownership(self.registry, reader, self._committed_offset,
                                    settings.idle_ttl_s, clock, wall)
+        self.intake = Intake(settings, self.registry, self.ownership, self.outbox)
         self.events = RebalanceEvents()
-        self.limits = codec.Limits(max_samples=settings.max_samples_per_message,
-                                   max_message_bytes=settings.max_message_bytes)
-        self.device_limit = DeviceLimit(settings.max_devices)
-        self.rate_guard = RateGuard(RATE_HZ, settings.max_rate_factor,
-                                    burst_samples=settings.max_samples_per_message)
         self.budget = WorkBudget(settings.max_poll_records, settings.work_budget_s)
         self.watch = BrokerWatch(consumer, settings.kafka.bootstrap_servers, clock=clock)
         self.sensor_identity = TopicIdentity(consumer, settings.topics.sensor_topic)
@@ -200,8 +163,8 @@ class Service:
         self._next_eviction = clock() + settings.eviction_interval_s
         self._next_lag = clock()
 
-    def _tp(self, partition: int) -> TopicPartition:
-        return TopicPartition(self.topics.sensor_topic, partition)
+    def _tp(self, partition: int) -> Partition:
+        return Partition(self.topics.sensor_topic, partition)
 
     def _committed_offset(self, partition: int) -> int | None:
         return self.consumer.committed(self._tp(partition))
@@ -248,99 +211,19 @@ class Service:
             return None
         started = time.perf_counter()
         with metrics.STAGE_DURATION.labels(stage="decode").time():
-            batches = self._decode(polled)
+            batches = self.intake.decode(polled)
         self.ownership.restore_evicted(b.device_id for b in batches)
         with metrics.STAGE_DURATION.labels(stage="process").time():
             output = self.recognizer.process(batches)
         with metrics.STAGE_DURATION.labels(stage="produce").time():
-            self._send(output)
+            self.publisher.send(output)
         self.budget.observe(sum(len(records) for records in polled.values()),
                             time.perf_counter() - started)
-        self._record(output)
+        record_stats(output)
         metrics.ACTIVE_DEVICES.set(len(self.registry))  # a flood shows at once, not at a commit
         self._uncommitted = True
         self._update_lag()
         return output
-
-    def _decode(self, polled: dict[Any, list[Any]]) -> list[SensorBatch]:
-        batches: list[SensorBatch] = []
-        consumed = 0
-        own = self.ownership
-        self.device_limit.reset()
-        for tp, records in polled.items():
-            p = tp.partition
-            if p not in own.owned:
-                log.warning("dropping %d records of unowned partition %d", len(records), p)
-                continue
-            for record in records:
-                if own.is_replay(p, record.offset):
-                    continue
-                consumed += 1
-                if type(record) is poison.Damaged:  # the client could not read it whole
-                    self._damaged(record)
-                    continue
-                try:
-                    batch = codec.decode_sensor(record.value, record.key, self.limits,
-                                                record_ts_ms=max(record.timestamp, 0))
-                except codec.DecodeError as error:
-                    self._dead_letter(record, error.reason, error.detail)
-                    continue
-                if own.is_covered(batch.device_id, record.offset):
-                    continue
-                if not self.device_limit.admit(batch.device_id, self.registry,
-                                               len(self.registry)):
-                    self._dead_letter(record, TOO_MANY_DEVICES,
-                                      f"{len(self.registry)} devices have state in this "
-                                      f"process, the limit is {self.settings.max_devices}")
-                    continue
-                self.rate_guard.observe(batch.device_id, len(batch.samples),
-                                        batch.record_ts_ms)
-                own.touched(batch.device_id, p)
-                batches.append(batch)
-        # once per poll: a metric update costs ~0.6 µs, ~4 µs with a label (§9)
-        metrics.MESSAGES_CONSUMED.inc(consumed)
-        metrics.SAMPLES_CONSUMED.inc(sum(len(batch.samples) for batch in batches))
-        return batches
-
-    def _damaged(self, record: poison.Damaged) -> None:
-        """Dead-letter what can be read of it, else skip it: logged, counted (`poison`)."""
-        if record.readable:
-            self._dead_letter(record, record.reason, record.detail)
-            return
-        metrics.RECORDS_SKIPPED.labels(reason=record.reason).inc()
-        log.error("skipped %s[%d]@%d, which the Kafka client cannot read: %s: %s",
-                  record.topic, record.partition, record.offset, record.reason, record.detail)
-
-    def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
-        metrics.MESSAGES_REJECTED.labels(reason=reason).inc()
-        log.info("rejected %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
-                 reason, detail)
-        self.outbox.dead_letter(record.key, record.value, record.headers or [],
-                                codec.dead_letter_headers(reason, detail, record.topic,
-                                                          record.partition, record.offset))
-
-    def _send(self, output: RecognizerOutput) -> None:
-        send = self.outbox.send
-        for result in output.results:
-            send(self.topics.activity_topic, result.device_id.encode(),
-                 codec.encode_result(result),
-                 on_ack=functools.partial(_acknowledged_result, result.record_ts_ms, self.wall))
-        for counts in output.counts:
-            send(self.topics.counts_topic, counts.device_id.encode(), codec.encode_counts(counts),
-                 on_ack=_acknowledged_counts)
-        if output.subscribers is not None:
-            self.subscriber_publisher.send(output.subscribers)
-
-    @staticmethod
-    def _record(output: RecognizerOutput) -> None:
-        stats = output.stats
-        metrics.PIPELINE_EVENTS.labels(event="duplicate_samples").inc(stats.duplicate_samples)
-        metrics.PIPELINE_EVENTS.labels(event="gap_samples_filled").inc(stats.gap_samples_filled)
-        metrics.PIPELINE_EVENTS.labels(event="stream_resets").inc(stats.stream_resets)
-        metrics.PIPELINE_EVENTS.labels(event="late_samples").inc(stats.late_samples)
-        metrics.PIPELINE_EVENTS.labels(event="reordered_messages").inc(stats.reordered_messages)
-        for activity, windows in Counter(result.activity for result in output.results).items():
-            metrics.WINDOWS_CLASSIFIED.labels(activity=activity).inc(windows)
 
     def _update_lag(self) -> None:
         """Lag per owned partition from the last fetch's high watermark (0 until known).
@@ -354,7 +237,7 @@ class Service:
         for p in self.ownership.owned:
             highwater = self.consumer.highwater(self._tp(p))
             position = None if highwater is None else self.consumer.position(self._tp(p))
-            lag[p] = 0 if position is None else max(highwater - position, 0)
+            lag[p] = 0 if highwater is None or position is None else max(highwater - position, 0)
         metrics.set_consumer_lag(lag)
 
     def _pause(self, paused: bool) -> None:
@@ -380,7 +263,7 @@ class Service:
                         self._settle(self.snapshot_outbox, "state snapshots")
                     else:
                         self._settle(self.outbox, "results")
-        except KafkaTimeoutError as exc:
+        except KafkaTimeout as exc:
             if final:
                 raise ServiceError(
                     f"output not acknowledged within {self.settings.produce_timeout_s:g} s "
@@ -440,8 +323,8 @@ class Service:
             if evicted:
                 log.info("evicted %d idle devices (%d remain)", evicted, len(self.registry))
                 metrics.DEVICES_EVICTED.inc(evicted)
-            self.rate_guard.prune(self.registry)
-        self.rate_guard.report()
+            self.intake.rate_guard.prune(self.registry)
+        self.intake.rate_guard.report()
         metrics.ACTIVE_DEVICES.set(len(self.registry))
 
     def _hold(self, exc: BaseException) -> None:
@@ -459,10 +342,9 @@ class Service:
     def _commit(self, offsets: dict[int, int]) -> None:
         if offsets:
             try:
-                self.consumer.commit({self._tp(p): OffsetAndMetadata(o, "", -1)
-                                      for p, o in offsets.items()},
-                                     timeout_ms=int(self.settings.produce_timeout_s * 1000))
-            except KafkaError as exc:  # CommitFailedError included
+                self.consumer.commit({self._tp(p): o for p, o in offsets.items()},
+                                     timeout_s=self.settings.produce_timeout_s)
+            except KafkaFailure as exc:  # CommitFailed included
                 # Results and snapshots are safe; the next owner replays from the old offset.
                 log.warning("offset commit failed (%s); messages since the last commit will be "
                             "replayed by the partitions' next owner", exc)
@@ -481,19 +363,6 @@ def _refusal_stops(what: str) -> Iterator[None]:
         metrics.BROKER_UP.set(0)
         raise ServiceError(f"the broker rejected {what}: {exc}; offsets stay "
                            "uncommitted, a restart resumes from the last checkpoint") from exc
-
-
-def _acknowledged_result(record_ts_ms: int, wall: Callable[[], float], metadata: Any) -> None:
-    """Counts the result; its latency ends when the broker acknowledged it, which librdkafka
-    records itself (it reports acknowledgements only when the loop asks), else now."""
-    metrics.RESULTS_PUBLISHED.inc()
-    if record_ts_ms > 0:
-        acknowledged_at = getattr(metadata, "acknowledged_at", None) or wall()
-        metrics.END_TO_END_LATENCY.observe(max(acknowledged_at - record_ts_ms / 1000.0, 0.0))
-
-
-def _acknowledged_counts(_metadata: Any) -> None:
-    metrics.COUNTS_PUBLISHED.inc()
 
 
 def subscriber_settings(settings: Settings) -> SubscriberSettings | None:

@@ -9,10 +9,9 @@ import logging
 import threading
 from typing import Any
 
-from kafka.errors import KafkaError
-
 from har_stream.core import codec
 from har_stream.kafka import poison
+from har_stream.kafka.ports import KafkaFailure
 from har_stream.service import metrics
 from har_stream.service.changelog import ChangelogReader
 from har_stream.service.guards import APP_REASONS
@@ -121,8 +120,8 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         for client in (producer, snapshot_producer):
             if client is not None:
                 try:
-                    client.close(timeout=5)
-                except KafkaError as exc:
+                    client.close(timeout_s=5)
+                except KafkaFailure as exc:
                     log.warning("closing a producer: %s", exc)
         if server is not None:
             server.shutdown()

@@ -25,14 +25,13 @@ from service_support import (
     check_results,
     interleave,
     offline_results,
-    offline_subscriber_view,
-    published_subscriber_view,
     send_batches,
     service_args,
     start_service,
     synthetic_samples,
     window_ids,
 )
+from subscriber_support import offline_subscriber_view, published_subscriber_view
 
 from har_stream.service.settings import Settings
 

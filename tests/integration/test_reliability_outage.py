@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
-from reliability_support import AdvertisingBroker, Relay
+from network_support import AdvertisingBroker, Relay
 from service_support import (
     FakeModel,
     Service,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import topic_settings
-from reliability_support import AdvertisingBroker, TlsFrontDoor, make_certificates
+from network_support import AdvertisingBroker, TlsFrontDoor, make_certificates
 from service_support import (
     REPO,
     TESTS,

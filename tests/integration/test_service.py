@@ -209,7 +209,7 @@ def test_changes_device_records_and_closed_days_equal_the_offline_ones(
     """Streams across midnight: the three subscriber topics carry what one offline
     `Recognizer` derives from the whole streams (docs/SUBSCRIBERS.md), with device records
     per poll or per checkpoint."""
-    from service_support import offline_subscriber_view, published_subscriber_view
+    from subscriber_support import offline_subscriber_view, published_subscriber_view
 
     t0 = MIDNIGHT_MS - 30_000
     streams = {f"dev-{i}": synthetic_samples(4000, seed=40 + i) for i in range(3)}

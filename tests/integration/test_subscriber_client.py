@@ -123,10 +123,10 @@ def test_the_client_reads_every_kind_the_service_publishes(service_settings: obj
         InProcessService,
         TopicReader,
         batches_of,
-        offline_subscriber_view,
         send_batches,
         synthetic_samples,
     )
+    from subscriber_support import offline_subscriber_view
 
     t0 = T0 - 20_000  # the stream crosses midnight: one day closes
     samples = synthetic_samples(2400, seed=90)

@@ -4,8 +4,8 @@ A seeded corpus of over 10,000 bad messages (random bytes, truncated and deeply 
 huge numbers, NaN/Infinity, wrong types, giant arrays, invalid UTF-8, enormous device ids,
 control characters, unknown and missing fields) plus hostile but well-formed streams
 (out-of-order and duplicate seq, clock jumps, counter restarts, floods of new device ids)
-and exact replays of the valid devices' own messages goes through the real `app.Service`
-(decode, recognise, dead-letter, checkpoint) on in-memory Kafka stand-ins. Checked: nothing
+and exact replays of the valid devices' own messages goes through the real `Service`
+(decode, recognise, dead-letter, checkpoint) on the in-memory Kafka driver. Checked: nothing
 raises; every message the codec refuses is in the DLQ once, with a known reason and its
 source offset; the valid devices' results and counts equal a clean run's; the registry stays
 within `max_devices`. A hypothesis test then throws arbitrary values at the same path.
@@ -22,8 +22,8 @@ import numpy as np
 from hostile_corpus import corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import Record, make_service
-from service_support import FakeModel, batches_of, interleave, synthetic_samples
+from reliability_support import Harness, Message
+from service_support import batches_of, interleave, synthetic_samples
 
 from har_stream.core import codec
 from har_stream.core.records import SensorBatch
@@ -44,29 +44,22 @@ def _valid_records() -> list[SensorBatch]:
 
 
 def _run(messages: list[tuple[bytes | None, bytes | None]], partitions: int = 4):  # type: ignore[no-untyped-def]
-    service, consumer, producer = make_service(SETTINGS, FakeModel(), keep={"out", "dlq",
-                                                                            "counts"})
-    offsets = [0] * partitions
-    placed = []
-    for i, (key, value) in enumerate(messages):
-        p = i % partitions if key is None else zlib.crc32(key) % partitions  # a key's partition
-        consumer.feed([Record("in", p, offsets[p], key, value)])
-        placed.append((p, offsets[p]))
-        offsets[p] += 1
-    while consumer.queue or consumer.events:
-        service.step()
-        service.checkpoint()
-    return service, producer, placed
+    h = Harness(SETTINGS, read={"out", "dlq", "counts"})
+    placed = h.feed(Message(key, value, i % partitions if key is None  # a key's partition
+                            else zlib.crc32(key) % partitions)
+                    for i, (key, value) in enumerate(messages))
+    h.drain()
+    return h.service, h, placed
 
 
-def _valid_output(producer) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+def _valid_output(h: Harness) -> tuple[dict, dict]:
     results = {}
-    for r in producer.sent["out"]:
+    for r in h.sent("out"):
         result = codec.decode_result(r.value)
         if result.device_id in VALID:
             results[result.window_id] = (result.activity, result.probabilities)
     counts = {}
-    for r in producer.sent["counts"]:
+    for r in h.sent("counts"):
         c = codec.decode_counts(r.value)
         if c.device_id in VALID:
             counts[c.device_id] = c.windows
@@ -96,10 +89,10 @@ def test_ten_thousand_bad_messages_among_valid_streams() -> None:
             sent_valid += 1
     messages.extend(stream)
 
-    service, producer, placed = _run(messages)
+    service, h, placed = _run(messages)
     letters = {}
-    for letter in producer.sent["dlq"]:
-        headers = dict(letter.headers)
+    for letter in h.sent("dlq"):
+        headers = dict(letter.headers or [])
         reason = headers[codec.HEADER_REASON].decode()
         assert reason in KNOWN_REASONS and headers[codec.HEADER_DETAIL]
         where = (int(headers[codec.HEADER_SOURCE_PARTITION]),
@@ -113,7 +106,7 @@ def test_ten_thousand_bad_messages_among_valid_streams() -> None:
     assert len(service.registry) <= SETTINGS.max_devices
 
     _, clean, _ = _run(valid)
-    got, want = _valid_output(producer), _valid_output(clean)
+    got, want = _valid_output(h), _valid_output(clean)
     assert got[0].keys() == want[0].keys() and len(want[0]) > 150
     for window_id, (activity, probabilities) in want[0].items():
         assert got[0][window_id][0] == activity
@@ -162,7 +155,7 @@ def test_arbitrary_values_never_break_the_loop(messages: list) -> None:
             codec.decode_sensor(value, key, codec.Limits())
         except codec.DecodeError as error:
             expected.append(error.reason)
-    service, producer, _ = _run(messages, partitions=2)
-    reasons = [dict(r.headers)[codec.HEADER_REASON].decode() for r in producer.sent["dlq"]]
+    service, h, _ = _run(messages, partitions=2)
+    reasons = [dict(r.headers or [])[codec.HEADER_REASON].decode() for r in h.sent("dlq")]
     assert sorted(reasons) == sorted(expected), "exactly the refused messages, same reasons"
     assert len(service.registry) <= 1  # only "fuzz" can be accepted

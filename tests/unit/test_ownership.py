@@ -3,31 +3,33 @@ checkpoint snapshots, what a rebalance keeps, drops and restores (docs: its modu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
+from reliability_support import CountingReader
 
 from har_stream.core.state import DeviceRegistry, Field
-from har_stream.service.changelog import StoredState
+from har_stream.kafka.drivers.memory import MemoryCluster
+from har_stream.service.changelog import ChangelogWriter
 from har_stream.service.ownership import Ownership
 
 WALL = 1_700_000_000.0
 
 
 class Changelog:
-    """The latest snapshot per device, as the changelog reader returns them."""
+    """A changelog topic on an in-memory cluster, written by the service's writer and read by
+    its reader (`.reader.partition_reads`: the restores asked for)."""
 
-    def __init__(self, stored: Iterable[StoredState] = ()) -> None:
-        self.stored = {s.device_id: s for s in stored}
-        self.reads: list[list[int]] = []
+    def __init__(self, partitions: int = 2) -> None:
+        self.cluster = MemoryCluster(waits=False, wall=lambda: WALL)
+        self.cluster.create_topic("log", partitions, {"cleanup.policy": "compact"})
+        self.producer = self.cluster.producer()
+        self.writer = ChangelogWriter(self.producer, "log")
+        self.reader = CountingReader(self.cluster.consumer(), "log")
 
-    def read_partitions(self, partitions: Iterable[int]) -> dict[str, StoredState]:
-        wanted = list(partitions)
-        self.reads.append(wanted)
-        return {d: s for d, s in self.stored.items() if s.partition in wanted}
-
-    def read_records(self, locations: dict) -> dict[str, StoredState]:
-        return {d: self.stored[d] for d in locations if d in self.stored}
+    def write(self, device_id: str, partition: int, data: bytes, covers_offset: int) -> int:
+        """Write a snapshot; its offset in the changelog."""
+        delivery = self.writer.write(device_id, partition, data, covers_offset)
+        self.producer.flush()
+        return delivery.get(0).offset
 
 
 def registry() -> DeviceRegistry:
@@ -43,14 +45,16 @@ def snapshot_of(n: int) -> bytes:
 def ownership(changelog: Changelog | None = None, committed: dict[int, int | None] | None = None,
               ttl_s: float = 0.0) -> Ownership:
     committed = committed if committed is not None else {}
-    return Ownership(registry(), changelog or Changelog(), committed.get, ttl_s,
+    return Ownership(registry(), (changelog or Changelog()).reader, committed.get, ttl_s,
                      clock=lambda: 100.0, wall=lambda: WALL)
 
 
 def test_messages_below_a_restored_snapshot_are_replays_of_that_device_only() -> None:
-    stored = StoredState("a", 0, snapshot_of(7), covers_offset=50, offset=3,
-                         timestamp_ms=int(WALL * 1000))
-    own = ownership(Changelog([stored]), committed={0: 40})
+    changelog = Changelog()
+    for older in range(3):
+        changelog.write("a", 0, snapshot_of(older), covers_offset=10 * older)
+    assert changelog.write("a", 0, snapshot_of(7), covers_offset=50) == 3
+    own = ownership(changelog, committed={0: 40})
     own.apply([("assigned", frozenset({0}))])
     assert own.registry.arrays["n"][own.registry.get("a")] == 7
     assert own.is_covered("a", 45) and not own.is_covered("a", 50)
@@ -85,13 +89,11 @@ def test_a_partition_given_back_with_our_commit_keeps_its_state_and_skips_replay
     own.apply([("revoked", frozenset({0})), ("assigned", frozenset({0}))])
     assert "a" in own.registry, "nobody committed meanwhile: the state is kept"
     assert own.is_replay(0, 12) and not own.is_replay(0, 15), "redelivered messages skipped"
-    assert changelog.reads == [[0]], "no second restore"
+    assert changelog.reader.partition_reads == [[0]], "no second restore"
 
 
 def test_a_partition_another_member_committed_on_is_restored_from_the_changelog() -> None:
     committed: dict[int, int | None] = {0: 10}
-    stored = StoredState("a", 0, snapshot_of(3), covers_offset=30, offset=8,
-                         timestamp_ms=int(WALL * 1000))
     changelog = Changelog()
     own = ownership(changelog, committed)
     own.apply([("assigned", frozenset({0}))])
@@ -99,7 +101,7 @@ def test_a_partition_another_member_committed_on_is_restored_from_the_changelog(
     own.touched("a", 0)
     own.apply([("revoked", frozenset({0}))])
     committed[0] = 30  # the partition's other owner moved on
-    changelog.stored["a"] = stored
+    changelog.write("a", 0, snapshot_of(3), covers_offset=30)  # with a newer snapshot
     own.apply([("assigned", frozenset({0}))])
     assert own.registry.arrays["n"][own.registry.get("a")] == 3, "its newer snapshot"
     assert not own.is_covered("a", 29), "covered offset not above the commit: no guard"

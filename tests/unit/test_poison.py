@@ -8,11 +8,11 @@ import logging
 
 import pytest
 import raw_records
-from reliability_support import Record, make_service
-from service_support import FakeModel, batches_of, synthetic_samples
+from reliability_support import Harness, Message
+from service_support import batches_of, synthetic_samples
 
 from har_stream.core import codec
-from har_stream.kafka.poison import BAD_CHECKSUM, BAD_HEADER, HEADER_RAW_HEADERS, Damaged
+from har_stream.kafka.poison import BAD_CHECKSUM, BAD_HEADER, HEADER_RAW_HEADERS
 from har_stream.kafka.raw_fetch import _batch_at, _record_in
 from har_stream.service import metrics
 from har_stream.service.loop import ServiceError
@@ -23,36 +23,34 @@ TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
 SETTINGS = Settings(topics=TOPICS, commit_interval_s=0, idle_ttl_s=0, metrics_address="")
 
 
-def _valid(offsets: range) -> list[Record]:
-    batches = batches_of("dev", synthetic_samples(50 * len(offsets), seed=5), 50)
-    return [Record("in", 0, o, b"dev", codec.encode_sensor(b))
-            for o, b in zip(offsets, batches, strict=True)]
+def _valid(count: int) -> list[Message]:
+    batches = batches_of("dev", synthetic_samples(50 * count, seed=5), 50)
+    return [Message(b"dev", codec.encode_sensor(b)) for b in batches]
 
 
 def test_damaged_records_are_skipped_or_dead_lettered_and_their_offsets_committed(
         caplog: pytest.LogCaptureFixture) -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
+    h = Harness(SETTINGS)
     skipped = metrics.RECORDS_SKIPPED.labels(reason=BAD_CHECKSUM)
     before = skipped._value.get()
     raw = [("ok", b"1"), (HEADER_RAW_HEADERS, b"\x02\x04\xff\xfe\x02v")]
-    consumer.feed([*_valid(range(0, 3)),
-                   Damaged("in", 0, 3, BAD_CHECKSUM, "checksum"),  # type: ignore[list-item]
-                   Damaged("in", 0, 4, BAD_HEADER, "header key", b"dev", b"{}", 1, raw),
-                   *_valid(range(5, 8))])
+    placed = h.feed([*_valid(3), Message(b"dev", b"{}"), Message(b"dev", b"{}", 0, raw),
+                     *_valid(3)])
+    assert placed[3:5] == [(0, 3), (0, 4)]
+    h.cluster.damage("in", 0, 3, BAD_CHECKSUM)  # the client cannot read it at all
+    h.cluster.damage("in", 0, 4, BAD_HEADER)  # a header key that is not text
     with caplog.at_level(logging.ERROR):
-        while consumer.queue or consumer.events:
-            service.step()
-            service.checkpoint()
+        h.drain()
     assert skipped._value.get() - before == 1
     assert "skipped in[0]@3" in caplog.text and "bad_checksum" in caplog.text
-    (letter,) = producer.sent["dlq"]
-    headers = dict(letter.headers)
+    (letter,) = h.sent("dlq")
+    headers = dict(letter.headers or [])
     assert (letter.key, letter.value) == (b"dev", b"{}")
     assert headers[codec.HEADER_REASON] == b"bad_header"
     assert headers[HEADER_RAW_HEADERS] == raw[1][1] and headers["ok"] == b"1"
     assert headers[codec.HEADER_SOURCE_OFFSET] == b"4"
-    assert consumer.committed_offsets[0] == 8, "past the damaged records too"
-    assert producer.sent["out"], "the valid records around them are processed"
+    assert h.committed()[0] == 8, "past the damaged records too"
+    assert h.sent("out"), "the valid records around them are processed"
 
 
 def test_the_raw_reader_finds_a_record_in_a_compressed_batch_without_decoding_headers() -> None:
@@ -74,19 +72,9 @@ def test_the_raw_reader_finds_a_record_in_a_compressed_batch_without_decoding_he
 
 
 def test_a_rebalance_that_leaves_no_partitions_checks_that_the_sensor_topic_exists() -> None:
-    service, consumer, _producer = make_service(SETTINGS, FakeModel())
-
-    class Cluster:
-        def topic_id(self, topic: str) -> str | None:
-            return "id-1" if topic in present else None
-
-    present = {"in"}
-    consumer._cluster = Cluster()  # type: ignore[attr-defined]
-    consumer.topics = lambda: set(present)  # type: ignore[attr-defined]
-    consumer.feed(_valid(range(0, 3)))
-    service.step()
-    present.clear()  # the topic is deleted: the group gives this member nothing
-    consumer.rebalance("revoked", list(range(8)))
-    consumer.rebalance("assigned", [])
+    h = Harness(SETTINGS)
+    h.feed(_valid(3))
+    h.service.step()
+    h.cluster.admin().delete_topics(["in"])  # the group gives this member nothing
     with pytest.raises(ServiceError, match="no longer exists"):
-        service.step()
+        h.service.step()

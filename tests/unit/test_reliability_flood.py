@@ -1,7 +1,7 @@
 """A flood of new devices: a fleet starting at once, or an attacker inventing device ids.
 
-20,000 devices send one short message each, all at once, through the real `app.Service` on
-in-memory stand-ins, driven as `Service.run` drives it: each turn a step (a poll of at most
+20,000 devices send one short message each, all at once, through the real `Service` on the
+in-memory Kafka driver, driven as `Service.run` drives it: each turn a step (a poll of at most
 `max_poll_records`), then the checkpoint's share of the turn (`checkpoint_tick`). The clock
 moves by an idle poll's wait per turn. Checked on counts and turns, not on time:
 
@@ -25,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 
 import pytest
-from reliability_support import Clock, DictChangelog, LeanProducer, QueueConsumer, Record
-from service_support import FakeModel, synthetic_samples
-from test_reliability_service import sensor_records
+from reliability_support import Clock, Harness, Message, sensor_messages
+from service_support import synthetic_samples
 
 from har_stream.core import codec
 from har_stream.core.records import SensorBatch
@@ -39,7 +39,7 @@ from har_stream.service.checkpoint import (
     SNAPSHOTS_PER_IDLE_STEP,
     SNAPSHOTS_PER_STEP,
 )
-from har_stream.service.loop import CHECKPOINT_POLL_MS, Service
+from har_stream.service.loop import CHECKPOINT_POLL_MS
 from har_stream.service.settings import Settings, TopicSettings
 
 TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
@@ -52,30 +52,18 @@ TURN_S = 0.2  # an idle poll's wait (`poll_timeout_ms`)
 T0 = 1_700_000_000_000
 
 
-class DrainingProducer(LeanProducer):
-    """A broker that acknowledges the oldest `count` records a turn (None: all of them)."""
-
-    def acknowledge(self, count: int | None) -> None:
-        with self._lock:
-            cut = len(self._pending) if count is None else count
-            self._pending, later = self._pending[:cut], self._pending[cut:]
-        self.flush()
-        with self._lock:
-            self._pending = later + self._pending
-
-
 class Flood:
-    """The service on stand-ins, its registry's snapshots counted, and the flood's records."""
+    """The service on a cluster that acknowledges the oldest records a turn, its registry's
+    snapshots counted, and the flood's records. The changelog is counted, not kept, unless
+    a test reads it back (20,000 snapshots of 5 kB)."""
 
-    def __init__(self, settings: Settings = SETTINGS) -> None:
+    def __init__(self, settings: Settings = SETTINGS, keep_changelog: bool = False) -> None:
         self.clock = Clock()
-        self.consumer = QueueConsumer(TOPICS.sensor_topic)
-        self.producer = DrainingProducer(TOPICS.changelog_topic, keep={"dlq"})
-        self.service = Service(settings, FakeModel(), self.consumer, self.producer,
-                               DictChangelog(self.producer), clock=self.clock,
-                               wall=lambda: 1_700_000_000.0)
-        self.consumer.listener = self.service.events
-        self.consumer.rebalance("assigned", list(range(PARTITIONS)))
+        self.harness = Harness(settings, clock=self.clock, partitions=PARTITIONS,
+                               read={"dlq"}, auto_acknowledge=False)
+        if not keep_changelog:
+            self.harness.cluster.retain(TOPICS.changelog_topic, False)
+        self.service, self.cluster = self.harness.service, self.harness.cluster
         self.snapshots_taken = 0
         registry = self.service.registry
         take = registry.snapshot
@@ -85,41 +73,36 @@ class Flood:
             return take(device_id)
 
         registry.snapshot = counted  # type: ignore[method-assign]
-        self.offsets = dict.fromkeys(range(PARTITIONS), 0)
-        self.poll_waits: list[int] = []
-        poll = self.consumer.poll
-
-        def timed_poll(timeout_ms: int = 0, max_records: int | None = None) -> dict:
-            self.poll_waits.append(timeout_ms)
-            return poll(timeout_ms, max_records)
-
-        self.consumer.poll = timed_poll  # type: ignore[method-assign]
+        self.ends: dict[int, int] = {}
 
     def feed(self, device_ids: list[str], seq: int = 0) -> None:
         burst = synthetic_samples(10, seed=1)  # a short message: state allocated, no window
         template = codec.encode_sensor(SensorBatch("flood-00000", seq, T0 + seq * 20, burst))
-        for device_id in device_ids:
-            p = int(device_id.rsplit("-", 1)[1]) % PARTITIONS
-            self.consumer.feed([Record("in", p, self.offsets[p], device_id.encode(),
-                                       template.replace(b"flood-00000", device_id.encode()))])
-            self.offsets[p] += 1
+        self.place(Message(d.encode(), template.replace(b"flood-00000", d.encode()),
+                           int(d.rsplit("-", 1)[1]) % PARTITIONS) for d in device_ids)
+
+    def place(self, messages: Iterable[Message]) -> None:
+        for partition, offset in self.harness.feed(messages):
+            self.ends[partition] = max(self.ends.get(partition, 0), offset + 1)
+
+    def poll_waits(self) -> list[int]:
+        return [timeout_ms for timeout_ms, _ in self.harness.polls]
 
     def turn(self, acknowledge: int | None = None) -> tuple[int, bool]:
-        """One turn of `Service.run`; the snapshots it took, and whether it polled input."""
+        """One turn of `Service.run`; the snapshots it took, and whether it polled input.
+        The broker acknowledges the oldest `acknowledge` records first (None: all)."""
         before = self.snapshots_taken
         self.clock.now += TURN_S
-        self.producer.acknowledge(acknowledge)
+        self.harness.acknowledge(acknowledge)
         idle = self.service.step() is None
         self.service.checkpoint_tick(idle=idle)
         return self.snapshots_taken - before, not idle
 
     def changelog_writes(self) -> int:
-        return self.producer._offsets.get((TOPICS.changelog_topic, 0), 0) + sum(
-            self.producer._offsets.get((TOPICS.changelog_topic, p), 0)
-            for p in range(1, PARTITIONS))
+        return self.cluster.count(TOPICS.changelog_topic)
 
     def all_committed(self) -> bool:
-        return self.consumer.committed_offsets == {p: o for p, o in self.offsets.items() if o}
+        return self.harness.committed() == self.ends
 
 
 def _active_devices() -> float:
@@ -156,7 +139,7 @@ def test_the_checkpoint_after_a_flood_is_bounded_per_turn_and_snapshots_changed_
     assert flood.changelog_writes() == DEVICES, "each new device snapshotted once"
     assert flood.snapshots_taken == DEVICES
     # idle polls do not pace the slices: they wait briefly while snapshots go out
-    assert flood.poll_waits.count(CHECKPOINT_POLL_MS) >= DEVICES // SNAPSHOTS_PER_IDLE_STEP - 1
+    assert flood.poll_waits().count(CHECKPOINT_POLL_MS) >= DEVICES // SNAPSHOTS_PER_IDLE_STEP - 1
 
     changed = ids[:10]
     flood.feed(changed, seq=10)
@@ -178,7 +161,7 @@ def test_a_broker_working_through_the_snapshot_backlog_is_not_taken_for_an_unrea
     turns, most_waiting = 0, 0
     while not flood.all_committed():
         flood.turn(acknowledge=100)
-        most_waiting = max(most_waiting, flood.producer.pending())
+        most_waiting = max(most_waiting, flood.cluster.pending())
         turns += 1
         assert not flood.service.held, f"turn {turns}: held with a healthy broker"
         assert turns < 400
@@ -190,33 +173,31 @@ def test_a_broker_working_through_the_snapshot_backlog_is_not_taken_for_an_unrea
     for _ in range(math.ceil(2 * SETTINGS.produce_timeout_s / TURN_S)):  # acknowledges nothing
         flood.turn(acknowledge=0)
     assert flood.service.held and len(_not_acknowledged(caplog)) == 1, "a real stall still is"
-    assert flood.poll_waits[-1] == SETTINGS.poll_timeout_ms, "held: no quick polls in an outage"
+    assert flood.poll_waits()[-1] == SETTINGS.poll_timeout_ms, "held: no quick polls in an outage"
 
 
 def test_a_device_changed_while_the_checkpoint_is_in_flight_is_written_as_of_its_start(
 ) -> None:
-    flood = Flood(dataclasses.replace(SETTINGS, idle_ttl_s=0))
-    service, producer = flood.service, flood.producer
+    flood = Flood(dataclasses.replace(SETTINGS, idle_ttl_s=0), keep_changelog=True)
+    service, harness = flood.service, flood.harness
     samples = synthetic_samples(1000, seed=5)
-    first = {f"dev-{d}": sensor_records(f"dev-{d}", samples, partition=0,
-                                        first_offset=10 * d)[:10] for d in range(3)}
-    flood.consumer.feed(r for records in first.values() for r in records)
-    while flood.consumer.queue:
+    first = {f"dev-{d}": sensor_messages(f"dev-{d}", samples)[:10] for d in range(3)}
+    flood.place(m for messages in first.values() for m in messages)
+    while harness.unread():
         service.step()
     expected = {d: service.registry.snapshot(d) for d in first}
     service._begin_checkpoint()
-    producer.flush()  # the results
+    harness.acknowledge()  # the results
     assert not service._advance_checkpoint(limit=1)  # one snapshot out, two waiting
-    later = {d: sensor_records(d, samples, partition=0, first_offset=20 + 10 * i)[10:20]
-             for i, d in enumerate(first)}
-    flood.consumer.feed(r for records in later.values() for r in records)
-    while flood.consumer.queue:  # all three change before the other two are sent
+    later = {d: sensor_messages(d, samples)[10:20] for d in first}
+    flood.place(m for messages in later.values() for m in messages)
+    while harness.unread():  # all three change before the other two are sent
         service.step()
     assert any(service.registry.snapshot(d) != expected[d] for d in first)
     while not service._advance_checkpoint(limit=1):
-        producer.flush()
+        harness.acknowledge()
+    stored = harness.snapshots()
     for device_id, data in expected.items():
-        stored = producer.snapshots[device_id]
-        assert stored.data == data and stored.covers_offset == 30, device_id
-    assert flood.consumer.committed_offsets == {0: 30}
+        assert stored[device_id].data == data and stored[device_id].covers_offset == 30, device_id
+    assert harness.committed() == {0: 30}
     assert service.ownership.dirty == set(first), "snapshotted again by the next checkpoint"

@@ -1,6 +1,6 @@
 """Memory stays bounded when devices come and go: 100,000 devices that appear once and fall silent.
 
-The real `app.Service` runs on in-memory Kafka stand-ins with the eviction path of the
+The real `Service` runs on the in-memory Kafka driver with the eviction path of the
 service (checkpoint: snapshot, commit, evict idle devices, shrink the registry). Devices
 arrive in waves; the clock moves on between waves, so earlier waves pass the idle TTL and are
 evicted while new ones arrive. Checked: the registry never holds more than `max_devices`,
@@ -15,7 +15,7 @@ import resource
 import sys
 
 import numpy as np
-from reliability_support import Clock, Record, make_service
+from reliability_support import Clock, Harness, Message
 from service_support import FakeModel, batches_of, synthetic_samples
 
 from har_stream.core import codec
@@ -57,10 +57,9 @@ def test_registry_shrinks_when_most_slots_are_free_and_keeps_every_state() -> No
     assert reg.nbytes() == 8 * (4 * 3 * 4 + 8 + 8)
 
 
-def _message(device_id: str, samples: np.ndarray, seq: int, partition: int,
-             offset: int) -> Record:
+def _message(device_id: str, samples: np.ndarray, seq: int, partition: int) -> Message:
     batch = SensorBatch(device_id, seq, T0 + seq * 20, samples)
-    return Record("in", partition, offset, device_id.encode(), codec.encode_sensor(batch))
+    return Message(device_id.encode(), codec.encode_sensor(batch), partition)
 
 
 def test_100k_devices_appearing_once_then_silent_leave_memory_bounded() -> None:
@@ -71,20 +70,18 @@ def test_100k_devices_appearing_once_then_silent_leave_memory_bounded() -> None:
                         eviction_interval_s=1.0, max_devices=max_devices, max_poll_records=500,
                         metrics_address="")
     clock = Clock()
-    service, consumer, producer = make_service(settings, FakeModel(), keep={"out", "dlq"},
-                                               clock=clock)
+    h = Harness(settings, clock=clock, read={"out", "dlq"})
+    # the changelog keeps the returning devices' snapshots; the others' are only counted
+    h.cluster.retain(TOPICS.changelog_topic, lambda key: (key or b"").startswith(b"back-"))
+    service = h.service
     registry = service.registry
-    producer.keep_snapshot = lambda device_id: device_id.startswith("back-")
     per_device = registry.nbytes_per_device()
     returning = {f"back-{i}": synthetic_samples(2000, seed=i) for i in range(8)}
-    offsets = dict.fromkeys(range(8), 0)
 
     def feed(device_id: str, samples: np.ndarray, seq: int) -> None:
         p = sum(device_id.encode()) % 8
-        for start in range(0, len(samples), 500):
-            consumer.feed([_message(device_id, samples[start:start + 500], seq + start, p,
-                                    offsets[p])])
-            offsets[p] += 1
+        h.feed(_message(device_id, samples[start:start + 500], seq + start, p)
+               for start in range(0, len(samples), 500))
 
     burst = synthetic_samples(64, seed=99)  # one message each: half a window, state allocated
     rss_start, peak_devices, peak_bytes = rss_mib(), 0, 0
@@ -93,24 +90,22 @@ def test_100k_devices_appearing_once_then_silent_leave_memory_bounded() -> None:
             for device_id, samples in returning.items():
                 feed(device_id, samples[:1000], 0)
         template = codec.encode_sensor(SensorBatch("w0-00000", 0, T0, burst))
-        for i in range(DEVICES // WAVES):  # the same message under 10,000 new device ids
-            device_id = f"w{wave}-{i:05d}"
-            p = sum(device_id.encode()) % 8
-            consumer.feed([Record("in", p, offsets[p], device_id.encode(),
-                                  template.replace(b"w0-00000", device_id.encode()))])
-            offsets[p] += 1
-        while consumer.queue:
+        h.feed(Message(device_id.encode(), template.replace(b"w0-00000", device_id.encode()),
+                       sum(device_id.encode()) % 8)  # the same message under new device ids
+               for device_id in (f"w{wave}-{i:05d}" for i in range(DEVICES // WAVES)))
+        while h.unread():
             service.step()
             service.checkpoint()
             peak_devices = max(peak_devices, len(registry))
             peak_bytes = max(peak_bytes, registry.nbytes())
+        h.cluster.delete_records(TOPICS.sensor_topic, h.committed())  # retention: consumed
         clock.now += 40.0  # a wave is idle past the 60 s TTL two waves later
     rss_peak = rss_mib()
     clock.now += 120.0
     service.checkpoint()  # evicts everything idle, then shrinks
     assert len(registry) == 0 and registry.capacity == 256
     assert peak_devices <= max_devices
-    assert not producer.sent["dlq"], "eviction kept up: no device was refused"
+    assert not h.sent("dlq"), "eviction kept up: no device was refused"
     bound = max_devices * per_device * 1.5 + 256 * per_device  # slots grow by 1.5x
     assert peak_bytes <= bound
     assert registry.nbytes() == 256 * per_device
@@ -125,11 +120,11 @@ def test_100k_devices_appearing_once_then_silent_leave_memory_bounded() -> None:
 
     for device_id, samples in returning.items():  # evicted long ago: resume from the snapshot
         feed(device_id, samples[1000:], 1000)
-    while consumer.queue:
+    while h.unread():
         service.step()
         service.checkpoint()
     got: dict[str, np.ndarray] = {}
-    for record in producer.sent["out"]:
+    for record in h.sent("out"):
         result = codec.decode_result(record.value)
         if result.device_id in returning:
             got[result.window_id] = np.array(list(result.probabilities.values()))
@@ -145,19 +140,18 @@ def test_100k_devices_appearing_once_then_silent_leave_memory_bounded() -> None:
 def test_devices_beyond_the_limit_are_dead_lettered_not_held() -> None:
     settings = Settings(topics=TOPICS, commit_interval_s=0, idle_ttl_s=0, max_devices=50,
                         metrics_address="")
-    service, consumer, producer = make_service(dataclasses.replace(settings), FakeModel(),
-                                               keep={"dlq"})
+    h = Harness(dataclasses.replace(settings), read={"dlq"})
     burst = synthetic_samples(10, seed=3)
-    consumer.feed(_message(f"d{i}", burst, 0, 0, i) for i in range(80))
-    consumer.feed([_message("d3", burst, 10, 0, 80)])  # a held device goes on
-    while consumer.queue:
-        service.step()
-        service.checkpoint()
-    assert len(service.registry) == 50
-    letters = producer.sent["dlq"]
+    h.feed(_message(f"d{i}", burst, 0, 0) for i in range(80))
+    h.feed([_message("d3", burst, 10, 0)])  # a held device goes on
+    while h.unread():
+        h.service.step()
+        h.service.checkpoint()
+    assert len(h.service.registry) == 50
+    letters = h.sent("dlq")
     assert [r.key for r in letters] == [f"d{i}".encode() for i in range(50, 80)]
     for letter in letters:
-        headers = dict(letter.headers)
+        headers = dict(letter.headers or [])
         assert headers[codec.HEADER_REASON] == b"too_many_devices"
         assert b"limit is 50" in headers[codec.HEADER_DETAIL]
-    assert consumer.committed_offsets == {0: 81}
+    assert h.committed() == {0: 81}

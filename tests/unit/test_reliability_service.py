@@ -1,10 +1,11 @@
-"""The loop under producer failures, outages and slow models, with in-memory Kafka stand-ins.
+"""The loop under producer failures, outages and slow models, on the in-memory Kafka driver.
 
 Pinned down here without a broker: a poison output record is retried a bounded number of
 times, then dead-lettered, and the commit goes on; a systemic refusal stops the service
 without committing; an unreachable broker holds commits and pauses consumption instead of
 exiting; the broker gauge and the logs follow the connection; the poll size adapts so that a
-step fits the time budget derived from `max_poll_interval_ms`.
+step fits the time budget derived from `max_poll_interval_ms`; a sensor topic created again
+stops the service before any of its messages is applied.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import time
 
 import numpy as np
 import pytest
-from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
-from reliability_support import Clock, Record, Sent, make_service
+from reliability_support import Clock, Harness, Message, sensor_messages
 from service_support import FakeModel, batches_of, synthetic_samples
 
 from har_stream.core import codec
 from har_stream.core.recognizer import Recognizer
+from har_stream.kafka.drivers.memory import MemoryCluster
+from har_stream.kafka.ports import Headers, KafkaFailure, Record, RecordRefused
 from har_stream.service import metrics
 from har_stream.service.delivery import (
     HEADER_TRUNCATED,
@@ -38,94 +40,81 @@ TOPICS = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
 SETTINGS = Settings(topics=TOPICS, commit_interval_s=0, idle_ttl_s=0, metrics_address="")
 
 
-def sensor_records(device_id: str, samples: np.ndarray, partition: int = 0,
-                   first_offset: int = 0, per_message: int = 50) -> list[Record]:
-    return [Record("in", partition, first_offset + i, device_id.encode(),
-                   codec.encode_sensor(b))
-            for i, b in enumerate(batches_of(device_id, samples, per_message))]
-
-
 def reference_ids(device_id: str, samples: np.ndarray) -> set[str]:
     out = Recognizer(FakeModel()).process(batches_of(device_id, samples, len(samples)))
     return {r.window_id for r in out.results}
 
 
-def result_ids(sent: list[Sent]) -> set[str]:
+def result_ids(sent: list[Record]) -> set[str]:
     return {codec.decode_result(r.value).window_id for r in sent}
-
-
-def run_all(service, consumer) -> None:  # type: ignore[no-untyped-def]
-    while consumer.queue or consumer.events:
-        service.step()
-        service.checkpoint()
-    service.checkpoint()
 
 
 GOOD, POISON = synthetic_samples(1000, seed=1), synthetic_samples(1000, seed=2)
 
 
 def test_a_poison_result_is_retried_a_bounded_number_of_times_then_dead_lettered() -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    refusals: list[Sent] = []
+    h = Harness(SETTINGS)
+    refusals: list[bytes | None] = []
 
-    def refuse(record: Sent) -> BaseException | None:
-        if record.topic == "out" and record.key == b"poison":
-            refusals.append(record)
-            return MessageSizeTooLargeError("MESSAGE_TOO_LARGE for this topic")
+    def refuse(topic: str, key: bytes | None, value: bytes | None, headers: Headers,
+               partition: int) -> KafkaFailure | None:
+        if topic == "out" and key == b"poison":
+            refusals.append(value)
+            return RecordRefused("MessageSizeTooLarge: MESSAGE_TOO_LARGE for this topic")
         return None
 
-    producer.refuse = refuse
-    consumer.feed(sensor_records("good", GOOD) + sensor_records("poison", POISON, partition=1))
-    run_all(service, consumer)
+    h.cluster.refuse = refuse
+    h.feed(sensor_messages("good", GOOD) + sensor_messages("poison", POISON, partition=1))
+    h.drain()
     poison_windows = reference_ids("poison", POISON)
     assert len(refusals) == SETTINGS.max_produce_attempts * len(poison_windows)
-    assert result_ids(producer.sent["out"]) == reference_ids("good", GOOD)
-    letters = producer.sent["dlq"]
+    assert result_ids(h.sent("out")) == reference_ids("good", GOOD)
+    letters = h.sent("dlq")
     assert len(letters) == len(poison_windows)
     for letter in letters:
-        headers = dict(letter.headers)
+        headers = dict(letter.headers or [])
         assert headers[codec.HEADER_REASON] == UNDELIVERABLE.encode()
         assert headers[codec.HEADER_SOURCE_TOPIC] == b"out"
-        assert b"MessageSizeTooLargeError" in headers[codec.HEADER_DETAIL]
+        assert b"MessageSizeTooLarge" in headers[codec.HEADER_DETAIL]
         assert letter.key == b"poison"
     assert {codec.decode_result(r.value).window_id for r in letters} == poison_windows
-    assert consumer.committed_offsets == {0: 20, 1: 20}, "the partition was not blocked"
+    assert h.committed() == {0: 20, 1: 20}, "the partition was not blocked"
 
 
 def test_a_record_refused_by_send_itself_is_dead_lettered_too() -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    producer.refuse_at_send = lambda r: (MessageSizeTooLargeError("larger than max_request_size")
-                                         if r.topic == "counts" else None)
-    consumer.feed(sensor_records("good", GOOD))
-    run_all(service, consumer)
-    reasons = {dict(r.headers)[codec.HEADER_REASON] for r in producer.sent["dlq"]}
-    assert reasons == {UNDELIVERABLE.encode()} and producer.sent["dlq"]
-    assert result_ids(producer.sent["out"]) == reference_ids("good", GOOD)
-    assert consumer.committed_offsets == {0: 20}
+    h = Harness(SETTINGS)
+    h.cluster.refuse_at_send = lambda topic, *_: (
+        RecordRefused("MessageSizeTooLarge: larger than max_request_size")
+        if topic == "counts" else None)
+    h.feed(sensor_messages("good", GOOD))
+    h.drain()
+    reasons = {dict(r.headers or [])[codec.HEADER_REASON] for r in h.sent("dlq")}
+    assert reasons == {UNDELIVERABLE.encode()} and h.sent("dlq")
+    assert result_ids(h.sent("out")) == reference_ids("good", GOOD)
+    assert h.committed() == {0: 20}
 
 
 def test_a_dead_letter_the_broker_refuses_is_stripped_then_dropped_without_looping(
         caplog: pytest.LogCaptureFixture) -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    producer.refuse = lambda r: (MessageSizeTooLargeError("too large") if r.topic == "dlq"
-                                 and r.value else None)
-    bad = Record("in", 0, 0, b"dev", b"{oops" + b" " * 1000)
-    consumer.feed([bad, *sensor_records("dev", GOOD, first_offset=1)])
-    run_all(service, consumer)
-    (letter,) = producer.sent["dlq"]  # the stripped copy: headers only
+    h = Harness(SETTINGS)
+    h.cluster.refuse = lambda topic, key, value, *_: (
+        RecordRefused("MessageSizeTooLarge: too large") if topic == "dlq" and value else None)
+    h.feed([Message(b"dev", b"{oops" + b" " * 1000), *sensor_messages("dev", GOOD)])
+    h.drain()
+    (letter,) = h.sent("dlq")  # the stripped copy: headers only
     assert letter.value == b"" and letter.key is None
-    assert dict(letter.headers)[codec.HEADER_REASON] == b"not_json"
-    assert consumer.committed_offsets == {0: 21}
+    assert dict(letter.headers or [])[codec.HEADER_REASON] == b"not_json"
+    assert h.committed() == {0: 21}
 
 
 def test_a_systemic_refusal_stops_the_service_without_committing() -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    producer.refuse = lambda r: TopicAuthorizationFailedError("not allowed")
-    consumer.feed(sensor_records("dev", GOOD))
-    service.step()
-    with pytest.raises(ServiceError, match="TopicAuthorizationFailedError"):
-        service.checkpoint()
-    assert consumer.committed_offsets == {}
+    h = Harness(SETTINGS)
+    h.feed(sensor_messages("dev", GOOD))
+    h.cluster.refuse = lambda *_: KafkaFailure("TopicAuthorizationFailed: not allowed", code=29)
+    h.service.step()
+    with pytest.raises(ServiceError, match="TopicAuthorizationFailed"):
+        h.service.checkpoint()
+    assert h.committed() == {}
 
 
 def test_dead_letters_are_bounded_copies_and_ignore_forged_error_headers() -> None:
@@ -143,78 +132,74 @@ def test_dead_letters_are_bounded_copies_and_ignore_forged_error_headers() -> No
 
 
 def test_records_without_key_and_value_or_with_null_headers_are_dead_lettered() -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    consumer.feed([Record("in", 0, 0, None, None, headers=[("h", None)]),
-                   Record("in", 0, 1, b"\xff\xfe", b"\x00" * 10)])
-    run_all(service, consumer)
-    assert [dict(r.headers)[codec.HEADER_REASON] for r in producer.sent["dlq"]] == [
+    h = Harness(SETTINGS)
+    h.feed([Message(None, None, 0, [("h", None)]),  # type: ignore[list-item]  # Kafka allows it
+            Message(b"\xff\xfe", b"\x00" * 10)])
+    h.drain()
+    assert [dict(r.headers or [])[codec.HEADER_REASON] for r in h.sent("dlq")] == [
         b"not_json", b"not_json"]
-    assert consumer.committed_offsets == {0: 2}
+    assert h.committed() == {0: 2}
 
 
 def test_an_unreachable_broker_holds_commits_and_pauses_instead_of_exiting(
         caplog: pytest.LogCaptureFixture) -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    records = sensor_records("dev", GOOD)
-    consumer.feed(records[:10])
-    service.step()
-    service.checkpoint()
-    assert consumer.committed_offsets == {0: 10}
-    consumer.feed(records[10:])
-    service.step()
-    producer.flush_blocks = True
+    h = Harness(SETTINGS)
+    messages = sensor_messages("dev", GOOD)
+    h.feed(messages[:10])
+    h.service.step()
+    h.service.checkpoint()
+    assert h.committed() == {0: 10}
+    h.feed(messages[10:15])
+    h.service.step()
+    h.cluster.reachable = False
     with caplog.at_level(logging.WARNING, logger="har_stream.service.loop"):
         for _ in range(3):
-            service.checkpoint()  # no exception: the service waits
-            assert service.step() is None, "paused: no new work while output waits"
-    assert service.held and consumer.paused
-    assert consumer.committed_offsets == {0: 10}, "nothing committed past unacknowledged output"
+            h.service.checkpoint()  # no exception: the service waits
+            assert h.service.step() is None
+    assert h.service.held and h.consumer.paused == h.consumer.assignment() != set()
+    assert h.committed() == {0: 10}, "nothing committed past unacknowledged output"
     assert sum("holding commits" in r.message for r in caplog.records) == 1, "said once"
-    producer.flush_blocks = False
-    run_all(service, consumer)
-    assert not service.held and not consumer.paused
-    assert consumer.committed_offsets == {0: 20}
-    assert result_ids(producer.sent["out"]) == reference_ids("dev", GOOD)
+    h.cluster.reachable = True
+    h.feed(messages[15:])
+    assert h.service.step() is None, "paused: no new work while output waits"
+    h.drain()
+    assert not h.service.held and not h.consumer.paused
+    assert h.committed() == {0: 20}
+    assert result_ids(h.sent("out")) == reference_ids("dev", GOOD)
 
 
 def test_stopping_while_output_is_unacknowledged_fails_without_committing() -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    consumer.feed(sensor_records("dev", GOOD))
-    service.step()
-    producer.flush_blocks = True
+    h = Harness(SETTINGS)
+    h.feed(sensor_messages("dev", GOOD))
+    h.service.step()
+    h.cluster.reachable = False
     with pytest.raises(ServiceError, match="not acknowledged"):
-        service.checkpoint(final=True)
-    assert consumer.committed_offsets == {}
+        h.service.checkpoint(final=True)
+    assert h.committed() == {}
 
 
 def test_the_broker_gauge_and_logs_follow_the_connection(
         caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
-
-    class Client:
-        connections = 2.0
-
-        def metrics(self) -> dict:
-            return {"consumer-metrics": {"connection-count": self.connections}}
-
-    client = Client()
+    cluster = MemoryCluster(waits=False)
+    client = cluster.consumer("group")
     watch = BrokerWatch(client, "127.0.0.1:9", clock=clock, every_s=0.5, grace_s=1.0,
                         remind_s=60.0)
     gauge = lambda: metrics.REGISTRY.get_sample_value("har_broker_connected")  # noqa: E731
     with caplog.at_level(logging.INFO, logger="har_stream.service.health"):
         assert watch.check() and gauge() == 1
-        client.connections = 0.0
+        cluster.reachable = False
         for _ in range(200):  # 100 s of checks every 0.5 s
             clock.now += 0.5
             watch.check()
         assert not watch.up and gauge() == 0
-        client.connections = 1.0  # a connection being attempted counts too...
+        cluster.reachable = True  # a connection being attempted counts too...
         clock.now += 0.5
         assert not watch.check() and gauge() == 0, "...so one sighting is not enough"
-        client.connections = 0.0  # refused: closed again
+        cluster.reachable = False  # refused: closed again
         clock.now += 0.5
         assert not watch.check()
-        client.connections = 1.0
+        cluster.reachable = True
         clock.now += 0.5
         assert not watch.check()
         clock.now += 0.5
@@ -255,18 +240,18 @@ def test_with_a_slow_model_every_step_stays_within_the_work_budget() -> None:
                                    restore_timeout_s=1.0, session_timeout_ms=3000,
                                    heartbeat_interval_ms=1000)
     assert settings.work_budget_s == pytest.approx(0.25)
-    service, consumer, _ = make_service(settings, SlowModel(0.005))
+    h = Harness(settings, SlowModel(0.005))
     for d in range(20):
-        consumer.feed(sensor_records(f"dev-{d}", synthetic_samples(1280, d), partition=d % 8,
-                                     per_message=128))
+        h.feed(sensor_messages(f"dev-{d}", synthetic_samples(1280, d), partition=d % 8,
+                               per_message=128))
     durations = []
-    while consumer.queue or consumer.events:
+    while h.unread():
         started = time.perf_counter()
-        service.step()
+        h.service.step()
         durations.append(time.perf_counter() - started)
     # without the budget one step would take 5 s (20 budgets); 4 leaves room for a busy CI
     assert max(durations[2:]) < 4 * settings.work_budget_s, durations
-    assert max(p for p in consumer.polls if p) < 100, "the poll size came down"
+    assert max(most for _, most in h.polls) < 100, "the poll size came down"
 
 
 def test_settings_refuse_a_poll_interval_that_the_checkpoint_alone_can_exceed() -> None:
@@ -286,47 +271,42 @@ def test_settings_refuse_a_poll_interval_below_the_session_timeout_for_librdkafk
                     restore_timeout_s=2).session_timeout_ms == 10000
 
 
-class Cluster:
-    """kafka-python's cluster metadata as far as topic ids go."""
-
-    def __init__(self, **ids: str) -> None:
-        self.ids = ids
-
-    def topic_id(self, topic: str) -> str | None:
-        return self.ids.get(topic)
+def _recreate(cluster: MemoryCluster, topic: str, partitions: int = 8) -> None:
+    """Delete `topic` and create it again: a new topic id, offsets from 0."""
+    cluster.admin().delete_topics([topic])
+    cluster.create_topic(topic, partitions)
 
 
 def test_a_recreated_sensor_topic_stops_the_service_before_its_messages_are_applied() -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    consumer._cluster = Cluster(**{"in": "id-1"})  # type: ignore[attr-defined]
-    consumer.feed(sensor_records("dev", GOOD[:500]))
-    run_all(service, consumer)
-    before = result_ids(producer.sent["out"])
+    h = Harness(SETTINGS)
+    h.feed(sensor_messages("dev", GOOD[:500]))
+    h.drain()
+    before = result_ids(h.sent("out"))
     assert before, "the first topic's messages are processed"
-    consumer._cluster.ids["in"] = "id-2"  # type: ignore[attr-defined]
-    consumer.feed(sensor_records("dev", GOOD[500:], first_offset=0))  # offsets from 0 again
+    _recreate(h.cluster, "in")
+    h.consumer.topics()  # the client's metadata refresh learns the new topic's id
+    assert h.feed(sensor_messages("dev", GOOD[500:]))[0] == (0, 0), "offsets from 0 again"
     with pytest.raises(ServiceError, match="was recreated"):
-        service.step()
-    assert result_ids(producer.sent["out"]) == before, "nothing of the new topic applied"
+        h.service.step()
+    assert result_ids(h.sent("out")) == before, "nothing of the new topic applied"
 
 
 def test_after_an_outage_the_topic_is_checked_on_fresh_metadata_before_the_first_message(
         ) -> None:
     clock = Clock()
-    service, consumer, producer = make_service(SETTINGS, FakeModel(), clock=clock)
-    cached = Cluster(**{"in": "id-1"})
-    consumer._cluster = cached  # type: ignore[attr-defined]
-    consumer.topics = lambda: cached.ids.update({"in": "id-2"})  # type: ignore[attr-defined]
-    consumer.feed(sensor_records("dev", GOOD[:500]))
-    run_all(service, consumer)
-    before = result_ids(producer.sent["out"])
-    consumer.connections = 0.0  # the broker goes away...
+    h = Harness(SETTINGS, clock=clock)
+    h.feed(sensor_messages("dev", GOOD[:500]))
+    h.drain()
+    before = result_ids(h.sent("out"))
+    h.cluster.reachable = False  # the broker goes away...
     for _ in range(4):
         clock.now += 0.6
-        service.step()
-    assert not service.watch.up
-    consumer.connections = 1.0  # ...and comes back empty; the cache still has the old id
-    consumer.feed(sensor_records("dev", GOOD[500:], first_offset=0))
+        h.service.step()
+    assert not h.service.watch.up
+    h.cluster.reachable = True  # ...and comes back with the topic created anew; the
+    _recreate(h.cluster, "in")  # client's cached metadata still has the old id
+    assert h.consumer.topic_id("in") != h.cluster.topic("in").id
+    h.feed(sensor_messages("dev", GOOD[500:]))
     with pytest.raises(ServiceError, match="was recreated"):
-        service.step()
-    assert result_ids(producer.sent["out"]) == before
+        h.service.step()
+    assert result_ids(h.sent("out")) == before

@@ -10,8 +10,8 @@ import re
 import orjson
 import pytest
 from prometheus_client import generate_latest
-from reliability_support import Clock, Record, make_service
-from service_support import FakeModel, batches_of, synthetic_samples
+from reliability_support import Clock, Harness, Message
+from service_support import batches_of, synthetic_samples
 
 from har_stream.core import codec
 from har_stream.core.logsafe import RepeatFilter, SecretFilter, escape
@@ -29,47 +29,43 @@ HOSTILE_IDS = ["evil\nINFO har_stream.service.loop: all good",
 LINE = re.compile(r"^[\x20-\x7e]*$")
 
 
-def hostile_records() -> list[Record]:
+def hostile_messages() -> list[Message]:
     """Messages whose device id, key or headers carry log-forging text."""
     good = batches_of("x", synthetic_samples(50, seed=1), 50)[0]
     body = orjson.loads(codec.encode_sensor(good))
     records = []
     for i, device_id in enumerate(HOSTILE_IDS):
         value = orjson.dumps(body | {"device_id": device_id})
-        records.append(Record("in", i % 2, i, device_id.encode(), value,
-                              headers=[(f"h\n{i}", b"\x1b[0m\n")]))
+        records.append(Message(device_id.encode(), value, i % 2,
+                               [(f"h\n{i}", b"\x1b[0m\n")]))
     return records
 
 
 def test_hostile_values_never_forge_a_log_line_or_a_header(
         caplog: pytest.LogCaptureFixture) -> None:
-    service, consumer, producer = make_service(SETTINGS, FakeModel())
-    consumer.feed(hostile_records())
+    h = Harness(SETTINGS)
+    h.feed(hostile_messages())
     with caplog.at_level(logging.DEBUG, logger="har_stream"):
-        while consumer.queue or consumer.events:
-            service.step()
-            service.checkpoint()
-    assert len(producer.sent["dlq"]) == len(HOSTILE_IDS)
+        h.drain()
+    assert len(h.sent("dlq")) == len(HOSTILE_IDS)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("har_stream")]
     assert any("rejected in[" in line for line in lines)
     for line in lines:
         assert LINE.match(line) and len(line) < 600, repr(line)
-    for letter in producer.sent["dlq"]:
-        for name, value in letter.headers:
+    for letter in h.sent("dlq"):
+        for name, value in letter.headers or []:
             if name.startswith("har."):
                 assert LINE.match(value.decode("ascii")) and len(value) <= 300
 
 
 def test_device_ids_never_become_metric_labels() -> None:
-    service, consumer, _ = make_service(SETTINGS, FakeModel())
+    h = Harness(SETTINGS)
     devices = [f"watch-{i:04d}" for i in range(30)]
     for i, device_id in enumerate(devices):
-        consumer.feed(Record("in", i % 8, i // 8, device_id.encode(), codec.encode_sensor(b))
-                      for b in batches_of(device_id, synthetic_samples(300, seed=i), 100))
-    consumer.feed(hostile_records())
-    while consumer.queue or consumer.events:
-        service.step()
-        service.checkpoint()
+        h.feed(Message(device_id.encode(), codec.encode_sensor(b), i % 8)
+               for b in batches_of(device_id, synthetic_samples(300, seed=i), 100))
+    h.feed(hostile_messages())
+    h.drain()
     exposition = generate_latest(metrics.REGISTRY).decode()
     assert "har_windows_classified_total{activity=" in exposition
     for device_id in devices + ["evil", "rtl", "overwrite"]:
@@ -120,15 +116,14 @@ def test_message_size_and_samples_per_message_limits_are_configurable() -> None:
     from dataclasses import replace
 
     settings = replace(SETTINGS, max_message_bytes=4000, max_samples_per_message=40)
-    service, consumer, producer = make_service(settings, FakeModel())
+    h = Harness(settings)
     samples = synthetic_samples(200, seed=4)
     big = SensorBatch("dev", 0, 1_700_000_000_000, samples)
     many = SensorBatch("dev", 0, 1_700_000_000_000, samples[:50])
-    consumer.feed([Record("in", 0, 0, b"dev", codec.encode_sensor(big)),
-                   Record("in", 0, 1, b"dev", codec.encode_sensor(many))])
-    service.step()
-    service.checkpoint()
-    reasons = [dict(r.headers)[codec.HEADER_REASON] for r in producer.sent["dlq"]]
+    h.feed([Message(b"dev", codec.encode_sensor(big)), Message(b"dev", codec.encode_sensor(many))])
+    h.service.step()
+    h.service.checkpoint()
+    reasons = [dict(r.headers or [])[codec.HEADER_REASON] for r in h.sent("dlq")]
     assert reasons == [b"message_too_large", b"too_many_samples"]
 
 

@@ -1,4 +1,5 @@
-"""The simulator: device plans, message order, ground-truth headers, replay without a broker."""
+"""The simulator: device plans, message order, ground-truth headers, replay into an in-memory
+Kafka cluster."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from har_stream.core import codec
 from har_stream.core.records import SAMPLE_PERIOD_MS
+from har_stream.kafka.drivers.memory import MemoryCluster
+from har_stream.kafka.drivers.memory_producer import MemoryProducer
 from har_stream.tools.simulator import (
     TRUTH_HEADER,
     parse_truth,
@@ -35,15 +38,15 @@ DATA = SimpleNamespace(recordings=(recording(1, 1, 300), recording(2, 2, 250),
                                    recording(3, 2, 200)), test_users=(2,))
 
 
-class FakeProducer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes, list | None]] = []
+def sensor_topic() -> tuple[MemoryCluster, MemoryProducer]:
+    """A cluster with the sensor topic (one partition: the records in the order sent)."""
+    cluster = MemoryCluster(waits=False)
+    cluster.create_topic("sensor")
+    return cluster, cluster.producer()
 
-    def send(self, topic: str, key: bytes, value: bytes, headers: list | None = None) -> None:
-        self.sent.append((topic, key, value, headers))
 
-    def flush(self) -> None:
-        pass
+def sent(cluster: MemoryCluster) -> list[tuple[str, bytes, bytes, list]]:
+    return [(r.topic, r.key, r.value, r.headers) for r in cluster.records("sensor")]  # type: ignore[misc]
 
 
 def test_recordings_are_chosen_by_users_or_experiments() -> None:
@@ -90,12 +93,12 @@ def test_truth_headers_round_trip_per_sample() -> None:
 
 def test_replay_sends_decodable_batches_with_truth_headers() -> None:
     streams = plan_streams(DATA.recordings, start_ms=1_700_000_000_000)
-    producer = FakeProducer()
+    cluster, producer = sensor_topic()
     summary = replay(producer, "sensor", streams, per_message=50, speed=0, names=NAMES)
-    assert summary.complete and summary.messages == len(producer.sent)
+    assert summary.complete and summary.messages == len(sent(cluster))
     assert summary.samples == sum(len(s.samples) for s in streams) == 750
     rebuilt: dict[str, list[np.ndarray]] = {}
-    for topic, key, value, headers in producer.sent:
+    for topic, key, value, headers in sent(cluster):
         batch = codec.decode_sensor(value, key)
         assert topic == "sensor" and batch.device_id == key.decode()
         stream = next(s for s in streams if s.device_id == batch.device_id)
@@ -110,10 +113,10 @@ def test_replay_sends_decodable_batches_with_truth_headers() -> None:
 
 def test_further_passes_replay_the_recording_with_seq_and_clock_going_on() -> None:
     streams = plan_streams(DATA.recordings[:1], start_ms=1_700_000_000_000, max_samples=220)
-    producer = FakeProducer()
+    cluster, producer = sensor_topic()
     summary = replay(producer, "sensor", streams, per_message=64, speed=0, names=NAMES,
                      passes=3)
-    batches = [codec.decode_sensor(value, key) for _, key, value, _ in producer.sent]
+    batches = [codec.decode_sensor(value, key) for _, key, value, _ in sent(cluster)]
     assert [b.seq for b in batches] == [0, 64, 128, 192, 220, 284, 348, 412, 440, 504, 568, 632]
     assert [len(b.samples) for b in batches] == [64, 64, 64, 28] * 3  # no message spans passes
     assert summary.complete and summary.samples == 3 * 220
@@ -127,13 +130,13 @@ def test_further_passes_replay_the_recording_with_seq_and_clock_going_on() -> No
 
 def test_endless_passes_stop_only_when_told() -> None:
     streams = plan_streams(DATA.recordings[:1], start_ms=1, max_samples=100)
-    producer = FakeProducer()
+    cluster, producer = sensor_topic()
 
     class StopAfter(threading.Event):  # set once 25 messages went out
         def is_set(self) -> bool:
-            return len(producer.sent) >= 25
+            return cluster.count("sensor") + cluster.pending("sensor") >= 25
 
     summary = replay(producer, "sensor", streams, per_message=50, speed=0, passes=0,
                      stop=StopAfter())
     assert not summary.complete and summary.messages == 25
-    assert codec.decode_sensor(producer.sent[-1][2]).seq == 24 * 50
+    assert len(sent(cluster)) == 25 and codec.decode_sensor(sent(cluster)[-1][2]).seq == 24 * 50

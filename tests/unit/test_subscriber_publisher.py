@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from har_stream.core.subscriber_outputs import SubscriberOutputs
 from har_stream.core.subscriber_records import ActivityResult
+from har_stream.kafka.drivers.memory import MemoryCluster
+from har_stream.service.delivery import Outbox
 from har_stream.service.settings import TopicSettings
 from har_stream.service.subscriber_publisher import SubscriberPublisher
 
@@ -13,12 +13,23 @@ CLASSES = ("WALKING", "SITTING")
 TOPICS = TopicSettings()
 
 
-class RecordingOutbox:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
+def outbox(compact_devices: bool = True) -> tuple[MemoryCluster, Outbox]:
+    """The service's outbox on an in-memory cluster with the subscriber topics (the devices
+    topic compacted, as the service creates it, or keeping every record)."""
+    cluster = MemoryCluster(waits=False)
+    for topic in (TOPICS.changes_topic, TOPICS.daily_topic, TOPICS.dlq_topic):
+        cluster.create_topic(topic)
+    cluster.create_topic(TOPICS.devices_topic,
+                         configs={"cleanup.policy": "compact"} if compact_devices else None)
+    return cluster, Outbox(cluster.producer(), TOPICS.dlq_topic)
 
-    def send(self, topic: str, key: bytes, value: bytes, **_: Any) -> None:
-        self.sent.append((topic, key))
+
+def keys(cluster: MemoryCluster, topic: str) -> list[bytes | None]:
+    """The keys in `topic` (every record sent so far acknowledged first)."""
+    cluster.acknowledge()
+    for producer in cluster.producers:
+        producer.serve()
+    return [r.key for r in cluster.records(topic)]
 
 
 def steps() -> list:
@@ -33,23 +44,24 @@ def steps() -> list:
 
 
 def test_per_poll_every_device_record_is_sent_at_once() -> None:
-    outbox = RecordingOutbox()
-    publisher = SubscriberPublisher(outbox, TOPICS, per_checkpoint=False)  # type: ignore[arg-type]
+    cluster, box = outbox(compact_devices=False)  # every record kept, to be counted
+    publisher = SubscriberPublisher(box, TOPICS, per_checkpoint=False)
     for step in steps():
         publisher.send(step)
-    devices = [key for topic, key in outbox.sent if topic == TOPICS.devices_topic]
-    changes = [key for topic, key in outbox.sent if topic == TOPICS.changes_topic]
-    assert devices == [b"a", b"b"] * 3 and changes == [b"a", b"b"]
+    assert keys(cluster, TOPICS.devices_topic) == [b"a", b"b"] * 3
+    assert keys(cluster, TOPICS.changes_topic) == [b"a", b"b"]
 
 
 def test_per_checkpoint_only_each_devices_latest_record_is_sent_at_the_flush() -> None:
-    outbox = RecordingOutbox()
-    publisher = SubscriberPublisher(outbox, TOPICS, per_checkpoint=True)  # type: ignore[arg-type]
+    cluster, box = outbox()
+    publisher = SubscriberPublisher(box, TOPICS, per_checkpoint=True)
     for step in steps():
         publisher.send(step)
-    assert all(topic != TOPICS.devices_topic for topic, _ in outbox.sent)
-    assert [topic for topic, _ in outbox.sent] == [TOPICS.changes_topic] * 2  # not held back
+    assert keys(cluster, TOPICS.devices_topic) == []
+    assert keys(cluster, TOPICS.changes_topic) == [b"a", b"b"]  # not held back
+    assert cluster.count(TOPICS.daily_topic) == 0
     publisher.flush()
-    assert [key for topic, key in outbox.sent if topic == TOPICS.devices_topic] == [b"a", b"b"]
+    assert keys(cluster, TOPICS.devices_topic) == [b"a", b"b"]
     publisher.flush()  # nothing twice
-    assert len(outbox.sent) == 4
+    assert sum(cluster.count(t) for t in (TOPICS.changes_topic, TOPICS.devices_topic,
+                                          TOPICS.daily_topic, TOPICS.dlq_topic)) == 4

@@ -14,23 +14,26 @@ each member's next `poll` (eager: revoked all, then assigned all, positions from
 committed offsets); keyed records on murmur2(key) % partitions; compacted topics
 (`cleanup.policy=compact`: a key's older record is removed when a newer one is stored);
 topic ids, new for a recreated topic; no auto-creation anywhere. The storage is in
-`memory_log.py`, the clients in `memory_consumer.py` and `memory_producer.py`.
+`memory_log.py`, the clients in `memory_consumer.py`, `memory_producer.py` and
+`memory_admin.py`.
 
 Test controls (attributes and methods of the cluster):
 - `auto_acknowledge` (True): records are acknowledged at their producer's next `serve`,
-  `flush` or `send`; False: they wait for `acknowledge(n)`.
+  `flush` or `send`; False: they wait for `acknowledge(n)` (`producer=`: only its own).
 - `reachable` (True): False cuts every client off: `connected()` False, polls empty,
   deliveries wait, `flush` / `commit` / metadata raise `KafkaTimeout`.
 - `refuse(topic, key, value, headers, partition) -> KafkaFailure | None`: consulted at
   acknowledgement, a failure fails the delivery; `refuse_at_send` the same, raised by `send`.
 - `damage(topic, partition, offset, reason)`: polls hand a `Damaged` entry at that offset.
 - `retain(topic, False)`: the topic's records are counted (offsets advance), not kept; or
-  `retain(topic, fn)`: only records whose key `fn(key)` accepts are kept.
+  `retain(topic, fn)`: only records whose key `fn(key)` accepts are kept;
+  `delete_records(topic, {partition: offset})` removes those below, as Kafka's retention.
 - `expel(consumer)`: the member leaves its group; its next poll reports the partitions lost.
 - `rebalance(group)`: every member hears revoked then assigned in its next poll.
 - `put(topic, partition, key, value, headers, timestamp_ms)`: a record stored as another
   client would have (no producer).
-- `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending()`: what it holds.
+- `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending(topic)`: what it
+  holds.
 - `journal` (None): a list to keep the order of calls in: "send <topic>", "flush", "commit".
 - `waits` (True): polls and flushes wait as the ports say; False: they never block (tests
   that drive the service with a fake clock).
@@ -41,7 +44,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from har_stream.kafka.drivers.memory_log import (
@@ -54,7 +57,6 @@ from har_stream.kafka.drivers.memory_log import (
 )
 from har_stream.kafka.ports import (
     Headers,
-    KafkaFailure,
     KafkaTimeout,
     Partition,
     Record,
@@ -63,10 +65,11 @@ from har_stream.kafka.ports import (
 )
 
 if TYPE_CHECKING:
+    from har_stream.kafka.drivers.memory_admin import MemoryAdmin
     from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
     from har_stream.kafka.drivers.memory_producer import MemoryProducer
 
-__all__ = ["MemoryAdmin", "MemoryCluster", "partition_of"]
+__all__ = ["MemoryCluster", "partition_of"]
 
 
 class MemoryCluster:
@@ -109,6 +112,8 @@ class MemoryCluster:
         return producer
 
     def admin(self) -> MemoryAdmin:
+        from har_stream.kafka.drivers.memory_admin import MemoryAdmin
+
         return MemoryAdmin(self)
 
     # --- controls --------------------------------------------------------------------------
@@ -140,6 +145,13 @@ class MemoryCluster:
         with self.lock:
             for log in self.topic(topic).logs:
                 log.keep(keep)
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Remove each partition's records below its offset (Kafka's DeleteRecords): volume
+        tests drop what the service consumed. Offsets and the end stay."""
+        with self.lock:
+            for partition, offset in before.items():
+                self.topic(topic).logs[partition].delete_below(offset)
 
     def put(self, topic: str, partition: int, key: bytes | None = None,
             value: bytes | None = None, headers: Headers | None = None,
@@ -177,15 +189,16 @@ class MemoryCluster:
             group.rebalance(self.topics)
             self.notify()
 
-    def acknowledge(self, n: int | None = None) -> int:
-        """Acknowledge the oldest `n` records sent (None: all), across producers; how many
-        were. Their callbacks run at their producer's next serve/flush/send."""
+    def acknowledge(self, n: int | None = None, producer: MemoryProducer | None = None) -> int:
+        """Acknowledge the oldest `n` records sent (None: all), across producers or of
+        `producer` only (a broker answering one connection first); how many were. Their
+        callbacks run at their producer's next serve/flush/send."""
         with self.lock:
             if not self._reachable:
                 return 0
             done = 0
             while n is None or done < n:
-                heads = [p for p in self.producers if p.outgoing]
+                heads = [p for p in ([producer] if producer else self.producers) if p.outgoing]
                 if not heads:
                     break
                 min(heads, key=lambda p: p.outgoing[0][0]).acknowledge_oldest()
@@ -193,10 +206,12 @@ class MemoryCluster:
             self.notify()
             return done
 
-    def pending(self) -> int:
-        """Records sent and not yet acknowledged or failed."""
+    def pending(self, topic: str | None = None) -> int:
+        """Records sent (to `topic`; None: anywhere) and not yet acknowledged or failed."""
         with self.lock:
-            return sum(len(p.outgoing) for p in self.producers)
+            if topic is None:
+                return sum(len(p.outgoing) for p in self.producers)
+            return sum(sent[1] == topic for p in self.producers for sent in p.outgoing)
 
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
@@ -246,51 +261,3 @@ class MemoryCluster:
         for group in self.groups.values():
             if any(topic in m.subscription for m in group.members):
                 group.rebalance(self.topics)
-
-
-class MemoryAdmin:
-    """The admin port over a `MemoryCluster`."""
-
-    def __init__(self, cluster: MemoryCluster) -> None:
-        self.cluster = cluster
-
-    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
-        with self.cluster.lock:
-            self.cluster.check_reachable("partition counts")
-            known = self.cluster.topics
-            return {t: len(known[t].logs) for t in topics if t in known}
-
-    def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
-        cluster = self.cluster
-        with cluster.lock:
-            cluster.check_reachable("create topics")
-            created = set()
-            for name, layout in layouts.items():
-                if name in cluster.topics:
-                    continue
-                if layout.partitions < 1:
-                    raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
-                                       code=37)  # INVALID_PARTITIONS
-                cluster.topics[name] = Topic(name, layout)
-                created.add(name)
-                cluster.rebalance_subscribers(name)
-            cluster.notify()
-            return created
-
-    def delete_topics(self, topics: Iterable[str]) -> None:
-        cluster = self.cluster
-        with cluster.lock:
-            cluster.check_reachable("delete topics")
-            for name in topics:
-                cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
-                del cluster.topics[name]
-                for group in cluster.groups.values():
-                    for gone in [p for p in group.committed if p.topic == name]:
-                        del group.committed[gone]
-                for gone_record in [k for k in cluster.damaged if k[0] == name]:
-                    del cluster.damaged[gone_record]
-                cluster.rebalance_subscribers(name)
-            cluster.notify()
-
-    def close(self) -> None:
-        pass

@@ -76,22 +76,39 @@ class Log:
         offset = self.end
         self.end += 1
         retain = self.retain
-        if retain is not True and (retain is False or not retain(entry[1])):
+        if retain is not True:
             if retain is False:
                 self.start = self.end
-            return offset
+                return offset
+            if not retain(entry[1]):  # this key is counted, not kept: it still supersedes
+                if self.latest is not None and self._drop_latest(entry[1]) is not None:
+                    del self.latest[entry[1]]  # type: ignore[arg-type]
+                return offset
         if self.latest is not None:
             key: bytes = entry[1]  # type: ignore[assignment]  # compacted: always keyed
-            older = self.latest.get(key)
-            if older is not None:
-                self.entries[older] = None
-                self.holes += 1
+            self._drop_latest(key)
             self.latest[key] = len(self.entries)
         self.offsets.append(offset)
         self.entries.append(entry)
         if self.holes > COMPACT_REBUILD_AT and self.holes * 2 > len(self.entries):
             self._rebuild()
         return offset
+
+    def _drop_latest(self, key: bytes | None) -> int | None:
+        """Compaction: the key's older record becomes a hole (its index, None if none)."""
+        older = self.latest.get(key) if self.latest is not None and key is not None else None
+        if older is not None:
+            self.entries[older] = None
+            self.holes += 1
+        return older
+
+    def delete_below(self, offset: int) -> None:
+        """Kafka's DeleteRecords: the records below `offset` go; offsets and the end stay."""
+        cut = bisect_left(self.offsets, offset)
+        del self.offsets[:cut], self.entries[:cut]
+        self.start = max(self.start, min(offset, self.end))
+        if self.latest is not None:  # compacted: its index of the latest records
+            self._rebuild()
 
     def keep(self, retain: Retention) -> None:
         """From now on keep what `retain` says (False: drop what is kept now as well)."""
@@ -165,5 +182,6 @@ class Group:
 
 def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
     return (len(key or b"") + len(value or b"")
-            + sum(len(k) + len(v) for k, v in headers or ()) + ENTRY_OVERHEAD)
+            + sum(len(k) + len(v or b"") for k, v in headers or ())  # a null value: Kafka's -1
+            + ENTRY_OVERHEAD)
 
