@@ -117,10 +117,10 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         log.info("stopped cleanly after the final checkpoint")
     finally:
         close_quietly(consumer, reader_consumer)
-        for client in (producer, snapshot_producer):
-            if client is not None:
+        for output in (producer, snapshot_producer):
+            if output is not None:
                 try:
-                    client.close(timeout_s=5)
+                    output.close(timeout_s=5)
                 except KafkaFailure as exc:
                     log.warning("closing a producer: %s", exc)
         if server is not None:
