@@ -37,6 +37,7 @@ from har_stream.kafka.ports import (
     BAD_HEADER,
     CommitFailed,
     Damaged,
+    KafkaTimeout,
     Partition,
     RebalanceListener,
     Record,
@@ -251,9 +252,10 @@ class RdKafkaConsumer:
                 p.topic, p.partition, offset) for p, offset in offsets.items()],
                 asynchronous=False)
         except confluent_kafka.KafkaException as exc:
-            error = exc.args[0]
-            raise commit_failure(error.code() if error.code() > 0 else None,
-                                 f"{error.name()}: {error.str()}") from None
+            found = as_failure(exc.args[0])  # librdkafka's own timeouts included
+            if isinstance(found, KafkaTimeout):
+                raise found from None
+            raise commit_failure(found.code, str(found)) from None
 
     # --- assignment --------------------------------------------------------------------------
 
