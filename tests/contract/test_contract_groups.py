@@ -119,3 +119,4 @@ def test_a_member_of_an_unknown_topic_gets_nothing_and_creates_nothing(driver: K
     assert member.assignment() == set()
     assert missing not in member.topics()
     assert driver.admin.partition_counts([missing]) == {}
+

@@ -31,6 +31,7 @@ Test controls (attributes and methods of the cluster):
 - `put(topic, partition, key, value, headers, timestamp_ms)`: a record stored as another
   client would have (no producer).
 - `records(topic)`, `count(topic)`, `committed_offsets(group)`, `pending()`: what it holds.
+- `journal` (None): a list to keep the order of calls in: "send <topic>", "flush", "commit".
 - `waits` (True): polls and flushes wait as the ports say; False: they never block (tests
   that drive the service with a fake clock).
 """
@@ -80,6 +81,7 @@ class MemoryCluster:
         self.wall = wall
         self.refuse: Refusal | None = None
         self.refuse_at_send: Refusal | None = None
+        self.journal: list[str] | None = None
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.topics: dict[str, Topic] = {}

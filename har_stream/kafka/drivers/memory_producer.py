@@ -96,6 +96,8 @@ class MemoryProducer:
                                              -1 if partition is None else partition)
             if failure is not None:
                 raise failure
+        if cluster.journal is not None:
+            cluster.journal.append(f"send {topic}")
         delivery = MemoryDelivery(self)
         with cluster.lock:
             if self.outgoing and cluster.auto_acknowledge and cluster.reachable:
@@ -188,6 +190,8 @@ class MemoryProducer:
             self._run_callbacks()
 
     def flush(self, timeout_s: float | None = None) -> None:
+        if self.cluster.journal is not None:
+            self.cluster.journal.append("flush")
         self.wait_for(lambda: not self.outgoing, timeout_s)
 
     def partitions_for(self, topic: str) -> set[int]:
