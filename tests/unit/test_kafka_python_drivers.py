@@ -181,3 +181,24 @@ def test_position_and_highwater_of_a_partition_not_assigned_are_unknown_as_with_
     consumer = KafkaPythonConsumer(NotAssigned(), 1.0)  # type: ignore[arg-type]
     assert consumer.position(Partition("t", 0)) is None
     assert consumer.highwater(Partition("t", 0)) is None
+
+
+def test_a_consumer_without_a_group_has_no_committed_offsets_and_cannot_commit() -> None:
+    from kafka.errors import IllegalStateError
+
+    from har_stream.kafka.drivers.kafka_python_consumer import KafkaPythonConsumer
+    from har_stream.kafka.ports import Partition
+
+    class NoGroup:
+        config = {"group_id": None}
+
+        def committed(self, partition: object, timeout_ms: int | None = None) -> int:
+            raise IllegalStateError("Requires group_id")
+
+        def commit(self, offsets: object, timeout_ms: int | None = None) -> None:
+            raise IllegalStateError("Requires group_id")
+
+    consumer = KafkaPythonConsumer(NoGroup(), 1.0)  # type: ignore[arg-type]
+    assert consumer.committed(Partition("t", 0)) is None
+    with pytest.raises(CommitFailed):
+        consumer.commit({Partition("t", 0): 1})

@@ -177,6 +177,8 @@ class KafkaPythonConsumer:
         self.client.resume(*[_tp(p) for p in partitions])
 
     def committed(self, partition: Partition) -> int | None:
+        if self.client.config["group_id"] is None:  # no group, no committed offsets
+            return None
         try:
             offset = self.client.committed(_tp(partition), timeout_ms=self.timeout_ms)
         except KafkaError as exc:
