@@ -190,7 +190,8 @@ def test_a_consumer_without_a_group_has_no_committed_offsets_and_cannot_commit()
     from har_stream.kafka.ports import Partition
 
     class NoGroup:
-        config = {"group_id": None}
+        def __init__(self) -> None:
+            self.config = {"group_id": None}
 
         def committed(self, partition: object, timeout_ms: int | None = None) -> int:
             raise IllegalStateError("Requires group_id")
