@@ -200,6 +200,19 @@ def test_a_commit_not_answered_in_time_is_a_timeout_not_a_refusal(
         adapter().commit({Partition("in", 0): 1})
 
 
+def test_kafka_python_settings_with_a_librdkafka_counterpart_reach_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(confluent_kafka, "Consumer",
+                        lambda config: configs.append(config) or FakeLibrdkafka())
+    RdKafkaConsumer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "group",
+                    fetch_max_wait_ms=50, max_partition_fetch_bytes=8 << 20,
+                    session_timeout_ms=6000, max_poll_records=10000)
+    (config,) = configs
+    assert (config["fetch.wait.max.ms"], config["max.partition.fetch.bytes"],
+            config["session.timeout.ms"]) == (50, 8 << 20, 6000)
+
+
 def test_committing_nothing_is_no_error(fake: FakeLibrdkafka) -> None:
     adapter().commit({})
     assert fake.committed_offsets == {}
