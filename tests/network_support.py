@@ -106,6 +106,8 @@ class Relay:
         with self._lock:
             doomed, self._sockets = self._sockets, []
             self._generation += 1
+        with contextlib.suppress(OSError):  # wakes a blocked accept (close alone may not)
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         for sock in doomed:
             with contextlib.suppress(OSError):
@@ -117,12 +119,12 @@ class Relay:
 
     def _accept(self, server: Any) -> None:
         while True:
+            generation = self._generation  # as of before the accept: one a cut ends is old
             try:
                 raw, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(raw, self._generation),
-                             daemon=True).start()
+            threading.Thread(target=self._serve, args=(raw, generation), daemon=True).start()
 
     def _serve(self, raw: Any, generation: int) -> None:
         import socket

@@ -37,8 +37,11 @@ def _memory() -> Kafka:
         cluster.damage(topic, partition, offset, reason)
         return offset
 
-    return Kafka("memory", cluster.admin(), cluster.producer, cluster.consumer,
-                 cluster.consumer, unreadable)
+    kafka = Kafka("memory", cluster.admin(), cluster.producer, cluster.consumer,
+                  cluster.consumer, unreadable)
+    kafka.cut = lambda: setattr(cluster, "reachable", False)
+    kafka.restore = lambda: setattr(cluster, "reachable", True)
+    return kafka
 
 
 def _real(name: str, kafka_settings: Any) -> Kafka:
@@ -66,21 +69,61 @@ def _real(name: str, kafka_settings: Any) -> Kafka:
                  unreadable)
 
 
+def _skip_missing(name: str) -> None:
+    module = DRIVER_MODULES[name]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        pytest.skip(f"the {name} driver is not there yet ({module} is not importable)")
+
+
 @pytest.fixture(params=DRIVERS)
 def driver(request: pytest.FixtureRequest) -> Iterator[Kafka]:
     name = request.param
     if name == "memory":
         kafka = _memory()
     else:
-        module = DRIVER_MODULES[name]
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ImportError:
-            found = False
-        if not found:
-            pytest.skip(f"the {name} driver is not there yet ({module} is not importable)")
+        _skip_missing(name)
         kafka = _real(name, request.getfixturevalue("kafka_settings"))
     try:
         yield kafka
     finally:
         kafka.close()
+
+
+@pytest.fixture(params=DRIVERS)
+def severable(request: pytest.FixtureRequest) -> Iterator[Kafka]:
+    """A driver whose cluster a test can cut off (`cut()`) and bring back (`restore()`):
+    the memory cluster's `reachable`, or a relay in front of a broker of the test's own
+    (which advertises the relay, so that every connection goes through it)."""
+    name = request.param
+    if name == "memory":
+        kafka = _memory()
+        try:
+            yield kafka
+        finally:
+            kafka.close()
+        return
+    _skip_missing(name)
+    from network_support import AdvertisingBroker, Relay
+
+    from har_stream.service.settings import KafkaSettings
+    from har_stream.tools.broker import free_port
+
+    port = free_port()
+    broker = AdvertisingBroker(advertised_port=port)
+    relay = Relay(broker.port, port)
+    try:
+        kafka = _real(name, KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}",
+                                          connect_timeout_s=10.0))
+        kafka.cut, kafka.restore = relay.cut, relay.restore
+        try:
+            yield kafka
+        finally:
+            kafka.close()
+    finally:
+        relay.close()
+        broker.process.kill()  # its storage is memory: nothing to shut down cleanly (a
+        broker.stop()  # terminated broker takes 5 s to exit)

@@ -59,6 +59,9 @@ class Kafka:
         self.admin = admin
         self._producer, self._consumer, self._member = producer, consumer, member
         self.unreadable = unreadable
+        self.cut: Callable[[], None] = _cannot
+        """Cut every client off the cluster (the `severable` fixture's drivers)."""
+        self.restore: Callable[[], None] = _cannot
         """`unreadable(topic, partition, reason, key, value)`: write a record no client can
         read whole (`reason`: one of ports' BAD_HEADER, BAD_CHECKSUM, BAD_COMPRESSION), with
         the header ("ok", b"1"); its offset."""
@@ -107,6 +110,10 @@ class Kafka:
             with contextlib.suppress(Exception):  # deleted by the test itself, say
                 self.admin.delete_topics([topic])
         self.admin.close()
+
+
+def _cannot() -> None:
+    raise AssertionError("this driver's cluster cannot be cut off: use `severable`")
 
 
 def group_name() -> str:

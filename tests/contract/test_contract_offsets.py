@@ -125,3 +125,15 @@ def test_a_paused_partition_delivers_nothing_until_resumed_then_all_of_it(
     resumed = consume(consumer, 6)
     assert [(r.partition, r.offset) for r in resumed] == [(0, n) for n in range(6)]
     assert consume(consumer, 1, wait_s=0.5) == [], "nothing twice"
+
+
+def test_what_a_consumer_does_not_know_is_none(driver: Kafka) -> None:
+    topic = driver.topic(partitions=2)
+    send_all(driver.producer(), topic, _values(3))
+    p0, p1 = Partition(topic, 0), Partition(topic, 1)
+    reader = driver.consumer()  # no group: nothing committed, nothing to commit to
+    reader.assign([p0])
+    consume(reader, 3)
+    assert reader.committed(p0) is None
+    assert (reader.position(p1), reader.highwater(p1)) == (None, None), "not assigned"
+    assert (reader.position(p0), reader.highwater(p0)) == (3, 3)

@@ -8,6 +8,7 @@ client the service's output must be the offline run's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -96,6 +97,53 @@ def test_without_a_broker_a_consumer_fails_fast_too(client: str) -> None:
     with pytest.raises(BrokerUnavailable, match="while creating the consumer"):
         make_consumer(dead, "group")
     assert time.monotonic() - started < 1 + 5
+
+
+def test_kafka_python_members_polling_briefly_in_turn_settle_when_one_joins(
+        kafka_settings: KafkaSettings) -> None:
+    """kafka-python 3.0 drops a group join that finished between two polls and sends another,
+    which starts a new rebalance: members polling 50 ms in turn on one thread used to
+    rebalance for ever (`drivers/kafka_python_consumer._keep_finished_join`)."""
+    from service_support import unique
+
+    from har_stream.kafka.clients import close_quietly, make_admin, make_group_consumer
+    from har_stream.kafka.ports import CommitFailed, Partition, TopicLayout
+
+    kafka = dataclasses.replace(kafka_settings, consumer_client="kafka-python")
+    topic, group = unique("join"), unique("group")
+    admin = make_admin(kafka)
+    admin.create_topics({topic: TopicLayout(4)})
+    everything = {Partition(topic, p) for p in range(4)}
+    members = [make_group_consumer(kafka, group, session_timeout_ms=6000,
+                                   heartbeat_interval_ms=500) for _ in range(2)]
+    try:
+        members[0].subscribe([topic])
+        deadline = time.monotonic() + 20
+        while members[0].assignment() != everything and time.monotonic() < deadline:
+            members[0].poll(timeout_ms=50)
+        assert members[0].assignment() == everything
+        producer = make_producer(kafka)
+        for i in range(32):
+            producer.send(topic, key=f"k{i}".encode(), value=b"v")
+        producer.close(10)
+        members[1].subscribe([topic])
+        started = time.monotonic()
+        while time.monotonic() - started < 20:
+            for member in members:
+                polled = member.poll(timeout_ms=50)
+                if polled:  # as a member does: commit what it polled (refused: moved)
+                    with contextlib.suppress(CommitFailed):
+                        member.commit({p: rs[-1].offset + 1 for p, rs in polled.items()})
+            first, second = (m.assignment() for m in members)
+            if first and second and not first & second and first | second == everything:
+                break
+        else:
+            raise AssertionError(f"no settled assignment within 20 s: {first}, {second}")
+        print(f"\nshared after {time.monotonic() - started:.1f} s")
+    finally:
+        close_quietly(*members)
+        admin.delete_topics([topic])
+        close_quietly(admin)
 
 
 @pytest.mark.parametrize("role", ["producer_client", "consumer_client"])

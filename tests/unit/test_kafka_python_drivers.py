@@ -162,3 +162,44 @@ def test_a_topic_is_missing_only_when_the_cluster_said_so_not_while_it_is_away()
     with pytest.raises(TopicMissing):
         answered.send("gone", value=b"v")
     assert away.client.sent == [] and answered.client.sent == []  # type: ignore[attr-defined]
+
+
+def test_position_and_highwater_of_a_partition_not_assigned_are_unknown_as_with_every_driver(
+        ) -> None:
+    from kafka.errors import IllegalStateError
+
+    from har_stream.kafka.drivers.kafka_python_consumer import KafkaPythonConsumer
+    from har_stream.kafka.ports import Partition
+
+    class NotAssigned:
+        def position(self, partition: object, timeout_ms: int | None = None) -> int:
+            raise IllegalStateError("Partition is not assigned")
+
+        def highwater(self, partition: object) -> int:
+            raise IllegalStateError("Partition is not assigned")
+
+    consumer = KafkaPythonConsumer(NotAssigned(), 1.0)  # type: ignore[arg-type]
+    assert consumer.position(Partition("t", 0)) is None
+    assert consumer.highwater(Partition("t", 0)) is None
+
+
+def test_a_consumer_without_a_group_has_no_committed_offsets_and_cannot_commit() -> None:
+    from kafka.errors import IllegalStateError
+
+    from har_stream.kafka.drivers.kafka_python_consumer import KafkaPythonConsumer
+    from har_stream.kafka.ports import Partition
+
+    class NoGroup:
+        def __init__(self) -> None:
+            self.config = {"group_id": None}
+
+        def committed(self, partition: object, timeout_ms: int | None = None) -> int:
+            raise IllegalStateError("Requires group_id")
+
+        def commit(self, offsets: object, timeout_ms: int | None = None) -> None:
+            raise IllegalStateError("Requires group_id")
+
+    consumer = KafkaPythonConsumer(NoGroup(), 1.0)  # type: ignore[arg-type]
+    assert consumer.committed(Partition("t", 0)) is None
+    with pytest.raises(CommitFailed):
+        consumer.commit({Partition("t", 0): 1})

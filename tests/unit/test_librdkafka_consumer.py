@@ -15,7 +15,7 @@ import pytest
 
 import har_stream.kafka.drivers.librdkafka_consumer as module
 from har_stream.kafka.drivers.librdkafka_consumer import RdKafkaConsumer
-from har_stream.kafka.ports import CommitFailed, Damaged, Partition, Record
+from har_stream.kafka.ports import CommitFailed, Damaged, KafkaTimeout, Partition, Record
 from har_stream.kafka.settings import KafkaSettings
 
 
@@ -187,6 +187,30 @@ def test_offsets_are_plain_numbers_and_none_for_unknown(fake: FakeLibrdkafka) ->
         consumer.commit({tp: 43})
     assert refused.value.code == confluent_kafka.KafkaError.REBALANCE_IN_PROGRESS
     assert consumer.committed(tp) == 42
+
+
+def test_a_commit_not_answered_in_time_is_a_timeout_not_a_refusal(
+        fake: FakeLibrdkafka, monkeypatch: pytest.MonkeyPatch) -> None:
+    def times_out(offsets: list[Any], asynchronous: bool) -> None:
+        raise confluent_kafka.KafkaException(confluent_kafka.KafkaError(
+            confluent_kafka.KafkaError._TIMED_OUT))
+
+    monkeypatch.setattr(fake, "commit", times_out)
+    with pytest.raises(KafkaTimeout):
+        adapter().commit({Partition("in", 0): 1})
+
+
+def test_kafka_python_settings_with_a_librdkafka_counterpart_reach_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[dict[str, Any]] = []
+    monkeypatch.setattr(confluent_kafka, "Consumer",
+                        lambda config: configs.append(config) or FakeLibrdkafka())
+    RdKafkaConsumer(KafkaSettings(bootstrap_servers="127.0.0.1:1"), "group",
+                    fetch_max_wait_ms=50, max_partition_fetch_bytes=8 << 20,
+                    session_timeout_ms=6000, max_poll_records=10000)
+    (config,) = configs
+    assert (config["fetch.wait.max.ms"], config["max.partition.fetch.bytes"],
+            config["session.timeout.ms"]) == (50, 8 << 20, 6000)
 
 
 def test_committing_nothing_is_no_error(fake: FakeLibrdkafka) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CorruptRecordError, KafkaError, KafkaTimeoutError
+from kafka.errors import CorruptRecordError, IllegalStateError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from har_stream.kafka.drivers.errors import commit_failure
@@ -177,6 +177,8 @@ class KafkaPythonConsumer:
         self.client.resume(*[_tp(p) for p in partitions])
 
     def committed(self, partition: Partition) -> int | None:
+        if self.client.config["group_id"] is None:  # no group, no committed offsets
+            return None
         try:
             offset = self.client.committed(_tp(partition), timeout_ms=self.timeout_ms)
         except KafkaError as exc:
@@ -188,14 +190,17 @@ class KafkaPythonConsumer:
         known yet, for at most the connect timeout); None when still unknown."""
         try:
             offset = self.client.position(_tp(partition), timeout_ms=self.timeout_ms)
-        except KafkaTimeoutError:
+        except (KafkaTimeoutError, IllegalStateError):  # or not assigned: unknown
             return None
         except KafkaError as exc:
             raise as_failure(exc) from None
         return None if offset is None else int(offset)
 
     def highwater(self, partition: Partition) -> int | None:
-        high = self.client.highwater(_tp(partition))
+        try:
+            high = self.client.highwater(_tp(partition))
+        except IllegalStateError:  # not assigned: unknown, as with every driver
+            return None
         return None if high is None else int(high)
 
     def commit(self, offsets: Mapping[Partition, int], timeout_s: float = 30.0) -> None:

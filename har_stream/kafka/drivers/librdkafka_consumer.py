@@ -37,6 +37,7 @@ from har_stream.kafka.ports import (
     BAD_HEADER,
     CommitFailed,
     Damaged,
+    KafkaTimeout,
     Partition,
     RebalanceListener,
     Record,
@@ -61,7 +62,7 @@ class RdKafkaConsumer:
     def __init__(self, kafka: KafkaSettings, group_id: str | None, *,
                  fetch_max_wait_ms: int = 25, session_timeout_ms: int = 10000,
                  heartbeat_interval_ms: int = 3000, max_poll_interval_ms: int = 300000,
-                 **_ignored: Any) -> None:
+                 max_partition_fetch_bytes: int = 1024 * 1024, **_ignored: Any) -> None:
         self.kafka = kafka
         self.group_id = group_id
         self._connections: int | None = None
@@ -85,6 +86,7 @@ class RdKafkaConsumer:
             "check.crcs": True,
             "allow.auto.create.topics": False,
             "fetch.wait.max.ms": fetch_max_wait_ms,
+            "max.partition.fetch.bytes": max_partition_fetch_bytes,
             "session.timeout.ms": session_timeout_ms,
             "heartbeat.interval.ms": heartbeat_interval_ms,
             "max.poll.interval.ms": max_poll_interval_ms,
@@ -251,9 +253,10 @@ class RdKafkaConsumer:
                 p.topic, p.partition, offset) for p, offset in offsets.items()],
                 asynchronous=False)
         except confluent_kafka.KafkaException as exc:
-            error = exc.args[0]
-            raise commit_failure(error.code() if error.code() > 0 else None,
-                                 f"{error.name()}: {error.str()}") from None
+            found = as_failure(exc.args[0])  # librdkafka's own timeouts included
+            if isinstance(found, KafkaTimeout):
+                raise found from None
+            raise commit_failure(found.code, str(found)) from None
 
     # --- assignment --------------------------------------------------------------------------
 

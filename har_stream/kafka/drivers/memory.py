@@ -14,7 +14,8 @@ each member's next `poll` (eager: revoked all, then assigned all, positions from
 committed offsets); keyed records on murmur2(key) % partitions; compacted topics
 (`cleanup.policy=compact`: a key's older record is removed when a newer one is stored);
 topic ids, new for a recreated topic; no auto-creation anywhere. The storage is in
-`memory_log.py`, the clients in `memory_consumer.py` and `memory_producer.py`.
+`memory_log.py`, the clients in `memory_consumer.py`, `memory_producer.py` and
+`memory_admin.py`.
 
 Test controls (attributes and methods of the cluster):
 - `auto_acknowledge` (True): records are acknowledged at their producer's next `serve`,
@@ -43,7 +44,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+<<<<<<< HEAD
 from collections.abc import Callable, Iterable, Mapping
+=======
+from collections.abc import Callable, Mapping
+>>>>>>> memory
 from typing import TYPE_CHECKING
 
 from har_stream.kafka.drivers.memory_log import (
@@ -56,7 +61,6 @@ from har_stream.kafka.drivers.memory_log import (
 )
 from har_stream.kafka.ports import (
     Headers,
-    KafkaFailure,
     KafkaTimeout,
     Partition,
     Record,
@@ -68,7 +72,11 @@ if TYPE_CHECKING:
     from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
     from har_stream.kafka.drivers.memory_producer import MemoryProducer
 
+<<<<<<< HEAD
 __all__ = ["MemoryAdmin", "MemoryCluster", "partition_of"]
+=======
+__all__ = ["MemoryCluster", "partition_of"]
+>>>>>>> memory
 
 
 class MemoryCluster:
@@ -143,6 +151,13 @@ class MemoryCluster:
             for log in self.topic(topic).logs:
                 log.keep(keep)
 
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Remove each partition's records below its offset (Kafka's DeleteRecords): volume
+        tests drop what the service consumed. Offsets and the end stay."""
+        with self.lock:
+            for partition, offset in before.items():
+                self.topic(topic).logs[partition].delete_below(offset)
+
     def put(self, topic: str, partition: int, key: bytes | None = None,
             value: bytes | None = None, headers: Headers | None = None,
             timestamp_ms: int | None = None) -> int:
@@ -206,7 +221,9 @@ class MemoryCluster:
     def pending(self, topic: str | None = None) -> int:
         """Records sent (to `topic`; None: anywhere) and not yet acknowledged or failed."""
         with self.lock:
-            return sum(topic in (None, sent[1]) for p in self.producers for sent in p.outgoing)
+            if topic is None:
+                return sum(len(p.outgoing) for p in self.producers)
+            return sum(sent[1] == topic for p in self.producers for sent in p.outgoing)
 
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
@@ -256,6 +273,7 @@ class MemoryCluster:
         for group in self.groups.values():
             if any(topic in m.subscription for m in group.members):
                 group.rebalance(self.topics)
+<<<<<<< HEAD
 
 
 class MemoryAdmin:
@@ -304,3 +322,5 @@ class MemoryAdmin:
 
     def close(self) -> None:
         pass
+=======
+>>>>>>> memory
