@@ -44,11 +44,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-<<<<<<< HEAD
-from collections.abc import Callable, Iterable, Mapping
-=======
 from collections.abc import Callable, Mapping
->>>>>>> memory
 from typing import TYPE_CHECKING
 
 from har_stream.kafka.drivers.memory_log import (
@@ -69,14 +65,11 @@ from har_stream.kafka.ports import (
 )
 
 if TYPE_CHECKING:
+    from har_stream.kafka.drivers.memory_admin import MemoryAdmin
     from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
     from har_stream.kafka.drivers.memory_producer import MemoryProducer
 
-<<<<<<< HEAD
-__all__ = ["MemoryAdmin", "MemoryCluster", "partition_of"]
-=======
 __all__ = ["MemoryCluster", "partition_of"]
->>>>>>> memory
 
 
 class MemoryCluster:
@@ -119,6 +112,8 @@ class MemoryCluster:
         return producer
 
     def admin(self) -> MemoryAdmin:
+        from har_stream.kafka.drivers.memory_admin import MemoryAdmin
+
         return MemoryAdmin(self)
 
     # --- controls --------------------------------------------------------------------------
@@ -169,13 +164,6 @@ class MemoryCluster:
                 (stamp, key, value, list(headers or [])))
             self.notify()
             return offset
-
-    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
-        """Remove each partition's records below its offset (Kafka's DeleteRecords): volume
-        tests drop what the service consumed. Offsets and the end stay."""
-        with self.lock:
-            for partition, offset in before.items():
-                self.topic(topic).logs[partition].delete_below(offset)
 
     def rebalance(self, group_id: str) -> None:
         """Make the group rebalance (as a member joining and leaving at once does): each
@@ -273,54 +261,3 @@ class MemoryCluster:
         for group in self.groups.values():
             if any(topic in m.subscription for m in group.members):
                 group.rebalance(self.topics)
-<<<<<<< HEAD
-
-
-class MemoryAdmin:
-    """The admin port over a `MemoryCluster`."""
-
-    def __init__(self, cluster: MemoryCluster) -> None:
-        self.cluster = cluster
-
-    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
-        with self.cluster.lock:
-            self.cluster.check_reachable("partition counts")
-            known = self.cluster.topics
-            return {t: len(known[t].logs) for t in topics if t in known}
-
-    def create_topics(self, layouts: Mapping[str, TopicLayout]) -> set[str]:
-        cluster = self.cluster
-        with cluster.lock:
-            cluster.check_reachable("create topics")
-            created = set()
-            for name, layout in layouts.items():
-                if name in cluster.topics:
-                    continue
-                if layout.partitions < 1:
-                    raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
-                                       code=37)  # INVALID_PARTITIONS
-                cluster.topics[name] = Topic(name, layout)
-                created.add(name)
-                cluster.rebalance_subscribers(name)
-            cluster.notify()
-            return created
-
-    def delete_topics(self, topics: Iterable[str]) -> None:
-        cluster = self.cluster
-        with cluster.lock:
-            cluster.check_reachable("delete topics")
-            for name in topics:
-                cluster.topic(name)  # TopicMissing for an unknown one, as Kafka answers
-                del cluster.topics[name]
-                for group in cluster.groups.values():
-                    for gone in [p for p in group.committed if p.topic == name]:
-                        del group.committed[gone]
-                for gone_record in [k for k in cluster.damaged if k[0] == name]:
-                    del cluster.damaged[gone_record]
-                cluster.rebalance_subscribers(name)
-            cluster.notify()
-
-    def close(self) -> None:
-        pass
-=======
->>>>>>> memory

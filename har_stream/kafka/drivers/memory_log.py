@@ -79,17 +79,11 @@ class Log:
         if retain is not True:
             if retain is False:
                 self.start = self.end
-<<<<<<< HEAD
-            elif self.latest is not None:  # counted only, yet it supersedes the older one
-                self._drop_latest(entry[1], forget=True)
-            return offset
-=======
                 return offset
             if not retain(entry[1]):  # this key is counted, not kept: it still supersedes
                 if self.latest is not None and self._drop_latest(entry[1]) is not None:
                     del self.latest[entry[1]]  # type: ignore[arg-type]
                 return offset
->>>>>>> memory
         if self.latest is not None:
             key: bytes = entry[1]  # type: ignore[assignment]  # compacted: always keyed
             self._drop_latest(key)
@@ -100,18 +94,6 @@ class Log:
             self._rebuild()
         return offset
 
-<<<<<<< HEAD
-    def _drop_latest(self, key: bytes | None, forget: bool = False) -> None:
-        """Compaction: the key's older record becomes a hole (`forget`: and leaves the index)."""
-        assert self.latest is not None
-        older = self.latest.pop(key, None) if forget else self.latest.get(key)  # type: ignore[arg-type]
-        if older is not None:
-            self.entries[older] = None
-            self.holes += 1
-
-    def delete_below(self, offset: int) -> None:
-        """Kafka's DeleteRecords: the records below `offset` go, the partition starts there."""
-=======
     def _drop_latest(self, key: bytes | None) -> int | None:
         """Compaction: the key's older record becomes a hole (its index, None if none)."""
         older = self.latest.get(key) if self.latest is not None and key is not None else None
@@ -122,7 +104,6 @@ class Log:
 
     def delete_below(self, offset: int) -> None:
         """Kafka's DeleteRecords: the records below `offset` go; offsets and the end stay."""
->>>>>>> memory
         cut = bisect_left(self.offsets, offset)
         del self.offsets[:cut], self.entries[:cut]
         self.start = max(self.start, min(offset, self.end))
@@ -201,10 +182,6 @@ class Group:
 
 def entry_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
     return (len(key or b"") + len(value or b"")
-<<<<<<< HEAD
-            + sum(len(k) + len(v or b"") for k, v in headers or ())  # null: Kafka's -1
-=======
             + sum(len(k) + len(v or b"") for k, v in headers or ())  # a null value: Kafka's -1
->>>>>>> memory
             + ENTRY_OVERHEAD)
 
