@@ -83,6 +83,7 @@ def test_a_poll_hands_at_most_max_records_grouped_by_partition(driver: Kafka) ->
         polled = consumer.poll(timeout_ms=200, max_records=3)
         assert sum(map(len, polled.values())) <= 3
         for partition, records in polled.items():
+            assert type(partition) is Partition, "keyed by our Partition, not a library's"
             assert all(r.partition == partition.partition for r in records)
             seen[partition.partition].extend(r.offset for r in records)
     assert seen == {0: list(range(10)), 1: list(range(10))}
@@ -137,3 +138,13 @@ def test_what_a_consumer_does_not_know_is_none(driver: Kafka) -> None:
     assert reader.committed(p0) is None
     assert (reader.position(p1), reader.highwater(p1)) == (None, None), "not assigned"
     assert (reader.position(p0), reader.highwater(p0)) == (3, 3)
+
+
+def test_a_seek_before_the_first_fetch_is_where_reading_starts(driver: Kafka) -> None:
+    topic = driver.topic()
+    send_all(driver.producer(), topic, _values(8))
+    p = Partition(topic, 0)
+    consumer = driver.consumer()
+    consumer.assign([p])
+    consumer.seek(p, 5)
+    assert [r.offset for r in consume(consumer, 3)] == [5, 6, 7]
