@@ -8,6 +8,9 @@ delivers everything it held back, once.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from contract_support import Kafka, consume, group_name, poll_until, send_all
 
 from har_stream.kafka.ports import Partition
@@ -148,3 +151,22 @@ def test_a_seek_before_the_first_fetch_is_where_reading_starts(driver: Kafka) ->
     consumer.assign([p])
     consumer.seek(p, 5)
     assert [r.offset for r in consume(consumer, 3)] == [5, 6, 7]
+
+
+def test_a_poll_returns_as_soon_as_a_record_arrives(driver: Kafka) -> None:
+    topic = driver.topic()
+    p = Partition(topic, 0)
+    consumer = driver.consumer()
+    consumer.assign([p])
+    assert consume(consumer, 1, wait_s=0.5) == []  # connected, position known: nothing yet
+    producer = driver.producer()
+    sender = threading.Timer(0.3, lambda: send_all(producer, topic, [b"now"]))
+    sender.start()
+    started = time.monotonic()
+    polled = consumer.poll(timeout_ms=30_000)
+    waited_s = time.monotonic() - started
+    sender.join()
+    got = [r.value for records in polled.values() for r in records]
+    got += [r.value for r in consume(consumer, 1 - len(got))]  # a first poll may be empty
+    assert got == [b"now"]
+    assert waited_s < 15, "the poll ended when the record came, not at its timeout"
