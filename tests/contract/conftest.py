@@ -23,6 +23,13 @@ from har_stream.kafka.ports import BAD_CHECKSUM, BAD_COMPRESSION, BAD_HEADER
 DRIVERS = ("memory", "kafka-python", "librdkafka")
 DRIVER_MODULES = {"kafka-python": "har_stream.kafka.drivers.kafka_python_consumer",
                   "librdkafka": "har_stream.kafka.drivers.librdkafka_consumer"}
+DISAGREEMENTS = {
+    ("test_a_record_of_neither_key_nor_value_is_stored_or_refused_at_once", "kafka-python"):
+        "kafka-python's send raises ValueError ('Need at least one: key or value'), not "
+        "RecordRefused",
+}
+"""Where a driver disagrees with the ports today: expected to fail (strict: once the driver
+is fixed the test passes, and the entry must go)."""
 GROUP_CONFIG = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
 """Group timing of the real members: a member that leaves is replaced quickly."""
 
@@ -82,6 +89,9 @@ def _skip_missing(name: str) -> None:
 @pytest.fixture(params=DRIVERS)
 def driver(request: pytest.FixtureRequest) -> Iterator[Kafka]:
     name = request.param
+    reason = DISAGREEMENTS.get((request.function.__name__, name))
+    if reason is not None:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
     if name == "memory":
         kafka = _memory()
     else:

@@ -34,15 +34,20 @@ class Listener:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, frozenset[Partition]]] = []
+        self.types: set[type] = set()  # of the partitions it was given: ours, not a library's
+
+    def _heard(self, kind: str, partitions: list[Partition]) -> None:
+        self.types.update(type(p) for p in partitions)
+        self.events.append((kind, frozenset(partitions)))
 
     def on_partitions_revoked(self, partitions: list[Partition]) -> None:
-        self.events.append(("revoked", frozenset(partitions)))
+        self._heard("revoked", partitions)
 
     def on_partitions_assigned(self, partitions: list[Partition]) -> None:
-        self.events.append(("assigned", frozenset(partitions)))
+        self._heard("assigned", partitions)
 
     def on_partitions_lost(self, partitions: list[Partition]) -> None:
-        self.events.append(("lost", frozenset(partitions)))
+        self._heard("lost", partitions)
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.events]

@@ -92,6 +92,7 @@ def test_partitions_pass_between_members_and_every_record_is_done_once(driver: K
     assert "revoked" in kinds[1:-1] and kinds[-1] == "assigned", first.listener.events
     assert first.listener.events[-1][1] == first.assigned
     assert second.listener.events[-1] == ("assigned", frozenset(second.assigned))
+    assert first.listener.types | second.listener.types == {Partition}
 
     send(24)
     until(lambda: len(first.done) + len(second.done) >= 32, members)

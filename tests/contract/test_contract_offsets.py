@@ -8,6 +8,9 @@ delivers everything it held back, once.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from contract_support import Kafka, consume, group_name, poll_until, send_all
 
 from har_stream.kafka.ports import Partition
@@ -83,6 +86,7 @@ def test_a_poll_hands_at_most_max_records_grouped_by_partition(driver: Kafka) ->
         polled = consumer.poll(timeout_ms=200, max_records=3)
         assert sum(map(len, polled.values())) <= 3
         for partition, records in polled.items():
+            assert type(partition) is Partition, "keyed by our Partition, not a library's"
             assert all(r.partition == partition.partition for r in records)
             seen[partition.partition].extend(r.offset for r in records)
     assert seen == {0: list(range(10)), 1: list(range(10))}
@@ -137,3 +141,32 @@ def test_what_a_consumer_does_not_know_is_none(driver: Kafka) -> None:
     assert reader.committed(p0) is None
     assert (reader.position(p1), reader.highwater(p1)) == (None, None), "not assigned"
     assert (reader.position(p0), reader.highwater(p0)) == (3, 3)
+
+
+def test_a_seek_before_the_first_fetch_is_where_reading_starts(driver: Kafka) -> None:
+    topic = driver.topic()
+    send_all(driver.producer(), topic, _values(8))
+    p = Partition(topic, 0)
+    consumer = driver.consumer()
+    consumer.assign([p])
+    consumer.seek(p, 5)
+    assert [r.offset for r in consume(consumer, 3)] == [5, 6, 7]
+
+
+def test_a_poll_returns_as_soon_as_a_record_arrives(driver: Kafka) -> None:
+    topic = driver.topic()
+    p = Partition(topic, 0)
+    consumer = driver.consumer()
+    consumer.assign([p])
+    assert consume(consumer, 1, wait_s=0.5) == []  # connected, position known: nothing yet
+    producer = driver.producer()
+    sender = threading.Timer(0.3, lambda: send_all(producer, topic, [b"now"]))
+    sender.start()
+    started = time.monotonic()
+    polled = consumer.poll(timeout_ms=30_000)
+    waited_s = time.monotonic() - started
+    sender.join()
+    got = [r.value for records in polled.values() for r in records]
+    got += [r.value for r in consume(consumer, 1 - len(got))]  # a first poll may be empty
+    assert got == [b"now"]
+    assert waited_s < 15, "the poll ended when the record came, not at its timeout"

@@ -125,3 +125,17 @@ def test_a_record_that_cannot_be_read_whole_comes_as_damaged_in_its_place(
     assert [(d.reason, d.readable) for d in (checksum, compression)] == [
         (BAD_CHECKSUM, False), (BAD_COMPRESSION, False)]
     assert consumer.position(Partition(topic, 0)) == 5, "past them"
+
+
+def test_a_record_of_neither_key_nor_value_is_stored_or_refused_at_once(driver: Kafka) -> None:
+    topic = driver.topic()
+    producer = driver.producer()
+    try:
+        delivery = producer.send(topic, key=None, value=None, partition=0)
+    except RecordRefused:  # a client that never sends one says so, in the port's terms
+        return
+    producer.flush(WAIT_S)
+    assert delivery.get(WAIT_S).offset == 0
+    consumer = driver.consumer()
+    consumer.assign([Partition(topic, 0)])
+    assert [(r.key, r.value) for r in consume(consumer, 1)] == [(None, None)]
