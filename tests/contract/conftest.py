@@ -23,11 +23,7 @@ from har_stream.kafka.ports import BAD_CHECKSUM, BAD_COMPRESSION, BAD_HEADER
 DRIVERS = ("memory", "kafka-python", "librdkafka")
 DRIVER_MODULES = {"kafka-python": "har_stream.kafka.drivers.kafka_python_consumer",
                   "librdkafka": "har_stream.kafka.drivers.librdkafka_consumer"}
-DISAGREEMENTS = {
-    ("test_a_record_of_neither_key_nor_value_is_stored_or_refused_at_once", "kafka-python"):
-        "kafka-python's send raises ValueError ('Need at least one: key or value'), not "
-        "RecordRefused",
-}
+DISAGREEMENTS: dict[tuple[str, str], str] = {}
 """Where a driver disagrees with the ports today: expected to fail (strict: once the driver
 is fixed the test passes, and the entry must go)."""
 GROUP_CONFIG = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}

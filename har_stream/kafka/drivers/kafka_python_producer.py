@@ -24,6 +24,7 @@ from har_stream.kafka.ports import (
     Headers,
     KafkaFailure,
     KafkaTimeout,
+    RecordRefused,
     TopicMissing,
 )
 
@@ -89,6 +90,8 @@ class KafkaPythonProducer:
         if self.client._metadata.partitions_for_topic(topic) is None and not self.partitions_for(
                 topic):  # kafka-python's send would wait for it for 60 s (`max_block_ms`)
             raise TopicMissing(f"topic {topic} does not exist", UNKNOWN_TOPIC)
+        if key is None and value is None:  # Kafka stores one; kafka-python refuses to send it
+            raise RecordRefused("kafka-python sends no record with neither key nor value")
         try:
             future = self.client.send(topic, value=value, key=key, headers=headers,
                                       partition=partition)
