@@ -50,18 +50,18 @@ class _Warnings(logging.Handler):
 
 
 class _Probe:
-    """Records, by wrapping `app.Service`, when checkpoints start and commit and what each
+    """Records, by wrapping `Service`, when checkpoints start and commit and what each
     step had consumed by then."""
 
     def __init__(self) -> None:
-        from har_stream.service import runner as app
+        from har_stream.service.loop import Service
 
         self.service: Any = None
         self.begins: list[float] = []
         self.commits: list[tuple[float, dict[int, int]]] = []
         self.steps: list[tuple[float, dict[int, int]]] = []
-        init, begin, commit, step = (app.Service.__init__, app.Service._begin_checkpoint,
-                                     app.Service._commit, app.Service.step)
+        init, begin, commit, step = (Service.__init__, Service._begin_checkpoint,
+                                     Service._commit, Service.step)
         probe = self
 
         def wrapped_init(service: Any, *args: Any, **kwargs: Any) -> None:
@@ -69,9 +69,9 @@ class _Probe:
             probe.service = service
 
         def wrapped_begin(service: Any) -> None:
-            had = service._checkpoint
+            had = service.checkpoints.current
             begin(service)
-            if had is None and service._checkpoint is not None:
+            if had is None and service.checkpoints.current is not None:
                 probe.begins.append(time.monotonic())
 
         def wrapped_commit(service: Any, offsets: dict[int, int]) -> None:
@@ -84,10 +84,10 @@ class _Probe:
             probe.steps.append((time.monotonic(), dict(service.ownership.processed)))
             return out
 
-        app.Service.__init__ = wrapped_init  # type: ignore[assignment]
-        app.Service._begin_checkpoint = wrapped_begin  # type: ignore[assignment]
-        app.Service._commit = wrapped_commit  # type: ignore[assignment]
-        app.Service.step = wrapped_step  # type: ignore[assignment]
+        Service.__init__ = wrapped_init  # type: ignore[assignment]
+        Service._begin_checkpoint = wrapped_begin  # type: ignore[assignment]
+        Service._commit = wrapped_commit  # type: ignore[assignment]
+        Service.step = wrapped_step  # type: ignore[assignment]
 
 
 
@@ -125,11 +125,11 @@ def _bookkeeping_bytes(service: Any) -> int:
     ownership tables, the rate guard's buckets (sys.getsizeof, one level deep)."""
     tables: list[Any] = [service.registry._slots, service.ownership.device_partition,
                          service.ownership.snapshot_at, service.ownership.device_guard,
-                         service.rate_guard._buckets]
+                         service.intake.rate_guard._buckets]
     total = sum(sys.getsizeof(d) for d in service.registry._slots)
     for held in tables:
         total += sys.getsizeof(held) + sum(sys.getsizeof(v) for v in held.values())
-    total += sum(sys.getsizeof(x) for b in service.rate_guard._buckets.values() for x in b)
+    total += sum(sys.getsizeof(x) for b in service.intake.rate_guard._buckets.values() for x in b)
     return total
 
 

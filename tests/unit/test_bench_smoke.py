@@ -204,3 +204,28 @@ def test_flood_replay_is_the_longest_wait_of_a_consumed_message_for_its_commit()
     # offsets 0..8 consumed at 1.0 committed at 2.5; partition 1 at 3.0 -> 8.0; 9..11 at 9 -> 10
     assert worst_replay_s(steps, commits, since=0.0) == 5.0
     assert worst_replay_s(steps, commits, since=8.5) == 1.0
+
+
+def test_flood_probe_and_bookkeeping_follow_the_real_service(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flood bench reaches into `Service` (checkpoints, ownership, the rate guard): a
+    renamed attribute must fail here, not at the end of a ten-minute benchmark."""
+    from reliability_support import Harness, sensor_messages
+    from service_support import synthetic_samples
+
+    from har_stream.bench.flood_bench import _bookkeeping_bytes, _Probe
+    from har_stream.service.loop import Service
+    from har_stream.service.settings import Settings, TopicSettings
+
+    for name in ("__init__", "_begin_checkpoint", "_commit", "step"):
+        monkeypatch.setattr(Service, name, getattr(Service, name))  # undone after the test
+    probe = _Probe()
+    topics = TopicSettings(sensor_topic="in", dlq_topic="dlq", activity_topic="out",
+                           counts_topic="counts", changelog_topic="log")
+    harness = Harness(Settings(topics=topics, commit_interval_s=0, metrics_address=""))
+    assert probe.service is harness.service
+    harness.feed(sensor_messages("dev", synthetic_samples(256, seed=1)))
+    harness.drain()
+    assert probe.steps and probe.begins and probe.commits, "steps, checkpoints and commits seen"
+    assert probe.commits[-1][1] == {0: 6}, "the offsets after the six messages of partition 0"
+    assert _bookkeeping_bytes(harness.service) > 0
