@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from service_support import create_topics, unique  # tests/ is on sys.path (conftest's dir)
+from service_support import create_topics, topic_settings, unique  # tests/ is on sys.path
 
-from har_stream.service.settings import KafkaSettings, Settings, TopicSettings
+from har_stream.service.settings import KafkaSettings, Settings
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +37,6 @@ def broker() -> Iterator[object]:
 def kafka_settings(broker: object) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=broker.bootstrap_servers,  # type: ignore[attr-defined]
                          connect_timeout_s=10.0)
-
-
-def topic_settings(partitions: int = 2) -> TopicSettings:
-    """Topic names no other test uses."""
-    tag = unique("t")
-    return TopicSettings(sensor_topic=f"sensor.{tag}", dlq_topic=f"dlq.{tag}",
-                         activity_topic=f"activity.{tag}", counts_topic=f"counts.{tag}",
-                         changelog_topic=f"changelog.{tag}", changes_topic=f"changes.{tag}",
-                         devices_topic=f"devices.{tag}", daily_topic=f"daily.{tag}",
-                         partitions=partitions)
 
 
 @pytest.fixture

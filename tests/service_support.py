@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from har_stream.core.records import ACTIVITIES, SAMPLE_PERIOD_MS, SensorBatch
+from har_stream.kafka.settings import TopicSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -55,6 +56,16 @@ def fake_model() -> FakeModel:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def topic_settings(partitions: int = 2) -> TopicSettings:
+    """Topic names no other test uses."""
+    tag = unique("t")
+    return TopicSettings(sensor_topic=f"sensor.{tag}", dlq_topic=f"dlq.{tag}",
+                         activity_topic=f"activity.{tag}", counts_topic=f"counts.{tag}",
+                         changelog_topic=f"changelog.{tag}", changes_topic=f"changes.{tag}",
+                         devices_topic=f"devices.{tag}", daily_topic=f"daily.{tag}",
+                         partitions=partitions)
 
 
 def synthetic_samples(n: int, seed: int) -> np.ndarray:

@@ -23,7 +23,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import topic_settings
 from network_support import AdvertisingBroker, Relay
 from service_support import (
     FakeModel,
@@ -40,6 +39,7 @@ from service_support import (
     service_args,
     start_service,
     synthetic_samples,
+    topic_settings,
     unique,
     wait_for,
     window_ids,

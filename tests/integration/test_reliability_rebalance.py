@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import topic_settings
 from service_support import (
     FakeModel,
     Service,
@@ -33,6 +32,7 @@ from service_support import (
     service_args,
     start_service,
     synthetic_samples,
+    topic_settings,
     wait_for,
     window_ids,
 )

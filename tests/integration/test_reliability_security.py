@@ -19,7 +19,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import topic_settings
 from network_support import AdvertisingBroker, TlsFrontDoor, make_certificates
 from service_support import (
     REPO,
@@ -34,6 +33,7 @@ from service_support import (
     offline_results,
     send_batches,
     synthetic_samples,
+    topic_settings,
     unique,
     window_ids,
 )

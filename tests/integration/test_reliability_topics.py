@@ -14,7 +14,6 @@ import dataclasses
 import time
 
 import pytest
-from conftest import topic_settings
 from service_support import (
     FakeModel,
     InProcessService,
@@ -23,6 +22,7 @@ from service_support import (
     create_topics,
     send_batches,
     synthetic_samples,
+    topic_settings,
     unique,
     wait_for,
 )

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import topic_settings
-from service_support import TopicReader
+from service_support import TopicReader, topic_settings
 
 from har_stream.core import codec
 from har_stream.serving import DEFAULT_MODEL_DIR, TFLITE_FILE

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import topic_settings
 from service_support import (
     FakeModel,
     Service,
@@ -32,6 +31,7 @@ from service_support import (
     service_args,
     start_service,
     synthetic_samples,
+    topic_settings,
     wait_for,
     window_ids,
 )
