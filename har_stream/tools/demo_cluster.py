@@ -22,17 +22,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from har_stream.core.options import flag_name
 from har_stream.kafka.settings import TOPIC_FIELDS
 from har_stream.service.settings import metrics_host_port
 from har_stream.tools.broker import die_with_parent
 from har_stream.tools.demo_score import Scoreboard, window_truth
+from har_stream.tools.demo_settings import DemoSettings
 from har_stream.tools.demo_view import watch
-
-if TYPE_CHECKING:
-    from har_stream.tools.demo import DemoSettings
 
 
 def port_is_free(address: str) -> bool:
