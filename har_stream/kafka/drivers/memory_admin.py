@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from har_stream.kafka.drivers.memory_log import Topic
+from har_stream.kafka.drivers.memory_state import ClusterState
 from har_stream.kafka.ports import KafkaFailure, TopicLayout
-
-if TYPE_CHECKING:
-    from har_stream.kafka.drivers.memory import MemoryCluster
 
 
 class MemoryAdmin:
-    """The admin port over a `MemoryCluster`."""
+    """The admin port over a `ClusterState`."""
 
-    def __init__(self, cluster: MemoryCluster) -> None:
+    def __init__(self, cluster: ClusterState) -> None:
         self.cluster = cluster
 
     def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:

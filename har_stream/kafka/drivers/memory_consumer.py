@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from har_stream.kafka.drivers.memory_log import Log
+from har_stream.kafka.drivers.memory_state import ClusterState
 from har_stream.kafka.ports import (
     BAD_HEADER,
     CommitFailed,
@@ -23,16 +23,13 @@ from har_stream.kafka.ports import (
     Record,
 )
 
-if TYPE_CHECKING:
-    from har_stream.kafka.drivers.memory import MemoryCluster
-
 REBALANCE_IN_PROGRESS = 27  # Kafka's error code for a commit the group no longer takes
 
 
 class MemoryConsumer:
-    """The consumer port over a `MemoryCluster` (a group member, or a reader by `assign`)."""
+    """The consumer port over a `ClusterState` (a group member, or a reader by `assign`)."""
 
-    def __init__(self, cluster: MemoryCluster, group_id: str | None,
+    def __init__(self, cluster: ClusterState, group_id: str | None,
                  auto_offset_reset: str = "earliest") -> None:
         self.cluster = cluster
         self.group_id = group_id

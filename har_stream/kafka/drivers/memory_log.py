@@ -12,12 +12,9 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from har_stream.kafka.ports import Headers, KafkaFailure, Partition, TopicLayout
-
-if TYPE_CHECKING:
-    from har_stream.kafka.drivers.memory_consumer import MemoryConsumer
 
 Entry = tuple[int, bytes | None, bytes | None, Headers]  # timestamp, key, value, headers
 Refusal = Callable[[str, bytes | None, bytes | None, Headers, int], KafkaFailure | None]
@@ -153,11 +150,21 @@ class Topic:
         self.logs = [Log(self.compact) for _ in range(layout.partitions)]
 
 
+class Member(Protocol):
+    """A group member as its group sees it (`memory_consumer.MemoryConsumer`)."""
+
+    group_id: str | None
+    subscription: frozenset[str]
+    expelled: bool
+
+    def reassign(self, share: set[Partition]) -> None: ...
+
+
 class Group:
     """A consumer group: its members in join order, and its committed offsets."""
 
     def __init__(self) -> None:
-        self.members: list[MemoryConsumer] = []
+        self.members: list[Member] = []
         self.committed: dict[Partition, int] = {}
 
     def rebalance(self, topics: Mapping[str, Topic]) -> None:

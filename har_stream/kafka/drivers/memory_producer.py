@@ -12,9 +12,9 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from har_stream.kafka.drivers.memory_log import ENTRY_OVERHEAD, entry_size, partition_of
+from har_stream.kafka.drivers.memory_state import ClusterState
 from har_stream.kafka.ports import (
     Acknowledged,
     Headers,
@@ -23,9 +23,6 @@ from har_stream.kafka.ports import (
     RecordRefused,
     TopicMissing,
 )
-
-if TYPE_CHECKING:
-    from har_stream.kafka.drivers.memory import MemoryCluster
 
 MESSAGE_TOO_LARGE = 10  # Kafka's error codes
 INVALID_RECORD = 87
@@ -66,9 +63,9 @@ Outgoing = tuple[int, str, int | None, bytes | None, bytes | None, Headers, int,
 
 
 class MemoryProducer:
-    """The producer port over a `MemoryCluster`."""
+    """The producer port over a `ClusterState`."""
 
-    def __init__(self, cluster: MemoryCluster) -> None:
+    def __init__(self, cluster: ClusterState) -> None:
         self.cluster = cluster
         self.outgoing: deque[Outgoing] = deque()  # sent, not yet acknowledged, oldest first
         self.settled: list[MemoryDelivery] = []  # outcome known, callbacks not yet run
