@@ -120,17 +120,20 @@ class RdKafkaConsumer:
             self._seek(Partition(*partition), _BEGINNING)
 
     def _seek(self, partition: Partition, offset: int) -> None:
-        """librdkafka seeks only a partition it is fetching: one just assigned is assigned
-        again at the offset instead (measured: `_STATE` right after `assign`)."""
+        """A group member seeks; a reader of assigned partitions has the partition assigned
+        again at the offset instead: librdkafka seeks only a partition whose fetcher runs, and
+        a seek right after `assign` races it (measured: `_STATE`, and under load `_OUTDATED`,
+        which stopped a member restoring its changelog)."""
         self._skipped_up_to.pop(partition, None)
         target = confluent_kafka.TopicPartition(partition.topic, partition.partition, offset)
         try:
-            self._consumer.seek(target)
+            if self._subscribed:
+                self._consumer.seek(target)
+            else:
+                self._consumer.incremental_unassign([_rd(partition)])
+                self._consumer.incremental_assign([target])
         except confluent_kafka.KafkaException as exc:
-            if self._subscribed or exc.args[0].code() != confluent_kafka.KafkaError._STATE:
-                raise as_failure(exc.args[0]) from None
-            self._consumer.incremental_unassign([_rd(partition)])
-            self._consumer.incremental_assign([target])
+            raise as_failure(exc.args[0]) from None
         self._sought[partition] = offset
 
     def poll(self, timeout_ms: int = 0, max_records: int = 500
