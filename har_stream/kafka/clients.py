@@ -21,8 +21,7 @@ from har_stream.kafka.ports import Admin, Consumer, KafkaFailure, Producer, Topi
 from har_stream.kafka.settings import KafkaSettings, TopicSettings
 
 __all__ = ["BrokerUnavailable", "TopicError", "close_quietly", "ensure_topics", "make_admin",
-           "make_consumer", "make_group_consumer", "make_producer", "partition_counts",
-           "prepare_service_topics"]
+           "make_consumer", "make_producer", "prepare_service_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -114,18 +113,8 @@ def make_consumer(kafka: KafkaSettings, group_id: str | None = None, **config: A
     return KafkaPythonConsumer(client, kafka.connect_timeout_s)
 
 
-def make_group_consumer(kafka: KafkaSettings, group_id: str, **config: Any) -> Consumer:
-    """The service's group member: `make_consumer`'s, with a group."""
-    return make_consumer(kafka, group_id, **config)
-
-
 # ---------------------------------------------------------------------------------------------
 # topics
-
-
-def partition_counts(admin: Admin, names: list[str]) -> dict[str, int]:
-    """Partition count of each topic that exists (absent topics are left out)."""
-    return admin.partition_counts(names)
 
 
 def ensure_topics(admin: Admin, specs: Mapping[str, TopicLayout],
@@ -134,7 +123,7 @@ def ensure_topics(admin: Admin, specs: Mapping[str, TopicLayout],
 
     A topic that another process creates at the same moment counts as existing.
     """
-    existing = partition_counts(admin, list(specs))
+    existing = admin.partition_counts(specs)
     missing = {name: spec for name, spec in specs.items() if name not in existing}
     if missing:
         try:
@@ -143,7 +132,7 @@ def ensure_topics(admin: Admin, specs: Mapping[str, TopicLayout],
             raise TopicError(str(exc)) from None
     deadline = time.monotonic() + timeout_s
     while True:
-        counts = partition_counts(admin, list(specs))
+        counts = admin.partition_counts(specs)
         if len(counts) == len(specs):
             return counts
         if time.monotonic() > deadline:
@@ -163,7 +152,7 @@ def prepare_service_topics(admin: Admin, topics: TopicSettings) -> int:
     """
     names = topics.names()
     if not topics.create_topics:
-        counts = partition_counts(admin, names)
+        counts = admin.partition_counts(names)
         absent = [n for n in names if n not in counts]
         if absent:
             raise TopicError(f"topics {absent} do not exist; create them or pass "

@@ -28,10 +28,15 @@ class BrokerUnavailable(RuntimeError):
     """No broker answered within the connect timeout (the message says what to check)."""
 
 
+def _servers(kafka: KafkaSettings) -> list[str]:
+    """The bootstrap addresses, blanks around and between commas dropped."""
+    return [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()]
+
+
 def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     """kafka-python keyword arguments shared by every client: address, TLS, SASL, timeouts."""
     config: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()],
+        "bootstrap_servers": _servers(kafka),
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
         "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
@@ -53,8 +58,7 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
 def rdkafka_config(kafka: KafkaSettings) -> dict[str, Any]:
     """librdkafka properties for the connection settings (address, TLS, SASL)."""
     config: dict[str, Any] = {
-        "bootstrap.servers": ",".join(s.strip() for s in kafka.bootstrap_servers.split(",")
-                                      if s.strip()),
+        "bootstrap.servers": ",".join(_servers(kafka)),
         "client.id": kafka.client_id,
         "security.protocol": kafka.security_protocol.lower(),
         "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,

@@ -59,7 +59,6 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         close_quietly,
         make_admin,
         make_consumer,
-        make_group_consumer,
         make_producer,
         prepare_service_topics,
     )
@@ -99,7 +98,7 @@ def run(settings: Settings, stop: threading.Event, model: Any = None) -> None:
         reader_consumer = make_consumer(settings.kafka, None, fetch_max_wait_ms=50,
                                         max_poll_records=10000,
                                         max_partition_fetch_bytes=8 * 1024 * 1024)
-        consumer = make_group_consumer(
+        consumer = make_consumer(
             settings.kafka, settings.group_id, max_poll_records=settings.max_poll_records,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,

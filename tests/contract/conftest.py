@@ -68,7 +68,7 @@ def _real(name: str, kafka_settings: Any) -> Kafka:
     return Kafka(name, clients.make_admin(settings),
                  lambda: clients.make_producer(settings, linger_ms=1),
                  lambda group: clients.make_consumer(settings, group_id=group),
-                 lambda group: clients.make_group_consumer(settings, group, **GROUP_CONFIG),
+                 lambda group: clients.make_consumer(settings, group, **GROUP_CONFIG),
                  unreadable)
 
 

@@ -106,7 +106,7 @@ def test_kafka_python_members_polling_briefly_in_turn_settle_when_one_joins(
     rebalance for ever (`drivers/kafka_python_consumer._keep_finished_join`)."""
     from service_support import unique
 
-    from har_stream.kafka.clients import close_quietly, make_admin, make_group_consumer
+    from har_stream.kafka.clients import close_quietly, make_admin, make_consumer
     from har_stream.kafka.ports import CommitFailed, Partition, TopicLayout
 
     kafka = dataclasses.replace(kafka_settings, consumer_client="kafka-python")
@@ -114,7 +114,7 @@ def test_kafka_python_members_polling_briefly_in_turn_settle_when_one_joins(
     admin = make_admin(kafka)
     admin.create_topics({topic: TopicLayout(4)})
     everything = {Partition(topic, p) for p in range(4)}
-    members = [make_group_consumer(kafka, group, session_timeout_ms=6000,
+    members = [make_consumer(kafka, group, session_timeout_ms=6000,
                                    heartbeat_interval_ms=500) for _ in range(2)]
     try:
         members[0].subscribe([topic])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 import orjson
 import pytest
@@ -48,6 +49,18 @@ pytestmark = pytest.mark.integration
 T0_MS = 1_700_000_000_000
 MAX_REQUEST = 1024 * 1024  # kafka-python's default max_request_size
 NEAR_LIMIT = MAX_REQUEST - 202  # fits a produce request alone, not with dead-letter headers
+
+
+def letters_by_source(records: list) -> dict[tuple[int, int], Any]:
+    """Dead letters by the (partition, offset) of the message each replaces: one each."""
+    letters: dict[tuple[int, int], Any] = {}
+    for letter in records:
+        headers = dict(letter.headers)
+        where = (int(headers[codec.HEADER_SOURCE_PARTITION]),
+                 int(headers[codec.HEADER_SOURCE_OFFSET]))
+        assert where not in letters, "one dead letter per message"
+        letters[where] = letter
+    return letters
 
 
 def test_hostile_input_through_the_broker(service_settings: Settings) -> None:
@@ -97,14 +110,10 @@ def test_hostile_input_through_the_broker(service_settings: Settings) -> None:
                      service.check)
         service.check()
     check_results(results.poll(), expected)
-    letters = {}
-    for letter in dead.poll():
-        headers = dict(letter.headers)
-        where = (int(headers[codec.HEADER_SOURCE_PARTITION]),
-                 int(headers[codec.HEADER_SOURCE_OFFSET]))
-        assert where not in letters, "one dead letter per message"
-        letters[where] = letter
-        assert headers[codec.HEADER_REASON].decode() in set(codec.REASONS) | set(APP_REASONS)
+    letters = letters_by_source(dead.poll())
+    for letter in letters.values():
+        reason = dict(letter.headers)[codec.HEADER_REASON].decode()
+        assert reason in set(codec.REASONS) | set(APP_REASONS)
     assert {placed[i] for i in refused} == set(letters)
     for i in refused:
         letter = letters[placed[i]]
@@ -196,12 +205,7 @@ def test_records_the_client_cannot_read_never_stop_the_stream(
                      >= len(skipped), 30, "skipped records counted")
             service.check()
         check_results(results.poll(), expected)
-        letters = {}
-        for letter in dead.poll():
-            headers = dict(letter.headers)
-            where = (int(headers[codec.HEADER_SOURCE_PARTITION]),
-                     int(headers[codec.HEADER_SOURCE_OFFSET]))
-            letters[where] = letter
+        letters = letters_by_source(dead.poll())
         assert set(letters) == set(dead_letters)
         for where, (reason, original) in dead_letters.items():
             headers = letters[where].headers

@@ -27,7 +27,7 @@ from service_support import (
     wait_for,
 )
 
-from har_stream.kafka.clients import close_quietly, make_admin, partition_counts
+from har_stream.kafka.clients import close_quietly, make_admin
 from har_stream.service.settings import KafkaSettings, Settings
 from har_stream.tools.broker import EmbeddedBroker
 
@@ -49,9 +49,9 @@ def _layout(settings: Settings) -> dict[str, int]:
     topics = settings.topics
     admin = make_admin(settings.kafka)
     try:
-        return partition_counts(admin, [topics.sensor_topic, topics.dlq_topic,
-                                        topics.activity_topic, topics.counts_topic,
-                                        topics.changelog_topic])
+        return admin.partition_counts([topics.sensor_topic, topics.dlq_topic,
+                                       topics.activity_topic, topics.counts_topic,
+                                       topics.changelog_topic])
     finally:
         close_quietly(admin)
 

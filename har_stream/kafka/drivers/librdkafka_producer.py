@@ -25,7 +25,7 @@ from typing import Any
 import confluent_kafka
 
 from har_stream.kafka.connect import client_error_logger, client_log, rdkafka_config
-from har_stream.kafka.drivers.errors import failure
+from har_stream.kafka.drivers.errors import UNKNOWN_TOPIC, failure
 from har_stream.kafka.ports import Acknowledged, Headers, KafkaFailure, KafkaTimeout
 from har_stream.kafka.settings import KafkaSettings
 
@@ -48,7 +48,7 @@ def as_failure(error: confluent_kafka.KafkaError) -> KafkaFailure:
     if code in _TIMEOUTS:
         return KafkaTimeout(f"{error.name()}: {error.str()}")
     if code in _MISSING:
-        return failure(3, f"{error.name()}: {error.str()}")
+        return failure(UNKNOWN_TOPIC, f"{error.name()}: {error.str()}")
     return KafkaFailure(f"{error.name()}: {error.str()}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from har_stream.kafka.drivers.errors import INVALID_PARTITIONS
 from har_stream.kafka.drivers.memory_log import Topic
 from har_stream.kafka.drivers.memory_state import ClusterState
 from har_stream.kafka.ports import KafkaFailure, TopicLayout
@@ -31,7 +32,7 @@ class MemoryAdmin:
                     continue
                 if layout.partitions < 1:
                     raise KafkaFailure(f"topic {name!r}: {layout.partitions} partitions",
-                                       code=37)  # INVALID_PARTITIONS
+                                       code=INVALID_PARTITIONS)
                 cluster.topics[name] = Topic(name, layout)
                 created.add(name)
                 cluster.rebalance_subscribers(name)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from har_stream.kafka.drivers.errors import INVALID_RECORD, MESSAGE_TOO_LARGE, UNKNOWN_TOPIC
 from har_stream.kafka.drivers.memory_log import ENTRY_OVERHEAD, entry_size, partition_of
 from har_stream.kafka.drivers.memory_state import ClusterState
 from har_stream.kafka.ports import (
@@ -24,9 +25,6 @@ from har_stream.kafka.ports import (
     TopicMissing,
 )
 
-MESSAGE_TOO_LARGE = 10  # Kafka's error codes
-INVALID_RECORD = 87
-UNKNOWN_TOPIC = 3
 Outcome = Acknowledged | KafkaFailure
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from har_stream.kafka.drivers.errors import UNKNOWN_TOPIC
 from har_stream.kafka.drivers.memory_log import (
     MAX_RECORD_BYTES,
     Group,
@@ -150,7 +151,7 @@ class ClusterState:
     def topic(self, name: str) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
-            raise TopicMissing(f"no topic {name!r}", code=3)
+            raise TopicMissing(f"no topic {name!r}", code=UNKNOWN_TOPIC)
         return topic
 
     def records(self, topic: str) -> list[Record]:
